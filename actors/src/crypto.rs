@@ -1,0 +1,212 @@
+//! Passwords, random secrets and digests.
+//!
+//! Password hashing is CPU- and memory-heavy (argon2id, 19 MiB per hash with OWASP parameters),
+//! so it never runs on the async reactor threads or inside an actor: [`Hasher`] moves each job to
+//! tokio's blocking pool and admits at most one job per core, which bounds both CPU and memory.
+
+use crate::error::{AuthError, AuthResult};
+use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+
+/// A secret string whose `Debug` never shows the value, so it cannot leak into a log line.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl Secret {
+    /// The wrapped value; call sites that need it are easy to grep for.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Argon2id cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashCost {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl HashCost {
+    /// OWASP's argon2id recommendation (m = 19 MiB, t = 2, p = 1), argon2's default.
+    pub const OWASP: HashCost = HashCost { memory_kib: 19 * 1024, iterations: 2, parallelism: 1 };
+    /// Cheap parameters for tests (GoTrue's `QuickHashCost`). Never for production.
+    pub const QUICK: HashCost = HashCost { memory_kib: 64, iterations: 1, parallelism: 1 };
+}
+
+/// Result of checking a password against a stored hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordCheck {
+    /// Wrong password, or a hash we cannot read (treated identically: no enumeration).
+    Mismatch,
+    /// Correct, and the hash is current.
+    Match,
+    /// Correct, but the hash is an imported bcrypt one that should be replaced by argon2id.
+    MatchNeedsRehash,
+}
+
+/// The password-hashing pool: blocking threads, admission bounded to the number of cores.
+#[derive(Clone)]
+pub struct Hasher {
+    cost: HashCost,
+    permits: Arc<Semaphore>,
+    /// A hash of a random password, verified when the user does not exist so that "no such
+    /// user" takes as long as "wrong password" (no enumeration by timing).
+    decoy: Arc<tokio::sync::OnceCell<String>>,
+}
+
+impl Hasher {
+    /// A pool admitting one job per available core.
+    pub fn new(cost: HashCost) -> Hasher {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        Hasher { cost, permits: Arc::new(Semaphore::new(cores)), decoy: Arc::default() }
+    }
+
+    /// Spends the time of one verification and reports a mismatch.
+    pub async fn verify_decoy(&self, password: &Secret) -> AuthResult<PasswordCheck> {
+        let decoy = self.decoy.get_or_try_init(|| async { self.hash(&Secret(random_secret())).await }).await?.clone();
+        self.verify(password, &decoy).await?;
+        Ok(PasswordCheck::Mismatch)
+    }
+
+    /// Hashes `password` with argon2id into a PHC string.
+    pub async fn hash(&self, password: &Secret) -> AuthResult<String> {
+        let cost = self.cost;
+        let password = password.clone();
+        self.run(move || hash_now(cost, &password)).await?
+    }
+
+    /// Checks `password` against a stored hash (argon2 PHC or bcrypt).
+    pub async fn verify(&self, password: &Secret, stored: &str) -> AuthResult<PasswordCheck> {
+        let (password, stored) = (password.clone(), stored.to_owned());
+        self.run(move || verify_now(&password, &stored)).await
+    }
+
+    async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> AuthResult<T> {
+        let _permit = self.permits.acquire().await.map_err(|_| AuthError::unexpected("password pool closed"))?;
+        tokio::task::spawn_blocking(job).await.map_err(|e| AuthError::unexpected(format!("password job failed: {e}")))
+    }
+}
+
+fn argon2_with(cost: HashCost) -> AuthResult<Argon2<'static>> {
+    let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
+        .map_err(|e| AuthError::unexpected(format!("argon2 params: {e}")))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+/// Synchronous argon2id hash; only for the blocking pool, benches and fixtures.
+pub fn hash_now(cost: HashCost, password: &Secret) -> AuthResult<String> {
+    let hash = argon2_with(cost)?
+        .hash_password(password.expose().as_bytes())
+        .map_err(|e| AuthError::unexpected(format!("argon2 hash: {e}")))?;
+    Ok(hash.to_string())
+}
+
+/// Synchronous verification of argon2 PHC (`$argon2i$`/`$argon2id$`) or bcrypt
+/// (`$2a$`/`$2b$`/`$2y$`) hashes. Unknown formats never match.
+pub fn verify_now(password: &Secret, stored: &str) -> PasswordCheck {
+    let pw = password.expose().as_bytes();
+    if is_bcrypt(stored) {
+        return match bcrypt::verify(pw, stored) {
+            Ok(true) => PasswordCheck::MatchNeedsRehash,
+            _ => PasswordCheck::Mismatch,
+        };
+    }
+    if stored.starts_with("$argon2i$") || stored.starts_with("$argon2id$") {
+        let Ok(parsed) = PasswordHash::new(stored) else { return PasswordCheck::Mismatch };
+        // Parameters come from the stored string, so imported hashes of any cost verify.
+        return match Argon2::default().verify_password(pw, &parsed) {
+            Ok(()) => PasswordCheck::Match,
+            Err(_) => PasswordCheck::Mismatch,
+        };
+    }
+    PasswordCheck::Mismatch
+}
+
+/// True for `$2a$`, `$2b$` and `$2y$` bcrypt hashes.
+pub fn is_bcrypt(stored: &str) -> bool {
+    ["$2a$", "$2b$", "$2y$"].iter().any(|p| stored.starts_with(p))
+}
+
+/// `n` random bytes from the thread-local CSPRNG.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    rand::fill(&mut out[..]);
+    out
+}
+
+/// A 128-bit random token, url-safe base64 without padding (22 chars).
+pub fn random_token() -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<16>())
+}
+
+/// A 256-bit random secret, url-safe base64 (43 chars), for generated JWT secrets.
+pub fn random_secret() -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>())
+}
+
+/// SHA-256 digest; refresh tokens are indexed by it, so the database never needs the raw
+/// value of a revoked token.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}
+
+/// Constant-time equality for secrets.
+pub fn secure_eq(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn argon2_round_trip_and_wrong_password() {
+        let hasher = Hasher::new(HashCost::QUICK);
+        let hash = hasher.hash(&Secret("correct horse".into())).await.unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$"));
+        assert_eq!(hasher.verify(&Secret("correct horse".into()), &hash).await.unwrap(), PasswordCheck::Match);
+        assert_eq!(hasher.verify(&Secret("wrong".into()), &hash).await.unwrap(), PasswordCheck::Mismatch);
+    }
+
+    #[test]
+    fn bcrypt_imports_verify_and_ask_for_rehash() {
+        let hash = bcrypt::hash("s3cret-pass", 4).unwrap();
+        for prefix in ["$2a$", "$2b$", "$2y$"] {
+            let variant = format!("{prefix}{}", &hash[4..]);
+            assert_eq!(verify_now(&Secret("s3cret-pass".into()), &variant), PasswordCheck::MatchNeedsRehash);
+            assert_eq!(verify_now(&Secret("nope".into()), &variant), PasswordCheck::Mismatch);
+        }
+    }
+
+    #[test]
+    fn unknown_hash_formats_never_match() {
+        assert_eq!(verify_now(&Secret("x".into()), "plain"), PasswordCheck::Mismatch);
+        assert_eq!(verify_now(&Secret("x".into()), "$argon2id$garbage"), PasswordCheck::Mismatch);
+    }
+
+    #[test]
+    fn imported_argon2i_verifies() {
+        let hash = argon2::Argon2::new(Algorithm::Argon2i, Version::V0x13, Params::new(64, 1, 1, None).unwrap())
+            .hash_password(b"pw-argon2i")
+            .unwrap()
+            .to_string();
+        assert_eq!(verify_now(&Secret("pw-argon2i".into()), &hash), PasswordCheck::Match);
+    }
+
+    #[test]
+    fn secrets_do_not_debug_print() {
+        assert_eq!(format!("{:?}", Secret("hunter2".into())), "Secret(<redacted>)");
+    }
+}

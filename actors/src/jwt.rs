@@ -1,0 +1,220 @@
+//! Access tokens: HS256 with `GOTRUE_JWT_SECRET`, GoTrue's claims (SPEC §4.1), and strict
+//! verification that accepts only the configured algorithm.
+
+use crate::clock::Timestamp;
+use crate::error::{AuthError, AuthResult, ErrorCode};
+use crate::session_manager::model::Session;
+use crate::settings::JwtSettings;
+use crate::user_registry::model::User;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Claims of an access token, in GoTrue's order.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessClaims {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub email: String,
+    pub phone: String,
+    pub app_metadata: serde_json::Value,
+    pub user_metadata: serde_json::Value,
+    pub role: String,
+    pub aal: String,
+    pub amr: Vec<AmrClaim>,
+    pub session_id: String,
+    pub is_anonymous: bool,
+}
+
+/// One `amr` entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AmrClaim {
+    pub method: String,
+    pub timestamp: i64,
+}
+
+/// What the server reads back from a presented token. Lenient on purpose: Supabase's
+/// `anon`/`service_role` keys have no `sub`, `aud` or `exp`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PresentedClaims {
+    #[serde(default)]
+    pub sub: Option<String>,
+    #[serde(default)]
+    pub aud: Option<serde_json::Value>,
+    #[serde(default)]
+    pub role: Option<String>,
+    #[serde(default)]
+    pub session_id: Option<String>,
+    #[serde(default)]
+    pub exp: Option<i64>,
+    #[serde(default)]
+    pub is_anonymous: Option<bool>,
+}
+
+impl PresentedClaims {
+    /// The `aud` claim as one string (first element of an array).
+    pub fn audience(&self) -> Option<&str> {
+        match &self.aud {
+            Some(serde_json::Value::String(s)) => Some(s),
+            Some(serde_json::Value::Array(a)) => a.first().and_then(|v| v.as_str()),
+            _ => None,
+        }
+    }
+}
+
+/// Signing and verification keys built once from the settings.
+#[derive(Clone)]
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    header: Header,
+    settings: JwtSettings,
+}
+
+impl JwtKeys {
+    /// Builds HS256 keys from the secret.
+    pub fn new(settings: &JwtSettings) -> JwtKeys {
+        let secret = settings.secret.expose().as_bytes();
+        let mut validation = Validation::new(Algorithm::HS256);
+        // Only HS256 is accepted; `aud` is checked by GET /user, not by the parser (GoTrue).
+        validation.algorithms = vec![Algorithm::HS256];
+        validation.validate_aud = false;
+        validation.leeway = 0;
+        // Hand-made service keys may have no `exp`; when present it is enforced.
+        validation.required_spec_claims.clear();
+        validation.validate_exp = true;
+        let mut header = Header::new(Algorithm::HS256);
+        if !settings.key_id.is_empty() {
+            header.kid = Some(settings.key_id.clone());
+        }
+        JwtKeys {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            header,
+            settings: settings.clone(),
+        }
+    }
+
+    /// The claims GoTrue puts in a user's access token for `session`.
+    pub fn claims_for(&self, user: &User, session: &Session, now: Timestamp) -> AccessClaims {
+        let iat = now.unix_seconds();
+        let mut amr: Vec<AmrClaim> =
+            session.amr.iter().map(|a| AmrClaim { method: a.method.clone(), timestamp: a.at.unix_seconds() }).collect();
+        amr.sort_by_key(|a| std::cmp::Reverse(a.timestamp)); // most recent first
+        AccessClaims {
+            iss: self.settings.issuer.clone(),
+            sub: user.id.to_string(),
+            aud: user.aud.clone(),
+            exp: iat + i64::try_from(self.settings.exp.as_secs()).unwrap_or(i64::MAX / 2),
+            iat,
+            email: user.email.clone(),
+            phone: user.phone.clone(),
+            app_metadata: serde_json::Value::Object(user.app_metadata.to_map()),
+            user_metadata: serde_json::Value::Object(user.user_metadata.to_map()),
+            role: user.role.clone(),
+            aal: session.aal.clone(),
+            amr,
+            session_id: session.id.to_string(),
+            is_anonymous: user.is_anonymous,
+        }
+    }
+
+    /// Signs any claims with the configured key.
+    pub fn sign<C: Serialize>(&self, claims: &C) -> AuthResult<String> {
+        jsonwebtoken::encode(&self.header, claims, &self.encoding)
+            .map_err(|e| AuthError::unexpected(format!("jwt sign: {e}")))
+    }
+
+    /// Verifies signature, algorithm and expiry. Any failure is GoTrue's 403 `bad_jwt`.
+    pub fn verify(&self, token: &str) -> AuthResult<PresentedClaims> {
+        jsonwebtoken::decode::<PresentedClaims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| {
+                AuthError::forbidden(
+                    ErrorCode::BadJwt,
+                    format!("invalid JWT: unable to parse or verify signature, {}", describe(&e)),
+                )
+            })
+    }
+
+    /// Verifies and requires a user subject: the checks of GoTrue's `requireAuthentication`.
+    pub fn verify_user_token(&self, token: &str) -> AuthResult<(PresentedClaims, Uuid)> {
+        let claims = self.verify(token)?;
+        let sub = claims
+            .sub
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| AuthError::forbidden(ErrorCode::BadJwt, "invalid claim: missing sub claim"))?;
+        let user_id = Uuid::parse_str(sub)
+            .map_err(|_| AuthError::bad_request(ErrorCode::BadJwt, "invalid claim: sub claim must be a UUID"))?;
+        Ok((claims, user_id))
+    }
+
+    /// True when the token's role is one of `GOTRUE_JWT_ADMIN_ROLES`.
+    pub fn is_admin_role(&self, claims: &PresentedClaims) -> bool {
+        claims.role.as_ref().is_some_and(|r| self.settings.admin_roles.contains(r))
+    }
+
+    /// Token lifetime in seconds (`expires_in`).
+    pub fn lifetime_secs(&self) -> i64 {
+        i64::try_from(self.settings.exp.as_secs()).unwrap_or(i64::MAX / 2)
+    }
+}
+
+fn describe(e: &jsonwebtoken::errors::Error) -> String {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match e.kind() {
+        K::ExpiredSignature => "token has invalid claims: token is expired".into(),
+        K::InvalidAlgorithm => "token is unverifiable: signing method is not allowed".into(),
+        K::InvalidSignature => "token signature is invalid: signature is invalid".into(),
+        K::ImmatureSignature => "token has invalid claims: token is not valid yet".into(),
+        _ => "token is malformed".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Settings;
+
+    fn keys() -> JwtKeys {
+        JwtKeys::new(&Settings::for_tests().jwt)
+    }
+
+    #[test]
+    fn rejects_other_algorithms_even_with_the_right_secret() {
+        let s = Settings::for_tests();
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS512),
+            &serde_json::json!({"sub": Uuid::nil().to_string(), "role": "authenticated"}),
+            &EncodingKey::from_secret(s.jwt.secret.expose().as_bytes()),
+        )
+        .unwrap();
+        let err = keys().verify(&token).unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadJwt);
+    }
+
+    #[test]
+    fn rejects_expired_and_accepts_tokens_without_exp() {
+        let k = keys();
+        let expired = k.sign(&serde_json::json!({"sub": "x", "exp": 1000})).unwrap();
+        assert!(k.verify(&expired).unwrap_err().msg.contains("expired"));
+        let service = k.sign(&serde_json::json!({"role": "service_role"})).unwrap();
+        assert!(k.is_admin_role(&k.verify(&service).unwrap()));
+    }
+
+    #[test]
+    fn missing_or_bad_sub() {
+        let k = keys();
+        let none = k.sign(&serde_json::json!({"role": "anon"})).unwrap();
+        assert_eq!(k.verify_user_token(&none).unwrap_err().kind, crate::error::ErrorKind::Forbidden);
+        let bad = k.sign(&serde_json::json!({"sub": "not-a-uuid"})).unwrap();
+        assert_eq!(k.verify_user_token(&bad).unwrap_err().kind, crate::error::ErrorKind::BadRequest);
+    }
+}

@@ -1,0 +1,115 @@
+//! Everything of ferrotrue that is not HTTP: the five actors, their handles, the supervisor,
+//! the flows that compose them (one per GoTrue operation), domain types, errors and storage.
+//!
+//! # Layout
+//! * [`storage`] — the only code that touches sled; group commit for durability.
+//! * [`user_registry`], [`session_manager`], [`otp_issuer`], [`oauth_flow`], [`mailer`] — one
+//!   actor each: a message enum, a state that writes through, a handle.
+//! * [`supervisor`] — starts and restarts them.
+//! * [`flows`] — signup, token grants, user update, logout: the GoTrue operations.
+//! * [`error`], [`jwt`], [`crypto`], [`clock`], [`settings`] — shared vocabulary.
+
+pub mod call;
+pub mod clock;
+pub mod crypto;
+pub mod error;
+pub mod flows;
+pub mod jwt;
+pub mod mailer;
+pub mod oauth_flow;
+pub mod otp_issuer;
+pub mod session_manager;
+pub mod settings;
+pub mod storage;
+pub mod supervisor;
+pub mod user_registry;
+
+use clock::Clock;
+use crypto::Hasher;
+use jwt::JwtKeys;
+use mailer::Mail;
+use oauth_flow::OAuthFlows;
+use otp_issuer::Otps;
+use ractor::{Actor, ActorRef};
+use session_manager::Sessions;
+use settings::Settings;
+use std::sync::Arc;
+use std::time::Duration;
+use storage::Store;
+use supervisor::{Root, RootArgs, RootMessage};
+use tokio::sync::oneshot;
+use user_registry::Users;
+
+/// What every actor is started (and restarted) with.
+#[derive(Clone)]
+pub struct ActorEnv {
+    pub store: Store,
+    pub settings: Arc<Settings>,
+    pub clock: Clock,
+}
+
+/// Handles to every actor plus the pure services flows need. Cheap to clone.
+#[derive(Clone)]
+pub struct Actors {
+    pub users: Users,
+    pub sessions: Sessions,
+    pub otps: Otps,
+    pub oauth: OAuthFlows,
+    pub mail: Mail,
+    pub hasher: Hasher,
+    pub jwt: JwtKeys,
+    pub clock: Clock,
+    pub settings: Arc<Settings>,
+}
+
+/// The running supervision tree.
+pub struct Supervisor {
+    root: ActorRef<RootMessage>,
+    join: tokio::task::JoinHandle<()>,
+}
+
+impl Supervisor {
+    /// Stops every actor and waits for them.
+    pub async fn shutdown(self) {
+        let _ = ractor::call_t!(self.root, |reply| RootMessage::Shutdown { reply }, 15_000);
+        let _ = self.join.await;
+    }
+    /// Resolves if the root stops on its own (restart budget exhausted).
+    pub async fn stopped(&mut self) {
+        let _ = (&mut self.join).await;
+    }
+    /// Number of child restarts so far.
+    pub async fn restarts(&self) -> usize {
+        ractor::call_t!(self.root, |reply| RootMessage::Restarts { reply }, 5_000).unwrap_or(0)
+    }
+}
+
+/// Why the actors could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("starting the actors failed: {0}")]
+pub struct StartError(String);
+
+impl Actors {
+    /// Spawns the supervision tree over `store`.
+    pub async fn start(store: Store, settings: Settings, clock: Clock) -> Result<(Actors, Supervisor), StartError> {
+        let settings = Arc::new(settings);
+        let env = ActorEnv { store, settings: settings.clone(), clock: clock.clone() };
+        let (refs_tx, refs_rx) = oneshot::channel();
+        let (root, join) =
+            Actor::spawn(None, Root, RootArgs { env, refs: refs_tx }).await.map_err(|e| StartError(e.to_string()))?;
+        let refs = refs_rx.await.map_err(|_| StartError("root did not publish its children".into()))?;
+        let timeout: Duration = settings.call_timeout;
+        let actors = Actors {
+            users: Users::new(refs.users, timeout),
+            sessions: Sessions::new(refs.sessions, timeout),
+            otps: Otps::new(refs.otps, timeout),
+            oauth: OAuthFlows::new(refs.oauth, timeout),
+            mail: Mail::new(refs.mail, timeout),
+            hasher: Hasher::new(settings.hash_cost),
+            jwt: JwtKeys::new(&settings.jwt),
+            clock,
+            settings,
+        };
+        Ok((actors, Supervisor { root, join }))
+    }
+}

@@ -1,0 +1,155 @@
+//! `SessionManager`: owns sessions and refresh tokens; rotation and reuse detection happen
+//! here, atomically, one message at a time.
+//!
+//! Trees: `sessions/v1` (id → [`model::Session`]), `refresh_tokens/v1` (sha256 → token).
+
+pub mod model;
+pub mod state;
+
+use crate::call::{call, reply_when_durable, Reply};
+use crate::error::AuthResult;
+use crate::storage::Flusher;
+use crate::ActorEnv;
+use model::Session;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use state::{Issued, LogoutScope, SessionManagerState};
+use std::time::Duration;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// Everything [`SessionManager`] can be asked.
+pub enum SessionManagerMessage {
+    /// Start a session signed in by `method` (`password`, `otp`, ...).
+    Create { user_id: Uuid, method: String, user_agent: String, ip: String, reply: Reply<Issued> },
+    /// Rotate a refresh token (SPEC §5.3).
+    Refresh { token: String, reply: Reply<Issued> },
+    /// The user a refresh token belongs to, without rotating it.
+    Owner { token: String, reply: Reply<Uuid> },
+    /// A session by id.
+    Get { id: Uuid, reply: Reply<Option<Session>> },
+    /// `POST /logout` by scope.
+    Logout { user_id: Uuid, current: Option<Uuid>, scope: LogoutScope, reply: Reply<()> },
+    /// End every session of a user except `keep`.
+    EndUserSessions { user_id: Uuid, keep: Option<Uuid>, reply: Reply<()> },
+    /// Number of sessions.
+    Count { reply: Reply<usize> },
+    /// Test hook: panic inside the handler.
+    #[cfg(feature = "fault-injection")]
+    Panic { reply: Reply<()> },
+}
+
+/// The actor (no configuration of its own: settings come with [`ActorEnv`]).
+pub struct SessionManager;
+
+/// State plus the group-commit handle used for replies.
+pub struct Running {
+    state: SessionManagerState,
+    flusher: Flusher,
+}
+
+impl Actor for SessionManager {
+    type Msg = SessionManagerMessage;
+    type State = Running;
+    type Arguments = ActorEnv;
+
+    async fn pre_start(&self, _me: ActorRef<Self::Msg>, env: ActorEnv) -> Result<Running, ActorProcessingErr> {
+        let state = SessionManagerState::load(env.store.clone(), env.clock.clone(), env.settings.clone())?;
+        tracing::debug!(sessions = state.count(), "session manager loaded");
+        Ok(Running { state, flusher: env.store.flusher() })
+    }
+
+    async fn handle(
+        &self,
+        _me: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        st: &mut Running,
+    ) -> Result<(), ActorProcessingErr> {
+        use SessionManagerMessage::*;
+        let Running { state, flusher } = st;
+        match msg {
+            Create { user_id, method, user_agent, ip, reply } => {
+                reply_when_durable(flusher, reply, state.create(user_id, &method, user_agent, ip))
+            }
+            // Commit then fail: a reuse revokes the family durably, then reports the error.
+            Refresh { token, reply } => reply_when_durable(flusher, reply, state.refresh(&token).and_then(|r| r)),
+            Owner { token, reply } => reply_when_durable(flusher, reply, state.owner(&token)),
+            Get { id, reply } => reply_when_durable(flusher, reply, Ok(state.get(id))),
+            Logout { user_id, current, scope, reply } => {
+                reply_when_durable(flusher, reply, state.logout(user_id, current, scope))
+            }
+            EndUserSessions { user_id, keep, reply } => {
+                reply_when_durable(flusher, reply, state.end_user_sessions(user_id, keep))
+            }
+            Count { reply } => {
+                let _ = reply.send(Ok(state.count()));
+            }
+            #[cfg(feature = "fault-injection")]
+            Panic { reply } => {
+                drop(reply);
+                panic!("fault injection: SessionManager handler panicked");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Cheap-to-clone handle to the session manager.
+#[derive(Clone)]
+pub struct Sessions {
+    actor: watch::Receiver<ActorRef<SessionManagerMessage>>,
+    timeout: Duration,
+}
+
+impl Sessions {
+    pub(crate) fn new(actor: watch::Receiver<ActorRef<SessionManagerMessage>>, timeout: Duration) -> Sessions {
+        Sessions { actor, timeout }
+    }
+    fn current(&self) -> ActorRef<SessionManagerMessage> {
+        self.actor.borrow().clone()
+    }
+    /// See [`SessionManagerMessage::Create`].
+    pub async fn create(&self, user_id: Uuid, method: &str, user_agent: String, ip: String) -> AuthResult<Issued> {
+        let method = method.to_owned();
+        call(&self.current(), self.timeout, |reply| SessionManagerMessage::Create {
+            user_id,
+            method,
+            user_agent,
+            ip,
+            reply,
+        })
+        .await
+    }
+    /// See [`SessionManagerMessage::Refresh`].
+    pub async fn refresh(&self, token: &str) -> AuthResult<Issued> {
+        let token = token.to_owned();
+        call(&self.current(), self.timeout, |reply| SessionManagerMessage::Refresh { token, reply }).await
+    }
+    /// See [`SessionManagerMessage::Owner`].
+    pub async fn owner(&self, token: &str) -> AuthResult<Uuid> {
+        let token = token.to_owned();
+        call(&self.current(), self.timeout, |reply| SessionManagerMessage::Owner { token, reply }).await
+    }
+    /// See [`SessionManagerMessage::Get`].
+    pub async fn get(&self, id: Uuid) -> AuthResult<Option<Session>> {
+        call(&self.current(), self.timeout, |reply| SessionManagerMessage::Get { id, reply }).await
+    }
+    /// See [`SessionManagerMessage::Logout`].
+    pub async fn logout(&self, user_id: Uuid, current: Option<Uuid>, scope: LogoutScope) -> AuthResult<()> {
+        call(&self.current(), self.timeout, |reply| SessionManagerMessage::Logout { user_id, current, scope, reply })
+            .await
+    }
+    /// See [`SessionManagerMessage::EndUserSessions`].
+    pub async fn end_user_sessions(&self, user_id: Uuid, keep: Option<Uuid>) -> AuthResult<()> {
+        call(&self.current(), self.timeout, |reply| SessionManagerMessage::EndUserSessions { user_id, keep, reply })
+            .await
+    }
+    /// See [`SessionManagerMessage::Count`].
+    pub async fn count(&self) -> AuthResult<usize> {
+        call(&self.current(), self.timeout, |reply| SessionManagerMessage::Count { reply }).await
+    }
+    /// Test hook: makes the manager panic while handling this call.
+    #[cfg(feature = "fault-injection")]
+    pub async fn inject_panic(&self) -> AuthResult<()> {
+        call(&self.current(), self.timeout, |reply| SessionManagerMessage::Panic { reply }).await
+    }
+}

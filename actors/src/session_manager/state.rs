@@ -1,0 +1,386 @@
+//! Sessions and refresh tokens in memory, written through to sled. Port of GoTrue's
+//! `models/sessions.go`, `models/refresh_token.go` and the rotation in `tokens/service.go`.
+//!
+//! Rotation happens entirely here, serialised by the actor's mailbox, so two concurrent
+//! refreshes of one token cannot both rotate it: the second sees the first's result.
+
+use super::model::{AmrEntry, RefreshToken, Session};
+use crate::clock::Clock;
+use crate::crypto;
+use crate::error::{AuthError, AuthResult, ErrorCode, StoreError};
+use crate::settings::Settings;
+use crate::storage::{self, Op, Store, Table};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// A session and the refresh token the client should now hold.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub session: Session,
+    pub refresh_token: String,
+}
+
+/// Which sessions `POST /logout` ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogoutScope {
+    /// Every session of the user.
+    Global,
+    /// Only the current one.
+    Local,
+    /// Every one but the current.
+    Others,
+}
+
+/// Sessions and refresh tokens in memory plus their tables.
+pub struct SessionManagerState {
+    store: Store,
+    clock: Clock,
+    settings: Arc<Settings>,
+    session_table: Table<Session>,
+    token_table: Table<RefreshToken>,
+    sessions: HashMap<Uuid, Session>,
+    by_user: HashMap<Uuid, BTreeSet<Uuid>>,
+    tokens: HashMap<[u8; 32], RefreshToken>,
+    tokens_by_session: HashMap<Uuid, Vec<[u8; 32]>>,
+    next_seq: u64,
+}
+
+fn not_found() -> AuthError {
+    AuthError::bad_request(ErrorCode::RefreshTokenNotFound, "Invalid Refresh Token: Refresh Token Not Found")
+}
+
+impl SessionManagerState {
+    /// Loads every session and token; drops tokens whose session is gone.
+    pub fn load(store: Store, clock: Clock, settings: Arc<Settings>) -> Result<Self, StoreError> {
+        let session_table: Table<Session> = store.table(storage::SESSIONS)?;
+        let token_table: Table<RefreshToken> = store.table(storage::REFRESH_TOKENS)?;
+        let mut st = SessionManagerState {
+            store,
+            clock,
+            settings,
+            session_table,
+            token_table,
+            sessions: HashMap::new(),
+            by_user: HashMap::new(),
+            tokens: HashMap::new(),
+            tokens_by_session: HashMap::new(),
+            next_seq: 1,
+        };
+        for (_, session) in st.session_table.load_all()? {
+            st.by_user.entry(session.user_id).or_default().insert(session.id);
+            st.sessions.insert(session.id, session);
+        }
+        let mut orphans = Vec::new();
+        for (key, token) in st.token_table.load_all()? {
+            st.next_seq = st.next_seq.max(token.seq + 1);
+            if !st.sessions.contains_key(&token.session_id) {
+                orphans.push(st.token_table.remove(key));
+                continue;
+            }
+            st.tokens_by_session.entry(token.session_id).or_default().push(token.digest);
+            st.tokens.insert(token.digest, token);
+        }
+        if !orphans.is_empty() {
+            tracing::warn!(count = orphans.len(), "removing refresh tokens of deleted sessions");
+            st.store.apply(orphans)?;
+        }
+        Ok(st)
+    }
+
+    /// Number of live sessions.
+    pub fn count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// A session by id.
+    pub fn get(&self, id: Uuid) -> Option<Session> {
+        self.sessions.get(&id).cloned()
+    }
+
+    /// The user owning a refresh token, without rotating it (the flow checks bans first).
+    pub fn owner(&self, token: &str) -> AuthResult<Uuid> {
+        self.tokens.get(&crypto::sha256(token.as_bytes())).map(|t| t.user_id).ok_or_else(not_found)
+    }
+
+    /// Starts a session for `user_id` signed in by `method`, with its first refresh token.
+    pub fn create(&mut self, user_id: Uuid, method: &str, user_agent: String, ip: String) -> AuthResult<Issued> {
+        let now = self.clock.now();
+        let session = Session {
+            id: Uuid::new_v4(),
+            user_id,
+            created_at: now,
+            updated_at: now,
+            refreshed_at: None,
+            aal: "aal1".into(),
+            amr: vec![AmrEntry { method: method.into(), at: now }],
+            user_agent,
+            ip,
+            not_after: None,
+        };
+        let (token, raw) = self.new_token(&session, None);
+        self.store.apply(vec![
+            self.session_table.put(session.id.as_bytes().to_vec(), &session)?,
+            self.token_table.put(token.digest.to_vec(), &token)?,
+        ])?;
+        self.by_user.entry(user_id).or_default().insert(session.id);
+        self.tokens_by_session.entry(session.id).or_default().push(token.digest);
+        self.tokens.insert(token.digest, token);
+        self.sessions.insert(session.id, session.clone());
+        Ok(Issued { session, refresh_token: raw })
+    }
+
+    fn new_token(&mut self, session: &Session, parent: Option<[u8; 32]>) -> (RefreshToken, String) {
+        let raw = crypto::random_token();
+        let now = self.clock.now();
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let token = RefreshToken {
+            seq,
+            digest: crypto::sha256(raw.as_bytes()),
+            token: Some(raw.clone()),
+            session_id: session.id,
+            user_id: session.user_id,
+            parent,
+            revoked: false,
+            created_at: now,
+            updated_at: now,
+        };
+        (token, raw)
+    }
+
+    /// `grant_type=refresh_token`: GoTrue's legacy rotation algorithm (SPEC §5.3).
+    ///
+    /// Returns `Ok(Err(e))` for "commit then fail": the family was revoked and written, and
+    /// the client still gets `refresh_token_already_used`.
+    pub fn refresh(&mut self, raw: &str) -> AuthResult<Result<Issued, AuthError>> {
+        let digest = crypto::sha256(raw.as_bytes());
+        let token = self.tokens.get(&digest).cloned().ok_or_else(not_found)?;
+        let mut session = self.sessions.get(&token.session_id).cloned().ok_or_else(|| {
+            AuthError::bad_request(ErrorCode::SessionNotFound, "Invalid Refresh Token: Session Not Found")
+        })?;
+        self.check_session_limits(&session, &token)?;
+        let now = self.clock.now();
+
+        if token.revoked {
+            // The client replays the parent of the active token (another tab already
+            // rotated, or it lost the last response): hand back the active token.
+            if let Some(active) = self.active_token(session.id) {
+                if active.parent == Some(digest) {
+                    if let Some(raw_active) = active.token.clone() {
+                        return Ok(Ok(Issued { session, refresh_token: raw_active }));
+                    }
+                }
+            }
+            let within_reuse = now < token.updated_at.plus(self.settings.refresh.reuse_interval);
+            if !within_reuse {
+                if self.settings.refresh.rotation_enabled {
+                    self.revoke_family(session.id)?;
+                }
+                tracing::warn!(session_id = %session.id, "refresh token reused outside the reuse interval");
+                return Ok(Err(AuthError::bad_request(
+                    ErrorCode::RefreshTokenAlreadyUsed,
+                    "Invalid Refresh Token: Already Used",
+                )));
+            }
+        }
+
+        // Rotate: revoke `token` (if not already), mint a child of it.
+        let mut revoked = token.clone();
+        if !revoked.revoked {
+            revoked.revoked = true;
+            revoked.token = None;
+            revoked.updated_at = now;
+        }
+        session.refreshed_at = Some(now);
+        session.updated_at = now;
+        let (child, child_raw) = self.new_token(&session, Some(digest));
+        self.store.apply(vec![
+            self.token_table.put(revoked.digest.to_vec(), &revoked)?,
+            self.token_table.put(child.digest.to_vec(), &child)?,
+            self.session_table.put(session.id.as_bytes().to_vec(), &session)?,
+        ])?;
+        self.tokens.insert(revoked.digest, revoked);
+        self.tokens_by_session.entry(session.id).or_default().push(child.digest);
+        self.tokens.insert(child.digest, child);
+        self.sessions.insert(session.id, session.clone());
+        Ok(Ok(Issued { session, refresh_token: child_raw }))
+    }
+
+    /// The newest non-revoked token of a session.
+    fn active_token(&self, session_id: Uuid) -> Option<&RefreshToken> {
+        self.tokens_by_session
+            .get(&session_id)?
+            .iter()
+            .filter_map(|d| self.tokens.get(d))
+            .filter(|t| !t.revoked)
+            .max_by_key(|t| t.seq)
+    }
+
+    fn revoke_family(&mut self, session_id: Uuid) -> AuthResult<()> {
+        let now = self.clock.now();
+        let mut changed = Vec::new();
+        for digest in self.tokens_by_session.get(&session_id).cloned().unwrap_or_default() {
+            if let Some(t) = self.tokens.get(&digest).filter(|t| !t.revoked) {
+                let mut t = t.clone();
+                t.revoked = true;
+                t.token = None;
+                t.updated_at = now;
+                changed.push(t);
+            }
+        }
+        let ops = changed.iter().map(|t| self.token_table.put(t.digest.to_vec(), t)).collect::<Result<Vec<_>, _>>()?;
+        self.store.apply(ops)?;
+        for t in changed {
+            self.tokens.insert(t.digest, t);
+        }
+        Ok(())
+    }
+
+    fn check_session_limits(&self, session: &Session, token: &RefreshToken) -> AuthResult<()> {
+        let now = self.clock.now();
+        let expired = |suffix: &str| {
+            AuthError::bad_request(ErrorCode::SessionExpired, format!("Invalid Refresh Token: Session Expired{suffix}"))
+        };
+        if session.not_after.is_some_and(|t| now >= t) {
+            return Err(expired(""));
+        }
+        if let Some(timebox) = self.settings.sessions.timebox {
+            if now >= session.created_at.plus(timebox) {
+                return Err(expired(""));
+            }
+        }
+        if let Some(idle) = self.settings.sessions.inactivity_timeout {
+            let last = session.refreshed_at.unwrap_or(token.updated_at.max(session.created_at));
+            if now >= last.plus(idle) {
+                return Err(expired(" (Inactivity)"));
+            }
+        }
+        Ok(())
+    }
+
+    /// `POST /logout`: ends sessions of `user_id` by scope. A token without a session always
+    /// logs out globally.
+    pub fn logout(&mut self, user_id: Uuid, current: Option<Uuid>, scope: LogoutScope) -> AuthResult<()> {
+        let all: Vec<Uuid> = self.by_user.get(&user_id).map(|s| s.iter().copied().collect()).unwrap_or_default();
+        let doomed: Vec<Uuid> = match (scope, current) {
+            (LogoutScope::Global, _) | (_, None) => all,
+            (LogoutScope::Local, Some(c)) => all.into_iter().filter(|s| *s == c).collect(),
+            (LogoutScope::Others, Some(c)) => all.into_iter().filter(|s| *s != c).collect(),
+        };
+        self.delete_sessions(&doomed)
+    }
+
+    /// Deletes every session of `user_id` except `keep` (password change, user deletion).
+    pub fn end_user_sessions(&mut self, user_id: Uuid, keep: Option<Uuid>) -> AuthResult<()> {
+        let doomed: Vec<Uuid> = self
+            .by_user
+            .get(&user_id)
+            .map(|s| s.iter().copied().filter(|id| Some(*id) != keep).collect())
+            .unwrap_or_default();
+        self.delete_sessions(&doomed)
+    }
+
+    fn delete_sessions(&mut self, ids: &[Uuid]) -> AuthResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut ops: Vec<Op> = Vec::new();
+        for id in ids {
+            ops.push(self.session_table.remove(id.as_bytes().to_vec()));
+            for digest in self.tokens_by_session.get(id).into_iter().flatten() {
+                ops.push(self.token_table.remove(digest.to_vec()));
+            }
+        }
+        self.store.apply(ops)?;
+        for id in ids {
+            if let Some(session) = self.sessions.remove(id) {
+                if let Some(set) = self.by_user.get_mut(&session.user_id) {
+                    set.remove(id);
+                    if set.is_empty() {
+                        self.by_user.remove(&session.user_id);
+                    }
+                }
+            }
+            for digest in self.tokens_by_session.remove(id).unwrap_or_default() {
+                self.tokens.remove(&digest);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Timestamp;
+    use std::time::Duration;
+
+    fn state(settings: Settings) -> (SessionManagerState, Clock) {
+        let clock = Clock::fixed(Timestamp(1_700_000_000_000_000));
+        let st = SessionManagerState::load(Store::temporary().unwrap(), clock.clone(), Arc::new(settings)).unwrap();
+        (st, clock)
+    }
+
+    #[tokio::test]
+    async fn rotation_parent_replay_and_family_revocation() {
+        let (mut st, _) = state(Settings::for_tests());
+        let user = Uuid::new_v4();
+        let t1 = st.create(user, "password", String::new(), String::new()).unwrap().refresh_token;
+        let t2 = st.refresh(&t1).unwrap().unwrap().refresh_token;
+        let t3 = st.refresh(&t2).unwrap().unwrap().refresh_token;
+        assert_ne!(t2, t3);
+        // Parent of the active token → the active token again.
+        assert_eq!(st.refresh(&t2).unwrap().unwrap().refresh_token, t3);
+        // Older than that → reuse: error, and the family is revoked.
+        let err = st.refresh(&t1).unwrap().unwrap_err();
+        assert_eq!(err.code, ErrorCode::RefreshTokenAlreadyUsed);
+        assert_eq!(st.refresh(&t3).unwrap().unwrap_err().code, ErrorCode::RefreshTokenAlreadyUsed);
+    }
+
+    #[tokio::test]
+    async fn reuse_interval_mints_a_new_child() {
+        let mut settings = Settings::for_tests();
+        settings.refresh.reuse_interval = Duration::from_secs(10);
+        let (mut st, clock) = state(settings);
+        // Within the interval an older token still works: it gets a new child.
+        let t1 = st.create(Uuid::new_v4(), "password", String::new(), String::new()).unwrap().refresh_token;
+        let t2 = st.refresh(&t1).unwrap().unwrap().refresh_token;
+        let t3 = st.refresh(&t2).unwrap().unwrap().refresh_token;
+        clock.advance(Duration::from_secs(5));
+        let t4 = st.refresh(&t1).unwrap().unwrap().refresh_token;
+        assert!(![&t1, &t2, &t3].contains(&&t4));
+        // Outside it, the same replay is a reuse attack.
+        let u1 = st.create(Uuid::new_v4(), "password", String::new(), String::new()).unwrap().refresh_token;
+        let u2 = st.refresh(&u1).unwrap().unwrap().refresh_token;
+        let _u3 = st.refresh(&u2).unwrap().unwrap().refresh_token;
+        clock.advance(Duration::from_secs(11));
+        assert_eq!(st.refresh(&u1).unwrap().unwrap_err().code, ErrorCode::RefreshTokenAlreadyUsed);
+    }
+
+    #[tokio::test]
+    async fn unknown_token_and_timebox() {
+        let mut settings = Settings::for_tests();
+        settings.sessions.timebox = Some(Duration::from_secs(60));
+        let (mut st, clock) = state(settings);
+        assert_eq!(st.refresh("nope-nope-nope").unwrap_err().code, ErrorCode::RefreshTokenNotFound);
+        let t1 = st.create(Uuid::new_v4(), "password", String::new(), String::new()).unwrap().refresh_token;
+        clock.advance(Duration::from_secs(61));
+        assert_eq!(st.refresh(&t1).unwrap_err().code, ErrorCode::SessionExpired);
+    }
+
+    #[tokio::test]
+    async fn logout_scopes() {
+        let (mut st, _) = state(Settings::for_tests());
+        let user = Uuid::new_v4();
+        let a = st.create(user, "password", String::new(), String::new()).unwrap();
+        let b = st.create(user, "password", String::new(), String::new()).unwrap();
+        let c = st.create(user, "password", String::new(), String::new()).unwrap();
+        st.logout(user, Some(a.session.id), LogoutScope::Others).unwrap();
+        assert!(st.get(a.session.id).is_some());
+        assert!(st.get(b.session.id).is_none() && st.get(c.session.id).is_none());
+        assert_eq!(st.refresh(&b.refresh_token).unwrap_err().code, ErrorCode::RefreshTokenNotFound);
+        st.logout(user, Some(a.session.id), LogoutScope::Local).unwrap();
+        assert_eq!(st.count(), 0);
+    }
+}

@@ -1,0 +1,141 @@
+//! What the actors and flows need to know, already parsed and validated. The HTTP crate builds
+//! it from the environment (`src/config.rs`); this crate never reads the environment.
+
+use crate::crypto::{HashCost, Secret};
+use std::time::Duration;
+
+/// Everything configurable below the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub jwt: JwtSettings,
+    pub hash_cost: HashCost,
+    pub password: PasswordPolicy,
+    pub refresh: RefreshPolicy,
+    pub sessions: SessionPolicy,
+    pub signup: SignupPolicy,
+    pub smtp: SmtpSettings,
+    pub otp: OtpSettings,
+    /// `GOTRUE_EXTERNAL_FLOW_STATE_EXPIRY_DURATION`: PKCE / OAuth flow-state lifetime.
+    pub flow_state_expiry: Duration,
+    /// Upper bound on every actor call; a stuck actor costs a 500, never a hung request.
+    pub call_timeout: Duration,
+}
+
+/// Access-token signing and the roles it carries.
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    /// `GOTRUE_JWT_SECRET` (HS256).
+    pub secret: Secret,
+    /// `GOTRUE_JWT_EXP`.
+    pub exp: Duration,
+    /// `GOTRUE_JWT_AUD`.
+    pub aud: String,
+    /// `GOTRUE_JWT_ISSUER`; omitted from tokens when empty.
+    pub issuer: String,
+    /// `GOTRUE_JWT_KEY_ID`; adds `kid` to the header when set.
+    pub key_id: String,
+    /// `GOTRUE_JWT_DEFAULT_GROUP_NAME`: role of new users.
+    pub default_group: String,
+    /// `GOTRUE_JWT_ADMIN_ROLES`.
+    pub admin_roles: Vec<String>,
+    /// `GOTRUE_JWT_ADMIN_GROUP_NAME`: a user role that may set its own app_metadata.
+    pub admin_group: String,
+}
+
+/// `GOTRUE_PASSWORD_*`.
+#[derive(Debug, Clone)]
+pub struct PasswordPolicy {
+    /// At least 6 (GoTrue raises smaller values to 6).
+    pub min_length: usize,
+    /// Character sets of which each must occur at least once.
+    pub required_characters: Vec<String>,
+}
+
+/// `GOTRUE_SECURITY_REFRESH_TOKEN_*`.
+#[derive(Debug, Clone)]
+pub struct RefreshPolicy {
+    pub rotation_enabled: bool,
+    pub reuse_interval: Duration,
+}
+
+/// `GOTRUE_SESSIONS_*` (off when `None`).
+#[derive(Debug, Clone, Default)]
+pub struct SessionPolicy {
+    pub timebox: Option<Duration>,
+    pub inactivity_timeout: Option<Duration>,
+}
+
+/// Which sign-up and sign-in paths are open.
+#[derive(Debug, Clone)]
+pub struct SignupPolicy {
+    pub disable_signup: bool,
+    pub email_enabled: bool,
+    pub phone_enabled: bool,
+    pub anonymous_enabled: bool,
+    pub mailer_autoconfirm: bool,
+    pub sms_autoconfirm: bool,
+}
+
+/// `GOTRUE_SMTP_*`.
+#[derive(Debug, Clone, Default)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub pass: Secret,
+    pub admin_email: String,
+    pub sender_name: String,
+    /// `GOTRUE_SMTP_MAX_FREQUENCY`.
+    pub max_frequency: Duration,
+}
+
+/// `GOTRUE_MAILER_OTP_*`.
+#[derive(Debug, Clone)]
+pub struct OtpSettings {
+    pub exp: Duration,
+    pub length: usize,
+}
+
+impl Settings {
+    /// GoTrue's defaults with ferrotrue's zero-config choices (`aud` and role `authenticated`).
+    pub fn defaults(secret: Secret) -> Settings {
+        Settings {
+            jwt: JwtSettings {
+                secret,
+                exp: Duration::from_secs(3600),
+                aud: "authenticated".into(),
+                issuer: String::new(),
+                key_id: String::new(),
+                default_group: "authenticated".into(),
+                admin_roles: vec!["service_role".into(), "supabase_admin".into()],
+                admin_group: "admin".into(),
+            },
+            hash_cost: HashCost::OWASP,
+            password: PasswordPolicy { min_length: 6, required_characters: Vec::new() },
+            refresh: RefreshPolicy { rotation_enabled: true, reuse_interval: Duration::ZERO },
+            sessions: SessionPolicy::default(),
+            signup: SignupPolicy {
+                disable_signup: false,
+                email_enabled: true,
+                phone_enabled: false,
+                anonymous_enabled: false,
+                mailer_autoconfirm: false,
+                sms_autoconfirm: false,
+            },
+            smtp: SmtpSettings { port: 587, max_frequency: Duration::from_secs(60), ..Default::default() },
+            otp: OtpSettings { exp: Duration::from_secs(86_400), length: 6 },
+            flow_state_expiry: Duration::from_secs(300),
+            call_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Defaults tuned for tests: quick password hashing, autoconfirm on, phone enabled.
+    pub fn for_tests() -> Settings {
+        let mut s = Settings::defaults(Secret("test-secret-that-is-long-enough-for-hs256".into()));
+        s.hash_cost = HashCost::QUICK;
+        s.signup.mailer_autoconfirm = true;
+        s.signup.phone_enabled = true;
+        s.signup.sms_autoconfirm = true;
+        s
+    }
+}

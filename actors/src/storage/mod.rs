@@ -1,0 +1,341 @@
+//! The only module that touches sled.
+//!
+//! * Every actor owns a few [`Table`]s (one sled tree each) and writes through them before it
+//!   replies: memory is never ahead of what was written.
+//! * **Durability**: sled only syncs every 500 ms on its own. A reply to a write goes out only
+//!   after [`Store::durable`] resolves, and [`Flusher`] makes that a *group commit*: every
+//!   writer queued while one `flush_async` runs shares the next one, so a burst of N writes
+//!   costs about one sync, not N.
+//! * Multi-tree writes go through [`Store::apply`], one sled transaction, so a crash never leaves
+//!   an index pointing at a missing record.
+
+pub mod codec;
+
+use crate::error::StoreError;
+use serde::{de::DeserializeOwned, Serialize};
+use std::marker::PhantomData;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// Tree names: snake_case plural + format generation.
+pub const USERS: &str = "users/v1";
+pub const USERS_BY_EMAIL: &str = "users_by_email/v1";
+pub const USERS_BY_PHONE: &str = "users_by_phone/v1";
+pub const SESSIONS: &str = "sessions/v1";
+pub const REFRESH_TOKENS: &str = "refresh_tokens/v1";
+pub const ONE_TIME_TOKENS: &str = "one_time_tokens/v1";
+pub const FLOW_STATES: &str = "flow_states/v1";
+/// Small server-wide values (the generated JWT secret lives in a file, not here).
+pub const META: &str = "meta/v1";
+
+/// Default sled page-cache bound: an idle server stays small (sled's own default is 1 GiB).
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// How acknowledged writes reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Every reply to a write waits for a (group-committed) sync. The default.
+    Sync,
+    /// Rely on sled's 500 ms background flush: faster, loses up to 500 ms on a crash.
+    /// For benchmarks only (`FERROTRUE_DURABILITY=relaxed`).
+    Relaxed,
+}
+
+/// The database: a cheap-to-clone handle (sled's `Db` is an `Arc`) plus the group-commit queue.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<sled::Db>,
+    flusher: Flusher,
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path`. Must run inside a tokio runtime (the flusher
+    /// is a task). Fails if another process holds the directory.
+    pub fn open(path: &Path, cache_bytes: u64, durability: Durability) -> Result<Store, StoreError> {
+        let db = sled::Config::new().path(path).cache_capacity(cache_bytes).flush_every_ms(Some(500)).open()?;
+        Ok(Self::with_db(db, durability))
+    }
+
+    /// A database in a temporary directory that disappears on drop (unit tests, benches).
+    pub fn temporary() -> Result<Store, StoreError> {
+        let db = sled::Config::new().temporary(true).cache_capacity(DEFAULT_CACHE_BYTES).open()?;
+        Ok(Self::with_db(db, Durability::Sync))
+    }
+
+    fn with_db(db: sled::Db, durability: Durability) -> Store {
+        let db = Arc::new(db);
+        // The flusher only holds a weak reference: dropping the last `Store` (and its tables)
+        // closes sled and releases the directory lock at once, so a restart can reopen it.
+        let flusher = Flusher::start(Arc::downgrade(&db), durability);
+        Store { db, flusher }
+    }
+
+    /// A typed view of one tree.
+    pub fn table<T: Serialize + DeserializeOwned>(&self, name: &'static str) -> Result<Table<T>, StoreError> {
+        Ok(Table { name, tree: self.db.open_tree(name)?, _record: PhantomData })
+    }
+
+    /// Resolves once every write made before this call is on disk (group commit).
+    pub async fn durable(&self) -> Result<(), StoreError> {
+        self.flusher.flush().await
+    }
+
+    /// The group-commit handle, for actors that reply from a spawned task.
+    pub fn flusher(&self) -> Flusher {
+        self.flusher.clone()
+    }
+
+    /// Applies `ops` atomically across the trees they name.
+    pub fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        apply_ops(ops)?;
+        self.flusher.progress.written.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Final flush at shutdown.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Bytes on disk, for the start-up log.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+/// A typed sled tree. Values are [`codec`]-encoded records; keys are raw bytes.
+pub struct Table<T> {
+    name: &'static str,
+    tree: sled::Tree,
+    _record: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Table<T> {
+    fn clone(&self) -> Self {
+        Table { name: self.name, tree: self.tree.clone(), _record: PhantomData }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Table<T> {
+    /// Tree name, for logs and errors.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+    /// Reads one record.
+    pub fn get(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.tree.get(key)? {
+            Some(bytes) => Ok(Some(codec::decode(self.name, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+    /// Every record, in key order: actors load their state with this at start.
+    pub fn load_all(&self) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
+        self.tree
+            .iter()
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((k.to_vec(), codec::decode(self.name, &v)?))
+            })
+            .collect()
+    }
+    /// An op that writes `value` under `key` (to be passed to [`Store::apply`]).
+    pub fn put(&self, key: impl Into<Vec<u8>>, value: &T) -> Result<Op, StoreError> {
+        Ok(Op::Put(self.tree.clone(), key.into(), codec::encode(value)?))
+    }
+    /// An op that removes `key`.
+    pub fn remove(&self, key: impl Into<Vec<u8>>) -> Op {
+        Op::Remove(self.tree.clone(), key.into())
+    }
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+    /// True when the tree holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+}
+
+/// One write of a multi-tree transaction.
+pub enum Op {
+    Put(sled::Tree, Vec<u8>, Vec<u8>),
+    Remove(sled::Tree, Vec<u8>),
+}
+
+impl Op {
+    fn tree(&self) -> &sled::Tree {
+        match self {
+            Op::Put(t, ..) | Op::Remove(t, _) => t,
+        }
+    }
+}
+
+fn apply_ops(ops: Vec<Op>) -> Result<(), StoreError> {
+    use sled::Transactional;
+    if ops.is_empty() {
+        return Ok(());
+    }
+    // Distinct trees in first-seen order; each op refers to its tree by index.
+    let mut trees: Vec<sled::Tree> = Vec::new();
+    let mut indexed = Vec::with_capacity(ops.len());
+    for op in &ops {
+        let at = match trees.iter().position(|t| t.name() == op.tree().name()) {
+            Some(i) => i,
+            None => {
+                trees.push(op.tree().clone());
+                trees.len() - 1
+            }
+        };
+        indexed.push(at);
+    }
+    let refs: Vec<&sled::Tree> = trees.iter().collect();
+    refs.as_slice()
+        .transaction(|views| {
+            for (op, &at) in ops.iter().zip(&indexed) {
+                let Some(view) = views.get(at) else { continue };
+                match op {
+                    Op::Put(_, k, v) => {
+                        view.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    Op::Remove(_, k) => {
+                        view.remove(k.as_slice())?;
+                    }
+                }
+            }
+            Ok(())
+        })
+        .map_err(|e: sled::transaction::TransactionError<()>| match e {
+            sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
+            sled::transaction::TransactionError::Abort(()) => StoreError::Corrupt("transaction aborted".into()),
+        })
+}
+
+type FlushWaiter = oneshot::Sender<Result<(), String>>;
+
+/// Write and sync generations: a caller whose writes are already covered by a finished sync
+/// (every read, and most writes under load) does not wait at all.
+#[derive(Default)]
+struct Progress {
+    written: AtomicU64,
+    durable: AtomicU64,
+}
+
+/// Group commit: one task runs `flush_async` for everyone queued since the last one started.
+#[derive(Clone)]
+pub struct Flusher {
+    queue: Option<mpsc::UnboundedSender<FlushWaiter>>,
+    progress: Arc<Progress>,
+}
+
+impl Flusher {
+    fn start(db: std::sync::Weak<sled::Db>, durability: Durability) -> Flusher {
+        let progress = Arc::new(Progress::default());
+        if durability == Durability::Relaxed {
+            return Flusher { queue: None, progress };
+        }
+        let (tx, mut rx) = mpsc::unbounded_channel::<FlushWaiter>();
+        let shared = progress.clone();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut waiters = vec![first];
+                while let Ok(more) = rx.try_recv() {
+                    waiters.push(more);
+                }
+                // Every waiter enqueued before this point made its writes before enqueueing, so
+                // this one sync covers all of them (and every write counted in `covered`).
+                let covered = shared.written.load(Ordering::SeqCst);
+                let result = match db.upgrade() {
+                    Some(db) => db.flush_async().await.map(|_| ()).map_err(|e| e.to_string()),
+                    None => Err("database closed".to_owned()),
+                };
+                match &result {
+                    Ok(()) => {
+                        shared.durable.fetch_max(covered, Ordering::SeqCst);
+                    }
+                    Err(e) => tracing::error!(error = %e, "sled flush failed"),
+                }
+                for w in waiters {
+                    let _ = w.send(result.clone());
+                }
+            }
+        });
+        Flusher { queue: Some(tx), progress }
+    }
+
+    /// Waits until everything written before the call is durable.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let Some(queue) = &self.queue else { return Ok(()) };
+        if self.progress.durable.load(Ordering::SeqCst) >= self.progress.written.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let (tx, rx) = oneshot::channel();
+        queue.send(tx).map_err(|_| StoreError::Flush("flusher stopped".into()))?;
+        match rx.await {
+            Ok(result) => result.map_err(StoreError::Flush),
+            Err(_) => Err(StoreError::Flush("flusher stopped".into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[tokio::test]
+    async fn apply_writes_across_trees_atomically_and_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), DEFAULT_CACHE_BYTES, Durability::Sync).unwrap();
+            let a: Table<String> = store.table("a/v1").unwrap();
+            let b: Table<u64> = store.table("b/v1").unwrap();
+            store
+                .apply(vec![a.put(b"k".to_vec(), &"v".to_owned()).unwrap(), b.put(b"n".to_vec(), &7).unwrap()])
+                .unwrap();
+            store.durable().await.unwrap();
+        }
+        let store = Store::open(dir.path(), DEFAULT_CACHE_BYTES, Durability::Sync).unwrap();
+        let a: Table<String> = store.table("a/v1").unwrap();
+        let b: Table<u64> = store.table("b/v1").unwrap();
+        assert_eq!(a.get(b"k").unwrap().as_deref(), Some("v"));
+        assert_eq!(b.get(b"n").unwrap(), Some(7));
+        store.apply(vec![a.remove(b"k".to_vec())]).unwrap();
+        assert_eq!(a.get(b"k").unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn many_concurrent_durable_calls_all_resolve() {
+        let store = Store::temporary().unwrap();
+        let t: Table<u32> = store.table("t/v1").unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..64u32 {
+            let (store, t) = (store.clone(), t.clone());
+            tasks.push(tokio::spawn(async move {
+                store.apply(vec![t.put(i.to_be_bytes().to_vec(), &i).unwrap()]).unwrap();
+                store.durable().await
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        assert_eq!(t.len(), 64);
+    }
+
+    #[test]
+    fn unknown_version_is_an_error_not_a_panic() {
+        assert!(matches!(codec::decode::<u32>("x", &[9, 1]), Err(StoreError::Version(9, "x"))));
+        assert!(matches!(codec::decode::<u32>("x", &[]), Err(StoreError::Version(0, "x"))));
+        assert!(codec::decode::<String>("x", &[codec::V1, 200]).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn codec_round_trips_arbitrary_bytes_safely(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            // Decoding garbage must fail cleanly, never panic.
+            let _ = codec::decode::<(String, u64, Option<i64>)>("x", &bytes);
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! `UserRegistry`: owns users (and their identities). Port of GoTrue's `models/user.go` storage.
+//!
+//! Trees: `users/v1` (id → [`User`]), `users_by_email/v1`, `users_by_phone/v1` (key → id).
+//! Every write is durable before its reply leaves (see [`crate::call::reply_when_durable`]).
+
+pub mod model;
+pub mod state;
+
+use crate::call::{call, reply_when_durable, Reply};
+use crate::error::AuthResult;
+use crate::storage::Flusher;
+use crate::ActorEnv;
+use model::User;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use state::{UserEdit, UserRegistryState};
+use std::time::Duration;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// Everything [`UserRegistry`] can be asked.
+pub enum UserRegistryMessage {
+    /// Insert a new user; `email_exists` / `phone_exists` if taken.
+    Create { user: Box<User>, reply: Reply<User> },
+    /// Look a user up by id.
+    Get { id: Uuid, reply: Reply<Option<User>> },
+    /// Look a user up by lower-cased email.
+    ByEmail { email: String, reply: Reply<Option<User>> },
+    /// Look a user up by phone (digits, no `+`).
+    ByPhone { phone: String, reply: Reply<Option<User>> },
+    /// Apply an edit to a user; `user_not_found` if absent.
+    Update { id: Uuid, edit: UserEdit, reply: Reply<User> },
+    /// Hard delete.
+    Delete { id: Uuid, reply: Reply<()> },
+    /// Number of users.
+    Count { reply: Reply<usize> },
+    /// Test hook: panic inside the handler.
+    #[cfg(feature = "fault-injection")]
+    Panic { reply: Reply<()> },
+}
+
+/// The actor. Configuration only; the maps live in [`UserRegistryState`].
+pub struct UserRegistry;
+
+/// State plus the group-commit handle used for replies.
+pub struct Running {
+    state: UserRegistryState,
+    flusher: Flusher,
+}
+
+impl Actor for UserRegistry {
+    type Msg = UserRegistryMessage;
+    type State = Running;
+    type Arguments = ActorEnv;
+
+    async fn pre_start(&self, _me: ActorRef<Self::Msg>, env: ActorEnv) -> Result<Running, ActorProcessingErr> {
+        let state = UserRegistryState::load(env.store.clone(), env.clock.clone())?;
+        tracing::debug!(users = state.count(), "user registry loaded");
+        Ok(Running { state, flusher: env.store.flusher() })
+    }
+
+    async fn handle(
+        &self,
+        _me: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        st: &mut Running,
+    ) -> Result<(), ActorProcessingErr> {
+        use UserRegistryMessage::*;
+        let Running { state, flusher } = st;
+        match msg {
+            Create { user, reply } => reply_when_durable(flusher, reply, state.create(*user)),
+            Update { id, edit, reply } => reply_when_durable(flusher, reply, state.update(id, edit)),
+            Delete { id, reply } => reply_when_durable(flusher, reply, state.delete(id)),
+            // Reads go through the flusher too: a record may have been written by a request
+            // whose own sync is still running, and nobody may see it before it is durable.
+            Get { id, reply } => reply_when_durable(flusher, reply, Ok(state.get(id))),
+            ByEmail { email, reply } => reply_when_durable(flusher, reply, Ok(state.by_email(&email))),
+            ByPhone { phone, reply } => reply_when_durable(flusher, reply, Ok(state.by_phone(&phone))),
+            Count { reply } => {
+                let _ = reply.send(Ok(state.count()));
+            }
+            #[cfg(feature = "fault-injection")]
+            Panic { reply } => {
+                drop(reply);
+                panic!("fault injection: UserRegistry handler panicked");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Cheap-to-clone handle; follows the supervisor's restarts through a watch channel.
+#[derive(Clone)]
+pub struct Users {
+    actor: watch::Receiver<ActorRef<UserRegistryMessage>>,
+    timeout: Duration,
+}
+
+impl Users {
+    pub(crate) fn new(actor: watch::Receiver<ActorRef<UserRegistryMessage>>, timeout: Duration) -> Users {
+        Users { actor, timeout }
+    }
+    fn current(&self) -> ActorRef<UserRegistryMessage> {
+        self.actor.borrow().clone()
+    }
+    /// See [`UserRegistryMessage::Create`].
+    pub async fn create(&self, user: User) -> AuthResult<User> {
+        call(&self.current(), self.timeout, |reply| UserRegistryMessage::Create { user: Box::new(user), reply }).await
+    }
+    /// See [`UserRegistryMessage::Get`].
+    pub async fn get(&self, id: Uuid) -> AuthResult<Option<User>> {
+        call(&self.current(), self.timeout, |reply| UserRegistryMessage::Get { id, reply }).await
+    }
+    /// See [`UserRegistryMessage::ByEmail`]; lower-cases for you.
+    pub async fn by_email(&self, email: &str) -> AuthResult<Option<User>> {
+        let email = email.to_lowercase();
+        call(&self.current(), self.timeout, |reply| UserRegistryMessage::ByEmail { email, reply }).await
+    }
+    /// See [`UserRegistryMessage::ByPhone`].
+    pub async fn by_phone(&self, phone: &str) -> AuthResult<Option<User>> {
+        let phone = phone.to_owned();
+        call(&self.current(), self.timeout, |reply| UserRegistryMessage::ByPhone { phone, reply }).await
+    }
+    /// See [`UserRegistryMessage::Update`].
+    pub async fn update(
+        &self,
+        id: Uuid,
+        edit: impl FnOnce(&mut User) -> AuthResult<()> + Send + 'static,
+    ) -> AuthResult<User> {
+        let edit: UserEdit = Box::new(edit);
+        call(&self.current(), self.timeout, |reply| UserRegistryMessage::Update { id, edit, reply }).await
+    }
+    /// See [`UserRegistryMessage::Delete`].
+    pub async fn delete(&self, id: Uuid) -> AuthResult<()> {
+        call(&self.current(), self.timeout, |reply| UserRegistryMessage::Delete { id, reply }).await
+    }
+    /// See [`UserRegistryMessage::Count`].
+    pub async fn count(&self) -> AuthResult<usize> {
+        call(&self.current(), self.timeout, |reply| UserRegistryMessage::Count { reply }).await
+    }
+    /// Test hook: makes the registry panic while handling this call.
+    #[cfg(feature = "fault-injection")]
+    pub async fn inject_panic(&self) -> AuthResult<()> {
+        call(&self.current(), self.timeout, |reply| UserRegistryMessage::Panic { reply }).await
+    }
+}

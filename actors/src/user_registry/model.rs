@@ -1,0 +1,91 @@
+//! Stored user records (bincode-safe: no `serde_json::Value`, no `skip_serializing_if`).
+//! GoTrue's JSON shape lives in the HTTP crate's `dto` module.
+
+use crate::clock::Timestamp;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A JSON object kept as text, because bincode cannot round-trip `serde_json::Value`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JsonText(pub String);
+
+impl JsonText {
+    /// The empty object.
+    pub fn empty() -> JsonText {
+        JsonText("{}".to_owned())
+    }
+    /// From a JSON object.
+    pub fn from_map(map: &serde_json::Map<String, serde_json::Value>) -> JsonText {
+        JsonText(serde_json::Value::Object(map.clone()).to_string())
+    }
+    /// The object; anything unreadable or non-object reads as `{}`.
+    pub fn to_map(&self) -> serde_json::Map<String, serde_json::Value> {
+        match serde_json::from_str(&self.0) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        }
+    }
+}
+
+/// A user. Emails are stored lower-cased, phones without `+`; "none" is the empty string, as
+/// in GoTrue's JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub id: Uuid,
+    pub aud: String,
+    pub role: String,
+    pub email: String,
+    pub phone: String,
+    /// argon2id PHC string (or an imported bcrypt hash until the next sign-in).
+    pub encrypted_password: Option<String>,
+    pub email_confirmed_at: Option<Timestamp>,
+    pub phone_confirmed_at: Option<Timestamp>,
+    pub invited_at: Option<Timestamp>,
+    pub confirmation_sent_at: Option<Timestamp>,
+    pub recovery_sent_at: Option<Timestamp>,
+    pub new_email: String,
+    pub email_change_sent_at: Option<Timestamp>,
+    pub new_phone: String,
+    pub phone_change_sent_at: Option<Timestamp>,
+    pub reauthentication_sent_at: Option<Timestamp>,
+    pub last_sign_in_at: Option<Timestamp>,
+    pub app_metadata: JsonText,
+    pub user_metadata: JsonText,
+    /// Identities are owned by their user and always read with it, so they live in the record.
+    pub identities: Vec<Identity>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub banned_until: Option<Timestamp>,
+    pub deleted_at: Option<Timestamp>,
+    pub is_anonymous: bool,
+    pub is_sso_user: bool,
+}
+
+impl User {
+    /// GoTrue's generated `confirmed_at`: the earlier of the two confirmations.
+    pub fn confirmed_at(&self) -> Option<Timestamp> {
+        match (self.email_confirmed_at, self.phone_confirmed_at) {
+            (Some(e), Some(p)) => Some(e.min(p)),
+            (e, p) => e.or(p),
+        }
+    }
+    /// True while `banned_until` is in the future.
+    pub fn is_banned(&self, now: Timestamp) -> bool {
+        self.banned_until.is_some_and(|until| until > now)
+    }
+}
+
+/// A login method linked to a user (`email`, `phone`, later OAuth providers).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Identity {
+    /// Row id (`identity_id` in JSON).
+    pub id: Uuid,
+    /// Provider subject (`id` in JSON); the user id for email and phone.
+    pub provider_id: String,
+    pub provider: String,
+    pub identity_data: JsonText,
+    pub email: String,
+    pub last_sign_in_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}

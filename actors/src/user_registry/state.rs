@@ -1,0 +1,297 @@
+//! The registry's memory and its write-through methods.
+//!
+//! Invariant: memory is never ahead of disk. Each mutation validates against memory, writes one
+//! sled transaction (record + index trees), and only then changes the maps.
+
+use super::model::User;
+use crate::clock::Clock;
+use crate::error::{AuthError, AuthResult, ErrorCode, StoreError, DUPLICATE_EMAIL_MSG, DUPLICATE_PHONE_MSG};
+use crate::storage::{self, Op, Store, Table};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// A change to one user, run inside the registry against a copy of the record.
+pub type UserEdit = Box<dyn FnOnce(&mut User) -> AuthResult<()> + Send>;
+
+/// Users in memory plus the tables they are written to.
+pub struct UserRegistryState {
+    store: Store,
+    clock: Clock,
+    users: Table<User>,
+    by_email_table: Table<Uuid>,
+    by_phone_table: Table<Uuid>,
+    by_id: HashMap<Uuid, User>,
+    by_email: HashMap<String, Uuid>,
+    by_phone: HashMap<String, Uuid>,
+}
+
+impl UserRegistryState {
+    /// Loads every user and rebuilds the indexes; repairs index trees that disagree with the
+    /// records (the records are the truth).
+    pub fn load(store: Store, clock: Clock) -> Result<Self, StoreError> {
+        let users: Table<User> = store.table(storage::USERS)?;
+        let by_email_table: Table<Uuid> = store.table(storage::USERS_BY_EMAIL)?;
+        let by_phone_table: Table<Uuid> = store.table(storage::USERS_BY_PHONE)?;
+        let mut state = UserRegistryState {
+            store,
+            clock,
+            users,
+            by_email_table,
+            by_phone_table,
+            by_id: HashMap::new(),
+            by_email: HashMap::new(),
+            by_phone: HashMap::new(),
+        };
+        for (_, user) in state.users.load_all()? {
+            if !user.email.is_empty() {
+                state.by_email.insert(user.email.clone(), user.id);
+            }
+            if !user.phone.is_empty() {
+                state.by_phone.insert(user.phone.clone(), user.id);
+            }
+            state.by_id.insert(user.id, user);
+        }
+        state.repair_index(true)?;
+        state.repair_index(false)?;
+        Ok(state)
+    }
+
+    fn repair_index(&self, email: bool) -> Result<(), StoreError> {
+        let (table, memory) =
+            if email { (&self.by_email_table, &self.by_email) } else { (&self.by_phone_table, &self.by_phone) };
+        let stored: HashMap<Vec<u8>, Uuid> = table.load_all()?.into_iter().collect();
+        let consistent =
+            stored.len() == memory.len() && memory.iter().all(|(k, id)| stored.get(k.as_bytes()) == Some(id));
+        if consistent {
+            return Ok(());
+        }
+        tracing::warn!(tree = table.name(), "index disagrees with user records; rebuilding it");
+        let mut ops: Vec<Op> = stored.keys().map(|k| table.remove(k.clone())).collect();
+        for (k, id) in memory {
+            ops.push(table.put(k.as_bytes(), id)?);
+        }
+        self.store.apply(ops)
+    }
+
+    /// Number of users.
+    pub fn count(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// By id.
+    pub fn get(&self, id: Uuid) -> Option<User> {
+        self.by_id.get(&id).cloned()
+    }
+
+    /// By lower-cased email.
+    pub fn by_email(&self, email: &str) -> Option<User> {
+        self.by_email.get(email).and_then(|id| self.get(*id))
+    }
+
+    /// By phone without `+`.
+    pub fn by_phone(&self, phone: &str) -> Option<User> {
+        self.by_phone.get(phone).and_then(|id| self.get(*id))
+    }
+
+    /// Inserts a new user; `email_exists` / `phone_exists` (422) if taken.
+    pub fn create(&mut self, user: User) -> AuthResult<User> {
+        if self.by_id.contains_key(&user.id) {
+            return Err(AuthError::unprocessable(ErrorCode::UserAlreadyExists, "User already registered"));
+        }
+        self.check_unique(&user, None)?;
+        self.write(None, &user)?;
+        Ok(user)
+    }
+
+    /// Applies `edit` to a copy, checks uniqueness of a changed email/phone, writes, swaps.
+    pub fn update(&mut self, id: Uuid, edit: UserEdit) -> AuthResult<User> {
+        let old = self
+            .by_id
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| AuthError::not_found(ErrorCode::UserNotFound, "User not found"))?;
+        let mut user = old.clone();
+        edit(&mut user)?;
+        user.id = old.id; // the id is not editable
+        user.updated_at = self.clock.now();
+        self.check_unique(&user, Some(&old))?;
+        self.write(Some(&old), &user)?;
+        Ok(user)
+    }
+
+    /// Removes a user and its index entries.
+    pub fn delete(&mut self, id: Uuid) -> AuthResult<()> {
+        let Some(old) = self.by_id.get(&id).cloned() else {
+            return Err(AuthError::not_found(ErrorCode::UserNotFound, "User not found"));
+        };
+        let mut ops = vec![self.users.remove(id.as_bytes().to_vec())];
+        if !old.email.is_empty() {
+            ops.push(self.by_email_table.remove(old.email.as_bytes()));
+        }
+        if !old.phone.is_empty() {
+            ops.push(self.by_phone_table.remove(old.phone.as_bytes()));
+        }
+        self.store.apply(ops)?;
+        self.by_email.remove(&old.email);
+        self.by_phone.remove(&old.phone);
+        self.by_id.remove(&id);
+        Ok(())
+    }
+
+    fn check_unique(&self, user: &User, old: Option<&User>) -> AuthResult<()> {
+        let taken = |index: &HashMap<String, Uuid>, key: &str| {
+            !key.is_empty() && index.get(key).is_some_and(|owner| *owner != user.id)
+        };
+        let email_changed = old.is_none_or(|o| o.email != user.email);
+        let phone_changed = old.is_none_or(|o| o.phone != user.phone);
+        if email_changed && taken(&self.by_email, &user.email) {
+            return Err(AuthError::unprocessable(ErrorCode::EmailExists, DUPLICATE_EMAIL_MSG));
+        }
+        if phone_changed && taken(&self.by_phone, &user.phone) {
+            return Err(AuthError::unprocessable(ErrorCode::PhoneExists, DUPLICATE_PHONE_MSG));
+        }
+        Ok(())
+    }
+
+    /// Disk first (one transaction over the record and both indexes), then memory.
+    fn write(&mut self, old: Option<&User>, user: &User) -> AuthResult<()> {
+        let mut ops = vec![self.users.put(user.id.as_bytes().to_vec(), user)?];
+        let (old_email, old_phone) = old.map_or(("", ""), |o| (o.email.as_str(), o.phone.as_str()));
+        if old_email != user.email {
+            if !old_email.is_empty() {
+                ops.push(self.by_email_table.remove(old_email.as_bytes()));
+            }
+            if !user.email.is_empty() {
+                ops.push(self.by_email_table.put(user.email.as_bytes(), &user.id)?);
+            }
+        }
+        if old_phone != user.phone {
+            if !old_phone.is_empty() {
+                ops.push(self.by_phone_table.remove(old_phone.as_bytes()));
+            }
+            if !user.phone.is_empty() {
+                ops.push(self.by_phone_table.put(user.phone.as_bytes(), &user.id)?);
+            }
+        }
+        self.store.apply(ops)?;
+        if old_email != user.email {
+            self.by_email.remove(old_email);
+            if !user.email.is_empty() {
+                self.by_email.insert(user.email.clone(), user.id);
+            }
+        }
+        if old_phone != user.phone {
+            self.by_phone.remove(old_phone);
+            if !user.phone.is_empty() {
+                self.by_phone.insert(user.phone.clone(), user.id);
+            }
+        }
+        self.by_id.insert(user.id, user.clone());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Timestamp;
+    use crate::user_registry::model::JsonText;
+    use proptest::prelude::*;
+
+    pub(crate) fn sample_user(email: &str, phone: &str) -> User {
+        User {
+            id: Uuid::new_v4(),
+            aud: "authenticated".into(),
+            role: "authenticated".into(),
+            email: email.into(),
+            phone: phone.into(),
+            encrypted_password: Some("$argon2id$x".into()),
+            email_confirmed_at: Some(Timestamp(1)),
+            phone_confirmed_at: None,
+            invited_at: None,
+            confirmation_sent_at: None,
+            recovery_sent_at: None,
+            new_email: String::new(),
+            email_change_sent_at: None,
+            new_phone: String::new(),
+            phone_change_sent_at: None,
+            reauthentication_sent_at: None,
+            last_sign_in_at: None,
+            app_metadata: JsonText(r#"{"provider":"email"}"#.into()),
+            user_metadata: JsonText::empty(),
+            identities: Vec::new(),
+            created_at: Timestamp(1),
+            updated_at: Timestamp(1),
+            banned_until: None,
+            deleted_at: None,
+            is_anonymous: false,
+            is_sso_user: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn create_update_delete_survive_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::fixed(Timestamp(1_000_000));
+        let id;
+        {
+            let store = Store::open(dir.path(), storage::DEFAULT_CACHE_BYTES, storage::Durability::Sync).unwrap();
+            let mut st = UserRegistryState::load(store.clone(), clock.clone()).unwrap();
+            let user = st.create(sample_user("a@example.com", "")).unwrap();
+            id = user.id;
+            let dup = st.create(sample_user("a@example.com", "")).unwrap_err();
+            assert_eq!(dup.code, ErrorCode::EmailExists);
+            st.update(
+                id,
+                Box::new(|u| {
+                    u.email = "b@example.com".into();
+                    u.phone = "15555550100".into();
+                    Ok(())
+                }),
+            )
+            .unwrap();
+            let gone = st.create(sample_user("gone@example.com", "")).unwrap();
+            st.delete(gone.id).unwrap();
+            store.durable().await.unwrap();
+        }
+        let store = Store::open(dir.path(), storage::DEFAULT_CACHE_BYTES, storage::Durability::Sync).unwrap();
+        let st = UserRegistryState::load(store, clock).unwrap();
+        assert_eq!(st.count(), 1);
+        assert!(st.by_email("a@example.com").is_none());
+        assert_eq!(st.by_email("b@example.com").unwrap().id, id);
+        assert_eq!(st.by_phone("15555550100").unwrap().id, id);
+        assert!(st.by_email("gone@example.com").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_failed_edit_changes_nothing() {
+        let store = Store::temporary().unwrap();
+        let mut st = UserRegistryState::load(store, Clock::System).unwrap();
+        let a = st.create(sample_user("a@example.com", "")).unwrap();
+        st.create(sample_user("b@example.com", "")).unwrap();
+        let err = st
+            .update(
+                a.id,
+                Box::new(|u| {
+                    u.email = "b@example.com".into();
+                    Ok(())
+                }),
+            )
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::EmailExists);
+        assert_eq!(st.get(a.id).unwrap().email, "a@example.com");
+    }
+
+    proptest! {
+        #[test]
+        fn user_records_round_trip(email in "[a-z]{1,12}@[a-z]{1,8}\\.com", meta in "\\PC{0,40}", banned in proptest::option::of(any::<i64>()), anon in any::<bool>()) {
+            let mut user = sample_user(&email, "");
+            user.user_metadata = JsonText(meta);
+            user.banned_until = banned.map(Timestamp);
+            user.is_anonymous = anon;
+            let bytes = crate::storage::codec::encode(&user).unwrap();
+            let back: User = crate::storage::codec::decode("users/v1", &bytes).unwrap();
+            prop_assert_eq!(back, user);
+        }
+    }
+}

@@ -1,0 +1,413 @@
+//! Configuration: GoTrue's `GOTRUE_*` variables with GoTrue's names and defaults, plus
+//! `FERROTRUE_*` for what GoTrue has no name for (data directory, durability, cache size).
+//!
+//! Read once in `main.rs` from the environment into a plain [`Config`]; no globals, so tests
+//! build [`Config::for_tests`] and run several servers in one process. A bad value fails
+//! start-up with one line per offending variable.
+
+use ferrotrue_actors::crypto::{HashCost, Secret};
+use ferrotrue_actors::settings::Settings;
+use ferrotrue_actors::storage::{Durability, DEFAULT_CACHE_BYTES};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Request body limit (GoTrue: 1 MiB → 413).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Where the JWT secret came from (reported at start-up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretSource {
+    /// `GOTRUE_JWT_SECRET`.
+    Environment,
+    /// Generated earlier and read from the data directory.
+    DataDir,
+    /// Generated now and saved in the data directory.
+    Generated,
+    /// Set directly (tests).
+    Explicit,
+}
+
+/// The validated configuration of one server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `GOTRUE_API_HOST` (default 127.0.0.1).
+    pub host: String,
+    /// `PORT` / `GOTRUE_API_PORT` (default 9999).
+    pub port: u16,
+    /// `FERROTRUE_DATA_DIR` (default `./data`); sled lives in `<dir>/db`.
+    pub data_dir: PathBuf,
+    /// `FERROTRUE_DURABILITY`: `sync` (default) or `relaxed`.
+    pub durability: Durability,
+    /// `FERROTRUE_CACHE_MB`: sled page-cache bound.
+    pub cache_bytes: u64,
+    /// `GOTRUE_SITE_URL`.
+    pub site_url: String,
+    /// `API_EXTERNAL_URL`.
+    pub api_external_url: String,
+    /// `GOTRUE_URI_ALLOW_LIST` (used by the redirect checks of the email and OAuth issues).
+    pub uri_allow_list: Vec<String>,
+    /// `GOTRUE_API_MAX_REQUEST_DURATION`.
+    pub max_request_duration: Duration,
+    /// `GOTRUE_CORS_ALLOWED_HEADERS`.
+    pub cors_extra_headers: Vec<String>,
+    /// `GOTRUE_LOG_LEVEL`.
+    pub log_level: String,
+    pub secret_source: SecretSource,
+    /// Everything below HTTP.
+    pub settings: Settings,
+}
+
+/// One line per bad variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.join("\n"))]
+pub struct ConfigError(pub Vec<String>);
+
+/// Reads typed values out of the environment, collecting every error.
+struct Env<'a> {
+    vars: &'a HashMap<String, String>,
+    errors: Vec<String>,
+}
+
+impl<'a> Env<'a> {
+    fn raw(&self, name: &str) -> Option<&'a str> {
+        let vars: &'a HashMap<String, String> = self.vars;
+        vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+    fn string(&self, name: &str, default: &str) -> String {
+        self.raw(name).unwrap_or(default).to_owned()
+    }
+    fn parsed<T>(&mut self, name: &str, default: T, what: &str, parse: impl FnOnce(&str) -> Option<T>) -> T {
+        match self.raw(name) {
+            None => default,
+            Some(v) => parse(v).unwrap_or_else(|| {
+                self.errors.push(format!("{name}={v:?} is not {what}"));
+                default
+            }),
+        }
+    }
+    fn bool(&mut self, name: &str, default: bool) -> bool {
+        self.parsed(name, default, "a boolean (true/false)", parse_go_bool)
+    }
+    fn number<T: std::str::FromStr>(&mut self, name: &str, default: T) -> T {
+        self.parsed(name, default, "a whole number", |v| v.parse().ok())
+    }
+    fn seconds(&mut self, name: &str, default: u64) -> Duration {
+        Duration::from_secs(self.number(name, default))
+    }
+    fn duration(&mut self, name: &str, default: Duration) -> Duration {
+        self.parsed(name, default, "a duration like 10s, 5m or 1h", parse_go_duration)
+    }
+    fn optional_duration(&mut self, name: &str) -> Option<Duration> {
+        let d = self.duration(name, Duration::ZERO);
+        (!d.is_zero()).then_some(d)
+    }
+    fn list(&self, name: &str, default: &[&str]) -> Vec<String> {
+        match self.raw(name) {
+            None => default.iter().map(|s| (*s).to_owned()).collect(),
+            Some(v) => v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
+        }
+    }
+}
+
+/// Go's `strconv.ParseBool`.
+pub fn parse_go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Go's `time.ParseDuration`: `300ms`, `1.5h`, `1h30m`, `10s`; a bare `0` is zero.
+pub fn parse_go_duration(v: &str) -> Option<Duration> {
+    if v == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut rest = v;
+    let mut total = 0f64;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let number: f64 = rest.get(..num_len)?.parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let scale = match rest.get(..unit_len)? {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += number * scale;
+    }
+    Duration::try_from_secs_f64(total).ok()
+}
+
+/// `GOTRUE_PASSWORD_REQUIRED_CHARACTERS`: `:`-separated sets, `\:` escapes a colon.
+pub fn parse_required_characters(v: &str) -> Vec<String> {
+    let mut sets = vec![String::new()];
+    let mut chars = v.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&':') => {
+                chars.next();
+                if let Some(last) = sets.last_mut() {
+                    last.push(':');
+                }
+            }
+            ':' => sets.push(String::new()),
+            c => {
+                if let Some(last) = sets.last_mut() {
+                    last.push(c);
+                }
+            }
+        }
+    }
+    sets.retain(|s| !s.is_empty());
+    sets
+}
+
+impl Config {
+    /// The process environment.
+    pub fn from_process_env() -> Result<Config, ConfigError> {
+        Self::from_vars(&std::env::vars().collect())
+    }
+
+    /// Validates `vars` into a config. The JWT secret, if unset, is loaded from (or generated
+    /// into) the data directory.
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let mut env = Env { vars, errors: Vec::new() };
+        let port = match env.raw("PORT").or(env.raw("GOTRUE_API_PORT")) {
+            None => 9999,
+            Some(v) => v.parse().unwrap_or_else(|_| {
+                env.errors.push(format!("PORT={v:?} is not a port number"));
+                9999
+            }),
+        };
+        let durability = match env.string("FERROTRUE_DURABILITY", "sync").as_str() {
+            "sync" => Durability::Sync,
+            "relaxed" => Durability::Relaxed,
+            other => {
+                env.errors.push(format!("FERROTRUE_DURABILITY={other:?} is not sync or relaxed"));
+                Durability::Sync
+            }
+        };
+        let cache_mb: u64 = env.number("FERROTRUE_CACHE_MB", DEFAULT_CACHE_BYTES / (1024 * 1024));
+        let data_dir = PathBuf::from(env.string("FERROTRUE_DATA_DIR", "./data"));
+
+        let mut s = Settings::defaults(Secret(String::new()));
+        s.jwt.exp = env.seconds("GOTRUE_JWT_EXP", 3600);
+        s.jwt.aud = env.string("GOTRUE_JWT_AUD", "authenticated");
+        s.jwt.default_group = env.string("GOTRUE_JWT_DEFAULT_GROUP_NAME", "authenticated");
+        s.jwt.admin_roles = env.list("GOTRUE_JWT_ADMIN_ROLES", &["service_role", "supabase_admin"]);
+        s.jwt.admin_group = env.string("GOTRUE_JWT_ADMIN_GROUP_NAME", "admin");
+        s.jwt.issuer = env.string("GOTRUE_JWT_ISSUER", "");
+        s.jwt.key_id = env.string("GOTRUE_JWT_KEY_ID", "");
+        s.signup.disable_signup = env.bool("GOTRUE_DISABLE_SIGNUP", false);
+        s.signup.email_enabled = env.bool("GOTRUE_EXTERNAL_EMAIL_ENABLED", true);
+        s.signup.phone_enabled = env.bool("GOTRUE_EXTERNAL_PHONE_ENABLED", false);
+        s.signup.anonymous_enabled = env.bool("GOTRUE_EXTERNAL_ANONYMOUS_USERS_ENABLED", false);
+        s.signup.mailer_autoconfirm = env.bool("GOTRUE_MAILER_AUTOCONFIRM", false);
+        s.signup.sms_autoconfirm = env.bool("GOTRUE_SMS_AUTOCONFIRM", false);
+        // GoTrue raises a minimum below 6 to 6.
+        s.password.min_length = env.number::<usize>("GOTRUE_PASSWORD_MIN_LENGTH", 6).max(6);
+        s.password.required_characters =
+            env.raw("GOTRUE_PASSWORD_REQUIRED_CHARACTERS").map(parse_required_characters).unwrap_or_default();
+        s.refresh.rotation_enabled = env.bool("GOTRUE_SECURITY_REFRESH_TOKEN_ROTATION_ENABLED", true);
+        s.refresh.reuse_interval = env.seconds("GOTRUE_SECURITY_REFRESH_TOKEN_REUSE_INTERVAL", 0);
+        s.sessions.timebox = env.optional_duration("GOTRUE_SESSIONS_TIMEBOX");
+        s.sessions.inactivity_timeout = env.optional_duration("GOTRUE_SESSIONS_INACTIVITY_TIMEOUT");
+        s.smtp.host = env.string("GOTRUE_SMTP_HOST", "");
+        s.smtp.port = env.number("GOTRUE_SMTP_PORT", 587);
+        s.smtp.user = env.string("GOTRUE_SMTP_USER", "");
+        s.smtp.pass = Secret(env.string("GOTRUE_SMTP_PASS", ""));
+        s.smtp.admin_email = env.string("GOTRUE_SMTP_ADMIN_EMAIL", "");
+        s.smtp.sender_name = env.string("GOTRUE_SMTP_SENDER_NAME", "");
+        s.smtp.max_frequency = env.duration("GOTRUE_SMTP_MAX_FREQUENCY", Duration::from_secs(60));
+        if !s.smtp.admin_email.is_empty() && !ferrotrue_actors::mailer::valid_address(&s.smtp.admin_email) {
+            env.errors.push(format!("GOTRUE_SMTP_ADMIN_EMAIL={:?} is not an email address", s.smtp.admin_email));
+        }
+        s.otp.exp = env.seconds("GOTRUE_MAILER_OTP_EXP", 86_400);
+        s.otp.length = env.number::<usize>("GOTRUE_MAILER_OTP_LENGTH", 6).clamp(6, 10);
+        // GoTrue treats 300s as the minimum flow-state lifetime.
+        s.flow_state_expiry = env
+            .duration("GOTRUE_EXTERNAL_FLOW_STATE_EXPIRY_DURATION", Duration::from_secs(300))
+            .max(Duration::from_secs(300));
+
+        let config = Config {
+            host: env.string("GOTRUE_API_HOST", "127.0.0.1"),
+            port,
+            data_dir,
+            durability,
+            cache_bytes: cache_mb.saturating_mul(1024 * 1024),
+            site_url: env.string("GOTRUE_SITE_URL", "http://localhost:3000"),
+            api_external_url: env.string("API_EXTERNAL_URL", ""),
+            uri_allow_list: env.list("GOTRUE_URI_ALLOW_LIST", &[]),
+            max_request_duration: env.duration("GOTRUE_API_MAX_REQUEST_DURATION", Duration::from_secs(10)),
+            cors_extra_headers: env.list("GOTRUE_CORS_ALLOWED_HEADERS", &[]),
+            log_level: env.string("GOTRUE_LOG_LEVEL", "info"),
+            secret_source: SecretSource::Environment,
+            settings: s,
+        };
+        if !env.errors.is_empty() {
+            return Err(ConfigError(env.errors));
+        }
+        let mut config = config;
+        match env.raw("GOTRUE_JWT_SECRET") {
+            Some(secret) => config.settings.jwt.secret = Secret(secret.to_owned()),
+            None => {
+                let (secret, source) = load_or_generate_secret(&config.data_dir).map_err(|e| ConfigError(vec![e]))?;
+                config.settings.jwt.secret = secret;
+                config.secret_source = source;
+            }
+        }
+        if config.api_external_url.is_empty() {
+            config.api_external_url = format!("http://{}:{}", config.host, config.port);
+        }
+        Ok(config)
+    }
+
+    /// A config for tests: data in `dir`, quick password hashing, autoconfirm on.
+    pub fn for_tests(dir: &Path) -> Config {
+        Config {
+            host: "127.0.0.1".into(),
+            port: 0,
+            data_dir: dir.to_path_buf(),
+            durability: Durability::Sync,
+            cache_bytes: 16 * 1024 * 1024,
+            site_url: "http://localhost:3000".into(),
+            api_external_url: "http://127.0.0.1:9999".into(),
+            uri_allow_list: Vec::new(),
+            max_request_duration: Duration::from_secs(10),
+            cors_extra_headers: Vec::new(),
+            log_level: "warn".into(),
+            secret_source: SecretSource::Explicit,
+            settings: Settings::for_tests(),
+        }
+    }
+
+    /// The sled directory inside the data directory.
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("db")
+    }
+
+    /// Password hashing cost in force (reported at start-up).
+    pub fn hash_cost(&self) -> HashCost {
+        self.settings.hash_cost
+    }
+}
+
+/// Name of the generated secret's file inside the data directory.
+pub const SECRET_FILE: &str = "jwt_secret";
+
+fn load_or_generate_secret(dir: &Path) -> Result<(Secret, SecretSource), String> {
+    let path = dir.join(SECRET_FILE);
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim().to_owned();
+        if !existing.is_empty() {
+            return Ok((Secret(existing), SecretSource::DataDir));
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("FERROTRUE_DATA_DIR={}: cannot create it: {e}", dir.display()))?;
+    let secret = ferrotrue_actors::crypto::random_secret();
+    write_private(&path, &secret)
+        .map_err(|e| format!("FERROTRUE_DATA_DIR={}: cannot write {SECRET_FILE}: {e}", dir.display()))?;
+    Ok((Secret(secret), SecretSource::Generated))
+}
+
+/// Writes a file readable only by its owner.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_go_duration("1m"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_go_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_go_duration("1.5h"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_go_duration("300ms"), Some(Duration::from_millis(300)));
+        assert_eq!(parse_go_duration("0"), Some(Duration::ZERO));
+        for bad in ["", "10", "s", "10x", "-5s"] {
+            assert_eq!(parse_go_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn required_character_sets() {
+        assert_eq!(parse_required_characters("abc:ABC:0-9\\:"), vec!["abc", "ABC", "0-9:"]);
+    }
+
+    #[test]
+    fn zero_config_generates_and_then_reuses_a_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let v = vars(&[("FERROTRUE_DATA_DIR", data.to_str().unwrap())]);
+        let first = Config::from_vars(&v).unwrap();
+        assert_eq!(first.secret_source, SecretSource::Generated);
+        assert_eq!(first.port, 9999);
+        assert_eq!(first.host, "127.0.0.1");
+        assert_eq!(first.settings.jwt.aud, "authenticated");
+        let second = Config::from_vars(&v).unwrap();
+        assert_eq!(second.secret_source, SecretSource::DataDir);
+        assert_eq!(first.settings.jwt.secret, second.settings.jwt.secret);
+    }
+
+    #[test]
+    fn every_bad_variable_is_named() {
+        let v = vars(&[
+            ("GOTRUE_JWT_SECRET", "s"),
+            ("PORT", "http"),
+            ("GOTRUE_DISABLE_SIGNUP", "maybe"),
+            ("GOTRUE_SMTP_MAX_FREQUENCY", "soon"),
+        ]);
+        let err = Config::from_vars(&v).unwrap_err().to_string();
+        assert!(err.contains("PORT="), "{err}");
+        assert!(err.contains("GOTRUE_DISABLE_SIGNUP="), "{err}");
+        assert!(err.contains("GOTRUE_SMTP_MAX_FREQUENCY="), "{err}");
+        assert_eq!(err.lines().count(), 3);
+    }
+
+    #[test]
+    fn gotrue_names_are_read() {
+        let v = vars(&[
+            ("GOTRUE_JWT_SECRET", "secret"),
+            ("GOTRUE_JWT_EXP", "60"),
+            ("GOTRUE_PASSWORD_MIN_LENGTH", "3"),
+            ("GOTRUE_SECURITY_REFRESH_TOKEN_REUSE_INTERVAL", "10"),
+            ("GOTRUE_SESSIONS_TIMEBOX", "24h"),
+            ("FERROTRUE_DURABILITY", "relaxed"),
+        ]);
+        let c = Config::from_vars(&v).unwrap();
+        assert_eq!(c.settings.jwt.exp, Duration::from_secs(60));
+        assert_eq!(c.settings.password.min_length, 6, "raised to GoTrue's floor");
+        assert_eq!(c.settings.refresh.reuse_interval, Duration::from_secs(10));
+        assert_eq!(c.settings.sessions.timebox, Some(Duration::from_secs(86_400)));
+        assert_eq!(c.durability, Durability::Relaxed);
+        assert_eq!(c.secret_source, SecretSource::Environment);
+    }
+}

@@ -1,0 +1,45 @@
+//! `POST /token`: dispatch on `grant_type` (query string), as token.go `Token` does.
+
+use super::meta;
+use crate::dto::SessionJson;
+use crate::http::request::Req;
+use crate::http::response::{self, Resp};
+use crate::state::Ctx;
+use ferrotrue_actors::crypto::Secret;
+use ferrotrue_actors::error::{AuthError, AuthResult, ErrorCode};
+use ferrotrue_actors::flows::token::{self, PasswordGrant};
+use http::StatusCode;
+use serde::Deserialize;
+
+/// `grant_type=password` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct PasswordGrantParams {
+    pub email: String,
+    pub phone: String,
+    pub password: String,
+}
+
+/// `grant_type=refresh_token` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RefreshTokenGrantParams {
+    pub refresh_token: String,
+}
+
+/// Issues a Session for the grant; unknown grants are GoTrue's 400 `invalid_credentials`.
+pub async fn post(cx: &Ctx, req: &Req) -> AuthResult<Resp> {
+    let grant = match req.query("grant_type") {
+        Some("password") => {
+            let p: PasswordGrantParams = req.json()?;
+            let input = PasswordGrant { email: p.email, phone: p.phone, password: Secret(p.password), meta: meta(req) };
+            token::password(&cx.actors, input).await?
+        }
+        Some("refresh_token") => {
+            let p: RefreshTokenGrantParams = req.json()?;
+            token::refresh(&cx.actors, &p.refresh_token).await?
+        }
+        _ => return Err(AuthError::bad_request(ErrorCode::InvalidCredentials, "unsupported_grant_type")),
+    };
+    Ok(response::json(StatusCode::OK, &SessionJson::from(&grant)))
+}

@@ -1,0 +1,102 @@
+//! The only place that knows paths. Every request gets: CORS headers, the body limit, the
+//! request timeout, panic isolation (a panicking handler costs that request a 500, nothing
+//! more), and one error renderer.
+
+use super::error::{render, ApiVersion};
+use super::request::{query_map, read_body, Req};
+use super::response::{self, Resp};
+use crate::config::MAX_BODY_BYTES;
+use crate::handlers;
+use crate::state::Ctx;
+use ferrotrue_actors::error::{AuthError, AuthResult, ErrorCode, ErrorKind};
+use futures_util::FutureExt;
+use http::{header, HeaderValue, Method, Request, StatusCode};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+
+/// Paths we serve, for telling 405 from 404.
+const KNOWN_PATHS: &[&str] = &["/health", "/settings", "/signup", "/token", "/user", "/logout"];
+
+const CORS_METHODS: &str = "GET, POST, PUT, PATCH, DELETE";
+const CORS_HEADERS: &str =
+    "Accept, Authorization, Content-Type, X-Client-IP, X-Client-Info, X-JWT-AUD, x-use-cookie, X-Supabase-Api-Version, apikey";
+const CORS_EXPOSE: &str = "X-Total-Count, Link, X-Supabase-Api-Version";
+
+/// Handles one request end to end.
+pub async fn route(cx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> Resp {
+    let version = ApiVersion::from_header(req.headers().get("x-supabase-api-version").and_then(|v| v.to_str().ok()));
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let mut resp =
+        if req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
+            preflight(cx)
+        } else {
+            let guarded = AssertUnwindSafe(dispatch(cx, req, peer)).catch_unwind();
+            match tokio::time::timeout(cx.config.max_request_duration, guarded).await {
+                Ok(Ok(Ok(resp))) => resp,
+                Ok(Ok(Err(err))) => render(&err, version, &request_id),
+                Ok(Err(_panic)) => render(&AuthError::internal("Internal Server Error"), version, &request_id),
+                Err(_elapsed) => render(
+                    &AuthError::new(
+                        ErrorKind::GatewayTimeout,
+                        ErrorCode::RequestTimeout,
+                        "Processing this request timed out, please retry after a moment.",
+                    ),
+                    version,
+                    &request_id,
+                ),
+            }
+        };
+    if let Some(origin) = origin {
+        let h = resp.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+        h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(CORS_EXPOSE));
+        h.append(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    if let Ok(id) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", id);
+    }
+    resp
+}
+
+/// CORS preflight (rs/cors semantics: any origin, credentials allowed).
+fn preflight(cx: &Ctx) -> Resp {
+    let mut resp = response::empty(StatusCode::NO_CONTENT);
+    let mut allowed = CORS_HEADERS.to_owned();
+    for extra in &cx.config.cors_extra_headers {
+        allowed.push_str(", ");
+        allowed.push_str(extra);
+    }
+    let h = resp.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(CORS_METHODS));
+    if let Ok(v) = HeaderValue::from_str(&allowed) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, v);
+    }
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("300"));
+    resp
+}
+
+async fn dispatch(cx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> AuthResult<Resp> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().trim_end_matches('/').to_owned();
+    let path = if path.is_empty() { "/".to_owned() } else { path };
+    if !KNOWN_PATHS.contains(&path.as_str()) {
+        return Err(AuthError::not_found(ErrorCode::NotFound, "404 page not found"));
+    }
+    let body = read_body(body, MAX_BODY_BYTES).await?;
+    let query = query_map(parts.uri.query());
+    let req = Req { parts, body, query, peer };
+    let method = req.parts.method.clone();
+    match (method, path.as_str()) {
+        (Method::GET | Method::HEAD, "/health") => Ok(handlers::health::get()),
+        (Method::GET, "/settings") => Ok(handlers::settings::get(cx)),
+        (Method::POST, "/signup") => handlers::signup::post(cx, &req).await,
+        (Method::POST, "/token") => handlers::token::post(cx, &req).await,
+        (Method::GET, "/user") => handlers::user::get(cx, &req).await,
+        (Method::PUT, "/user") => handlers::user::put(cx, &req).await,
+        (Method::POST, "/logout") => handlers::logout::post(cx, &req).await,
+        _ => Err(AuthError::new(ErrorKind::MethodNotAllowed, ErrorCode::MethodNotAllowed, "Method not allowed")),
+    }
+}

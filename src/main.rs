@@ -1,0 +1,148 @@
+//! The `ferrotrue` binary: environment → config → logs → bind → serve until SIGINT/SIGTERM.
+
+use clap::{Parser, Subcommand};
+use ferrotrue::config::{Config, SecretSource, SECRET_FILE};
+use ferrotrue_actors::storage::Durability;
+use std::process::ExitCode;
+use tokio::net::TcpListener;
+
+const ENV_HELP: &str = "\
+Configuration is read from the environment, with GoTrue's names and defaults:
+  PORT (9999), GOTRUE_API_HOST (127.0.0.1), API_EXTERNAL_URL, GOTRUE_SITE_URL
+  GOTRUE_JWT_SECRET (generated and saved in the data directory when unset), GOTRUE_JWT_EXP (3600),
+  GOTRUE_JWT_AUD (authenticated), GOTRUE_JWT_DEFAULT_GROUP_NAME (authenticated), GOTRUE_JWT_ADMIN_ROLES
+  GOTRUE_DISABLE_SIGNUP, GOTRUE_EXTERNAL_EMAIL_ENABLED, GOTRUE_EXTERNAL_PHONE_ENABLED,
+  GOTRUE_EXTERNAL_ANONYMOUS_USERS_ENABLED, GOTRUE_MAILER_AUTOCONFIRM, GOTRUE_SMS_AUTOCONFIRM
+  GOTRUE_PASSWORD_MIN_LENGTH, GOTRUE_PASSWORD_REQUIRED_CHARACTERS
+  GOTRUE_SECURITY_REFRESH_TOKEN_ROTATION_ENABLED, GOTRUE_SECURITY_REFRESH_TOKEN_REUSE_INTERVAL
+  GOTRUE_SESSIONS_TIMEBOX, GOTRUE_SESSIONS_INACTIVITY_TIMEOUT, GOTRUE_API_MAX_REQUEST_DURATION
+  GOTRUE_SMTP_HOST/PORT/USER/PASS/ADMIN_EMAIL/SENDER_NAME, GOTRUE_LOG_LEVEL (info)
+ferrotrue's own:
+  FERROTRUE_DATA_DIR (./data), FERROTRUE_DURABILITY (sync | relaxed), FERROTRUE_CACHE_MB (64)
+See README.md for the full table.";
+
+/// A wire-compatible Supabase Auth (GoTrue) server with embedded storage.
+#[derive(Parser)]
+#[command(name = "ferrotrue", version, about, after_help = ENV_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the server (the default).
+    Serve,
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(format!("{level},sled=warn")))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutdown requested");
+}
+
+fn on_off(b: bool) -> &'static str {
+    if b {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+fn log_startup(config: &Config, url: &str) {
+    let s = &config.settings;
+    match config.secret_source {
+        SecretSource::Generated => tracing::warn!(
+            "!!! GOTRUE_JWT_SECRET is not set: generated a random secret and saved it in {}. \
+             Tokens signed with it are valid only for this server; set GOTRUE_JWT_SECRET to share it \
+             with PostgREST and your other services. !!!",
+            config.data_dir.join(SECRET_FILE).display()
+        ),
+        SecretSource::DataDir => tracing::warn!(
+            "GOTRUE_JWT_SECRET is not set: using the secret generated earlier in {}",
+            config.data_dir.join(SECRET_FILE).display()
+        ),
+        SecretSource::Environment | SecretSource::Explicit => {}
+    }
+    if config.durability == Durability::Relaxed {
+        tracing::warn!("FERROTRUE_DURABILITY=relaxed: acknowledged writes may be lost on a crash (up to 500 ms)");
+    }
+    let data_dir = std::fs::canonicalize(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
+    tracing::info!(
+        data = %data_dir.join("db").display(),
+        durability = ?config.durability,
+        "storage"
+    );
+    tracing::info!(
+        signup = on_off(!s.signup.disable_signup),
+        email = on_off(s.signup.email_enabled),
+        phone = on_off(s.signup.phone_enabled),
+        anonymous = on_off(s.signup.anonymous_enabled),
+        mailer_autoconfirm = on_off(s.signup.mailer_autoconfirm),
+        sms_autoconfirm = on_off(s.signup.sms_autoconfirm),
+        smtp = if s.smtp.host.is_empty() { "not configured" } else { s.smtp.host.as_str() },
+        jwt_exp_secs = s.jwt.exp.as_secs(),
+        "features"
+    );
+    tracing::info!("ferrotrue {} listening on {url}", env!("CARGO_PKG_VERSION"));
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {}
+    }
+    let config = match Config::from_process_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ferrotrue: invalid configuration:\n{e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config.log_level);
+    let bind = format!("{}:{}", config.host, config.port);
+    let listener = match TcpListener::bind(&bind).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("cannot listen on {bind}: {e} (set PORT / GOTRUE_API_HOST)");
+            return ExitCode::from(1);
+        }
+    };
+    let url = listener.local_addr().map(|a| format!("http://{a}")).unwrap_or(bind);
+    let startup = config.clone();
+    let server = match ferrotrue::start(listener, config).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    log_startup(&startup, &url);
+    server.run_until(shutdown_signal()).await;
+    ExitCode::SUCCESS
+}
