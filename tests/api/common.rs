@@ -1,0 +1,154 @@
+//! Test harness: a real server on `127.0.0.1:0` over a temporary data directory.
+
+#![allow(dead_code)]
+
+use ferrotrue::config::Config;
+use ferrotrue::Server;
+use ferrotrue_actors::Actors;
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+
+/// The secret [`Config::for_tests`] signs with.
+pub const SECRET: &str = "test-secret-that-is-long-enough-for-hs256";
+/// A password that satisfies the default policy.
+pub const PASSWORD: &str = "correct-horse-9";
+
+/// A running server plus an HTTP client pointed at it.
+pub struct TestServer {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub actors: Actors,
+    pub config: Config,
+    server: Option<Server>,
+    dir: TempDir,
+}
+
+impl TestServer {
+    /// Default test configuration (autoconfirm on, phone on, quick hashing).
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Test configuration adjusted by `tweak`.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::for_tests(dir.path());
+        tweak(&mut config);
+        Self::start_in(dir, config).await
+    }
+
+    async fn start_in(dir: TempDir, config: Config) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let server = ferrotrue::start(listener, config.clone()).await.expect("server starts");
+        TestServer {
+            base: format!("http://{}", server.addr),
+            http: reqwest::Client::new(),
+            actors: server.actors.clone(),
+            config,
+            server: Some(server),
+            dir,
+        }
+    }
+
+    /// Stops gracefully and starts again on the same data directory and configuration.
+    pub async fn restart(mut self) -> TestServer {
+        if let Some(server) = self.server.take() {
+            server.stop().await;
+        }
+        drop(self.actors);
+        Self::start_in(self.dir, self.config).await
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A request with the headers the official clients send.
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .header("X-Supabase-Api-Version", "2024-01-01")
+            .header("X-Client-Info", "ferrotrue-tests")
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Response {
+        self.request(Method::POST, path).json(&body).send().await.expect("request")
+    }
+
+    pub async fn get_auth(&self, path: &str, token: &str) -> Response {
+        self.request(Method::GET, path).bearer_auth(token).send().await.expect("request")
+    }
+
+    pub async fn put_auth(&self, path: &str, token: &str, body: Value) -> Response {
+        self.request(Method::PUT, path).bearer_auth(token).json(&body).send().await.expect("request")
+    }
+
+    pub async fn post_auth(&self, path: &str, token: &str, body: Value) -> Response {
+        self.request(Method::POST, path).bearer_auth(token).json(&body).send().await.expect("request")
+    }
+
+    /// Signs up `email` with [`PASSWORD`] and returns the session JSON (autoconfirm is on).
+    pub async fn signup(&self, email: &str) -> Value {
+        let resp = self.post("/signup", json!({"email": email, "password": PASSWORD})).await;
+        assert_eq!(resp.status(), StatusCode::OK, "signup of {email}");
+        resp.json().await.expect("json")
+    }
+
+    /// Password grant for `email` / [`PASSWORD`].
+    pub async fn login(&self, email: &str) -> Value {
+        let resp = self.post("/token?grant_type=password", json!({"email": email, "password": PASSWORD})).await;
+        assert_eq!(resp.status(), StatusCode::OK, "login of {email}");
+        resp.json().await.expect("json")
+    }
+
+    /// Refresh grant; returns the raw response.
+    pub async fn refresh(&self, refresh_token: &str) -> Response {
+        self.post("/token?grant_type=refresh_token", json!({"refresh_token": refresh_token})).await
+    }
+}
+
+/// A fresh, unique address.
+pub fn unique_email() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("user{}-{}@example.com", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// A fresh, unique phone number (digits, no `+`).
+pub fn unique_phone() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("1555{:07}", (u64::from(std::process::id()) * 1000 + N.fetch_add(1, Ordering::SeqCst)) % 10_000_000)
+}
+
+/// Asserts a 2024-01-01-format error: status, `code`, echoed version header, `x-sb-error-code`.
+pub async fn assert_error(resp: Response, status: u16, code: &str) -> Value {
+    assert_eq!(resp.status().as_u16(), status, "status for expected {code}");
+    assert_eq!(resp.headers().get("x-sb-error-code").and_then(|v| v.to_str().ok()), Some(code));
+    assert_eq!(resp.headers().get("x-supabase-api-version").and_then(|v| v.to_str().ok()), Some("2024-01-01"));
+    let body: Value = resp.json().await.expect("error body is JSON");
+    assert_eq!(body["code"], code, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    body
+}
+
+/// Signs arbitrary claims with `secret` and `alg` (for forged / foreign tokens).
+pub fn sign(claims: &Value, secret: &str, alg: jsonwebtoken::Algorithm) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(alg),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign")
+}
+
+/// Unix seconds now.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}

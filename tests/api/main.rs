@@ -1,0 +1,16 @@
+//! The one integration-test binary (each file directly in `tests/` would link its own binary).
+//! Every test starts the real server on an ephemeral loopback port with a temporary sled
+//! directory and talks real HTTP to it.
+
+mod common;
+mod crash;
+mod errors;
+mod logout;
+mod mailer;
+mod persistence;
+mod public;
+mod signup;
+mod smtp;
+mod supervision;
+mod token;
+mod user;

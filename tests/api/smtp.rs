@@ -1,0 +1,118 @@
+//! A small SMTP server for tests: it speaks real SMTP over TCP (EHLO/HELO, MAIL, RCPT, DATA,
+//! RSET, NOOP, QUIT) on a loopback port and keeps what it receives, so mail tests read the
+//! messages a real client delivered.
+
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+/// One delivered message.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub from: String,
+    pub to: Vec<String>,
+    pub data: String,
+}
+
+/// The running sink.
+pub struct SmtpSink {
+    pub port: u16,
+    messages: Arc<Mutex<Vec<Received>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl SmtpSink {
+    /// Listens on an ephemeral loopback port.
+    pub async fn start() -> SmtpSink {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind smtp");
+        let port = listener.local_addr().expect("addr").port();
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let store = messages.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let _ = session(stream, store).await;
+                });
+            }
+        });
+        SmtpSink { port, messages, task }
+    }
+
+    /// Everything delivered so far.
+    pub fn messages(&self) -> Vec<Received> {
+        self.messages.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
+async fn session(stream: tokio::net::TcpStream, store: Arc<Mutex<Vec<Received>>>) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read);
+    write.write_all(b"220 ferrotrue-test-sink ESMTP\r\n").await?;
+    let mut current = Received { from: String::new(), to: Vec::new(), data: String::new() };
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if lines.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let command = line.trim_end().to_owned();
+        let upper = command.to_uppercase();
+        if upper.starts_with("EHLO") {
+            write.write_all(b"250-ferrotrue-test-sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n").await?;
+        } else if upper.starts_with("HELO") {
+            write.write_all(b"250 ferrotrue-test-sink\r\n").await?;
+        } else if upper.starts_with("MAIL FROM:") {
+            current.from = address(&command[10..]);
+            write.write_all(b"250 OK\r\n").await?;
+        } else if upper.starts_with("RCPT TO:") {
+            current.to.push(address(&command[8..]));
+            write.write_all(b"250 OK\r\n").await?;
+        } else if upper == "DATA" {
+            write.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await?;
+            loop {
+                line.clear();
+                if lines.read_line(&mut line).await? == 0 {
+                    return Ok(());
+                }
+                if line == ".\r\n" || line == ".\n" {
+                    break;
+                }
+                // Undo dot-stuffing.
+                let text = line.strip_prefix('.').unwrap_or(&line);
+                current.data.push_str(text);
+            }
+            if let Ok(mut m) = store.lock() {
+                m.push(std::mem::replace(
+                    &mut current,
+                    Received { from: String::new(), to: Vec::new(), data: String::new() },
+                ));
+            }
+            write.write_all(b"250 OK: queued\r\n").await?;
+        } else if upper == "RSET" {
+            current = Received { from: String::new(), to: Vec::new(), data: String::new() };
+            write.write_all(b"250 OK\r\n").await?;
+        } else if upper == "NOOP" {
+            write.write_all(b"250 OK\r\n").await?;
+        } else if upper == "QUIT" {
+            write.write_all(b"221 Bye\r\n").await?;
+            return Ok(());
+        } else {
+            write.write_all(b"502 Command not implemented\r\n").await?;
+        }
+    }
+}
+
+fn address(arg: &str) -> String {
+    let arg = arg.trim();
+    let inner = arg.split_whitespace().next().unwrap_or("");
+    inner.trim_start_matches('<').trim_end_matches('>').to_owned()
+}
