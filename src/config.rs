@@ -54,9 +54,16 @@ pub struct Config {
     /// `GOTRUE_LOG_LEVEL`.
     pub log_level: String,
     pub secret_source: SecretSource,
+    /// `GOTRUE_MAILER_TEMPLATES_<TYPE>` as given (URL, file path or inline text); resolved to
+    /// text into `settings.mail.templates` at start-up.
+    pub mail_template_sources: Vec<(String, String)>,
     /// Everything below HTTP.
     pub settings: Settings,
 }
+
+/// Template names as they appear in `GOTRUE_MAILER_{SUBJECTS,TEMPLATES}_<NAME>`.
+pub const MAIL_TEMPLATE_NAMES: [&str; 6] =
+    ["confirmation", "invite", "recovery", "magic_link", "email_change", "reauthentication"];
 
 /// One line per bad variable.
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +154,17 @@ pub fn parse_go_duration(v: &str) -> Option<Duration> {
         total += number * scale;
     }
     Duration::try_from_secs_f64(total).ok()
+}
+
+/// `GOTRUE_RATE_LIMIT_EMAIL_SENT`: `N` (per hour) or `N/<duration>`.
+pub fn parse_rate(v: &str) -> Option<(u32, Duration)> {
+    match v.split_once('/') {
+        None => Some((v.trim().parse::<f64>().ok()?.max(0.0) as u32, Duration::from_secs(3600))),
+        Some((n, window)) => {
+            let window = parse_go_duration(window.trim())?;
+            (!window.is_zero()).then_some((n.trim().parse::<f64>().ok()?.max(0.0) as u32, window))
+        }
+    }
 }
 
 /// `GOTRUE_PASSWORD_REQUIRED_CHARACTERS`: `:`-separated sets, `\:` escapes a colon.
@@ -240,19 +258,54 @@ impl Config {
             .duration("GOTRUE_EXTERNAL_FLOW_STATE_EXPIRY_DURATION", Duration::from_secs(300))
             .max(Duration::from_secs(300));
 
+        let site_url = env.string("GOTRUE_SITE_URL", "http://localhost:3000");
+        s.mail.site_url = site_url.clone();
+        s.mail.uri_allow_list = env.list("GOTRUE_URI_ALLOW_LIST", &[]);
+        s.mail.url_paths.confirmation = env.string("GOTRUE_MAILER_URLPATHS_CONFIRMATION", "/verify");
+        s.mail.url_paths.invite = env.string("GOTRUE_MAILER_URLPATHS_INVITE", "/verify");
+        s.mail.url_paths.recovery = env.string("GOTRUE_MAILER_URLPATHS_RECOVERY", "/verify");
+        s.mail.url_paths.email_change = env.string("GOTRUE_MAILER_URLPATHS_EMAIL_CHANGE", "/verify");
+        let mut template_sources = Vec::new();
+        for name in MAIL_TEMPLATE_NAMES {
+            let upper = name.to_uppercase();
+            if let Some(subject) = env.raw(&format!("GOTRUE_MAILER_SUBJECTS_{upper}")) {
+                s.mail.subjects.push((name.to_owned(), subject.to_owned()));
+            }
+            if let Some(source) = env.raw(&format!("GOTRUE_MAILER_TEMPLATES_{upper}")) {
+                template_sources.push((name.to_owned(), source.to_owned()));
+            }
+        }
+        s.mail.secure_email_change = env.bool("GOTRUE_MAILER_SECURE_EMAIL_CHANGE_ENABLED", true);
+        s.mail.magic_link_enabled = env.bool("GOTRUE_EXTERNAL_EMAIL_MAGIC_LINK_ENABLED", true);
+        let budget = env.parsed(
+            "GOTRUE_RATE_LIMIT_EMAIL_SENT",
+            Some((30, Duration::from_secs(3600))),
+            "a rate like 30 or 10/1m",
+            |v| parse_rate(v).map(Some),
+        );
+        // GoTrue: the global mail budget does not apply under autoconfirm.
+        s.mail.email_budget = if s.signup.mailer_autoconfirm { None } else { budget };
+        s.security.update_password_require_reauthentication =
+            env.bool("GOTRUE_SECURITY_UPDATE_PASSWORD_REQUIRE_REAUTHENTICATION", false);
+        let max_request_duration = env.duration("GOTRUE_API_MAX_REQUEST_DURATION", Duration::from_secs(10));
+        // An SMTP conversation must end before the request times out, so the client gets the
+        // SMTP diagnosis rather than a bare 504.
+        s.mail.smtp_timeout = max_request_duration.saturating_sub(Duration::from_secs(1)).max(Duration::from_secs(1));
+
         let config = Config {
             host: env.string("GOTRUE_API_HOST", "127.0.0.1"),
             port,
             data_dir,
             durability,
             cache_bytes: cache_mb.saturating_mul(1024 * 1024),
-            site_url: env.string("GOTRUE_SITE_URL", "http://localhost:3000"),
+            site_url,
             api_external_url: env.string("API_EXTERNAL_URL", ""),
             uri_allow_list: env.list("GOTRUE_URI_ALLOW_LIST", &[]),
-            max_request_duration: env.duration("GOTRUE_API_MAX_REQUEST_DURATION", Duration::from_secs(10)),
+            max_request_duration,
             cors_extra_headers: env.list("GOTRUE_CORS_ALLOWED_HEADERS", &[]),
             log_level: env.string("GOTRUE_LOG_LEVEL", "info"),
             secret_source: SecretSource::Environment,
+            mail_template_sources: template_sources,
             settings: s,
         };
         if !env.errors.is_empty() {
@@ -270,6 +323,7 @@ impl Config {
         if config.api_external_url.is_empty() {
             config.api_external_url = format!("http://{}:{}", config.host, config.port);
         }
+        config.settings.mail.api_external_url = config.api_external_url.clone();
         Ok(config)
     }
 
@@ -288,6 +342,7 @@ impl Config {
             cors_extra_headers: Vec::new(),
             log_level: "warn".into(),
             secret_source: SecretSource::Explicit,
+            mail_template_sources: Vec::new(),
             settings: Settings::for_tests(),
         }
     }
@@ -355,6 +410,40 @@ mod tests {
         for bad in ["", "10", "s", "10x", "-5s"] {
             assert_eq!(parse_go_duration(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn email_rates() {
+        assert_eq!(parse_rate("30"), Some((30, Duration::from_secs(3600))));
+        assert_eq!(parse_rate("10/1m"), Some((10, Duration::from_secs(60))));
+        assert_eq!(parse_rate("0"), Some((0, Duration::from_secs(3600))));
+        assert_eq!(parse_rate("ten"), None);
+        assert_eq!(parse_rate("5/0s"), None);
+    }
+
+    #[test]
+    fn mail_settings_are_read() {
+        let v = vars(&[
+            ("GOTRUE_JWT_SECRET", "secret"),
+            ("GOTRUE_SITE_URL", "https://app.example.com"),
+            ("API_EXTERNAL_URL", "https://auth.example.com/auth/v1"),
+            ("GOTRUE_URI_ALLOW_LIST", "https://*.example.com/**, myapp://cb"),
+            ("GOTRUE_MAILER_URLPATHS_CONFIRMATION", "/auth/v1/verify"),
+            ("GOTRUE_MAILER_SUBJECTS_CONFIRMATION", "Welcome {{ .Email }}"),
+            ("GOTRUE_MAILER_TEMPLATES_RECOVERY", "./templates/recovery.html"),
+            ("GOTRUE_RATE_LIMIT_EMAIL_SENT", "5/1m"),
+            ("GOTRUE_API_MAX_REQUEST_DURATION", "5s"),
+        ]);
+        let c = Config::from_vars(&v).unwrap();
+        let m = &c.settings.mail;
+        assert_eq!(m.site_url, "https://app.example.com");
+        assert_eq!(m.api_external_url, "https://auth.example.com/auth/v1");
+        assert_eq!(m.uri_allow_list, vec!["https://*.example.com/**", "myapp://cb"]);
+        assert_eq!(m.url_paths.confirmation, "/auth/v1/verify");
+        assert_eq!(m.subjects, vec![("confirmation".to_owned(), "Welcome {{ .Email }}".to_owned())]);
+        assert_eq!(c.mail_template_sources, vec![("recovery".to_owned(), "./templates/recovery.html".to_owned())]);
+        assert_eq!(m.email_budget, Some((5, Duration::from_secs(60))));
+        assert_eq!(m.smtp_timeout, Duration::from_secs(4));
     }
 
     #[test]

@@ -39,6 +39,51 @@ pub enum StartupError {
     Actors(#[from] StartError),
     #[error("cannot read the listening address: {0}")]
     Listener(std::io::Error),
+    #[error("{0}")]
+    Template(String),
+}
+
+/// Resolves `GOTRUE_MAILER_TEMPLATES_*` (URL — absolute or relative to the site URL —, file path,
+/// or inline text) and compiles every mail template, so a broken one stops start-up.
+async fn load_templates(config: &mut Config) -> Result<(), StartupError> {
+    for (name, source) in config.mail_template_sources.clone() {
+        let var = format!("GOTRUE_MAILER_TEMPLATES_{}", name.to_uppercase());
+        let text = if source.starts_with("http://") || source.starts_with("https://") {
+            fetch_template(&var, &source).await?
+        } else if std::path::Path::new(&source).is_file() {
+            std::fs::read_to_string(&source)
+                .map_err(|e| StartupError::Template(format!("{var}: cannot read {source}: {e}")))?
+        } else if source.starts_with('/') && !source.contains("{{") {
+            // GoTrue resolves a relative URL against the site URL.
+            let url = format!("{}{source}", config.site_url.trim_end_matches('/'));
+            fetch_template(&var, &url).await?
+        } else if source.contains("{{") || source.contains('<') {
+            source.clone()
+        } else {
+            return Err(StartupError::Template(format!(
+                "{var}={source:?} is neither a URL, an existing file, nor template text"
+            )));
+        };
+        config.settings.mail.templates.retain(|(n, _)| n != &name);
+        config.settings.mail.templates.push((name, text));
+    }
+    let mail = &config.settings.mail;
+    ferrotrue_actors::mailer::templates::Templates::compile(&mail.subjects, &mail.templates)
+        .map(|_| ())
+        .map_err(StartupError::Template)
+}
+
+async fn fetch_template(var: &str, url: &str) -> Result<String, StartupError> {
+    let fail = |e: String| StartupError::Template(format!("{var}: cannot fetch {url}: {e}"));
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| fail(e.to_string()))?;
+    let resp = client.get(url).send().await.map_err(|e| fail(e.to_string()))?;
+    if !resp.status().is_success() {
+        return Err(fail(format!("HTTP {}", resp.status())));
+    }
+    resp.text().await.map_err(|e| fail(e.to_string()))
 }
 
 /// A running server.
@@ -71,8 +116,9 @@ impl Server {
 }
 
 /// Opens storage, starts the actors and serves HTTP on `listener` in the background.
-pub async fn start(listener: TcpListener, config: Config) -> Result<Server, StartupError> {
+pub async fn start(listener: TcpListener, mut config: Config) -> Result<Server, StartupError> {
     let addr = listener.local_addr().map_err(StartupError::Listener)?;
+    load_templates(&mut config).await?;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| StartupError::DataDir(config.data_dir.display().to_string(), e))?;
     let db_path = config.db_path();

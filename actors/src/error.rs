@@ -53,6 +53,12 @@ error_codes! {
     FlowStateNotFound => "flow_state_not_found",
     FlowStateExpired => "flow_state_expired",
     OtpExpired => "otp_expired",
+    OtpDisabled => "otp_disabled",
+    BadCodeVerifier => "bad_code_verifier",
+    ReauthenticationNeeded => "reauthentication_needed",
+    ReauthenticationNotValid => "reauthentication_not_valid",
+    EmailAddressInvalid => "email_address_invalid",
+    SmsSendFailed => "sms_send_failed",
     OverEmailSendRateLimit => "over_email_send_rate_limit",
     OverRequestRateLimit => "over_request_rate_limit",
 }

@@ -18,6 +18,7 @@ pub mod jwt;
 pub mod mailer;
 pub mod oauth_flow;
 pub mod otp_issuer;
+pub mod redirect;
 pub mod session_manager;
 pub mod settings;
 pub mod storage;
@@ -60,6 +61,8 @@ pub struct Actors {
     pub jwt: JwtKeys,
     pub clock: Clock,
     pub settings: Arc<Settings>,
+    /// `redirect_to` policy (site URL + allow list).
+    pub redirects: Arc<redirect::RedirectPolicy>,
 }
 
 /// The running supervision tree.
@@ -104,9 +107,11 @@ impl Actors {
             sessions: Sessions::new(refs.sessions, timeout),
             otps: Otps::new(refs.otps, timeout),
             oauth: OAuthFlows::new(refs.oauth, timeout),
-            mail: Mail::new(refs.mail, timeout),
+            // SMTP waits longer than a memory call; it has its own bound (`smtp_timeout`).
+            mail: Mail::new(refs.mail, settings.mail.smtp_timeout + Duration::from_secs(1)),
             hasher: Hasher::new(settings.hash_cost),
             jwt: JwtKeys::new(&settings.jwt),
+            redirects: Arc::new(redirect::RedirectPolicy::new(&settings.mail.site_url, &settings.mail.uri_allow_list)),
             clock,
             settings,
         };

@@ -15,6 +15,8 @@ pub struct Settings {
     pub signup: SignupPolicy,
     pub smtp: SmtpSettings,
     pub otp: OtpSettings,
+    pub mail: MailSettings,
+    pub security: SecuritySettings,
     /// `GOTRUE_EXTERNAL_FLOW_STATE_EXPIRY_DURATION`: PKCE / OAuth flow-state lifetime.
     pub flow_state_expiry: Duration,
     /// Upper bound on every actor call; a stuck actor costs a 500, never a hung request.
@@ -89,6 +91,47 @@ pub struct SmtpSettings {
     pub max_frequency: Duration,
 }
 
+/// Links, templates and throttles of the email flows.
+#[derive(Debug, Clone)]
+pub struct MailSettings {
+    /// `GOTRUE_SITE_URL`: default redirect target, `.SiteURL` in templates.
+    pub site_url: String,
+    /// `API_EXTERNAL_URL`: base of the links in mails.
+    pub api_external_url: String,
+    /// `GOTRUE_URI_ALLOW_LIST`.
+    pub uri_allow_list: Vec<String>,
+    /// `GOTRUE_MAILER_URLPATHS_{CONFIRMATION,INVITE,RECOVERY,EMAIL_CHANGE}` (default `/verify`).
+    pub url_paths: UrlPaths,
+    /// `GOTRUE_MAILER_SUBJECTS_<TYPE>` overrides, keyed by template name (`confirmation`, ...).
+    pub subjects: Vec<(String, String)>,
+    /// `GOTRUE_MAILER_TEMPLATES_<TYPE>` overrides, already resolved to template text.
+    pub templates: Vec<(String, String)>,
+    /// `GOTRUE_MAILER_SECURE_EMAIL_CHANGE_ENABLED`.
+    pub secure_email_change: bool,
+    /// `GOTRUE_EXTERNAL_EMAIL_MAGIC_LINK_ENABLED`.
+    pub magic_link_enabled: bool,
+    /// `GOTRUE_RATE_LIMIT_EMAIL_SENT`: mails per window (global); `None` = no budget.
+    pub email_budget: Option<(u32, Duration)>,
+    /// SMTP conversation bound, kept below the request timeout so a dead relay never hangs one.
+    pub smtp_timeout: Duration,
+}
+
+/// Link paths per mail type.
+#[derive(Debug, Clone)]
+pub struct UrlPaths {
+    pub confirmation: String,
+    pub invite: String,
+    pub recovery: String,
+    pub email_change: String,
+}
+
+/// `GOTRUE_SECURITY_*` switches used by the user flows.
+#[derive(Debug, Clone, Default)]
+pub struct SecuritySettings {
+    /// `GOTRUE_SECURITY_UPDATE_PASSWORD_REQUIRE_REAUTHENTICATION`.
+    pub update_password_require_reauthentication: bool,
+}
+
 /// `GOTRUE_MAILER_OTP_*`.
 #[derive(Debug, Clone)]
 pub struct OtpSettings {
@@ -124,6 +167,24 @@ impl Settings {
             },
             smtp: SmtpSettings { port: 587, max_frequency: Duration::from_secs(60), ..Default::default() },
             otp: OtpSettings { exp: Duration::from_secs(86_400), length: 6 },
+            mail: MailSettings {
+                site_url: "http://localhost:3000".into(),
+                api_external_url: "http://127.0.0.1:9999".into(),
+                uri_allow_list: Vec::new(),
+                url_paths: UrlPaths {
+                    confirmation: "/verify".into(),
+                    invite: "/verify".into(),
+                    recovery: "/verify".into(),
+                    email_change: "/verify".into(),
+                },
+                subjects: Vec::new(),
+                templates: Vec::new(),
+                secure_email_change: true,
+                magic_link_enabled: true,
+                email_budget: Some((30, Duration::from_secs(3600))),
+                smtp_timeout: Duration::from_secs(8),
+            },
+            security: SecuritySettings::default(),
             flow_state_expiry: Duration::from_secs(300),
             call_timeout: Duration::from_secs(5),
         }
@@ -136,6 +197,7 @@ impl Settings {
         s.signup.mailer_autoconfirm = true;
         s.signup.phone_enabled = true;
         s.signup.sms_autoconfirm = true;
+        s.mail.email_budget = None;
         s
     }
 }

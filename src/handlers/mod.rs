@@ -2,14 +2,35 @@
 //! render.
 
 pub mod health;
+pub mod invite;
 pub mod logout;
+pub mod mail;
+pub mod otp;
+pub mod reauthenticate;
+pub mod recover;
+pub mod resend;
 pub mod settings;
 pub mod signup;
 pub mod token;
 pub mod user;
+pub mod verify;
 
 use crate::http::request::Req;
+use crate::state::Ctx;
+use ferrotrue_actors::error::{AuthError, AuthResult, ErrorCode};
 use ferrotrue_actors::flows::RequestMeta;
+
+/// Admin endpoints: a valid JWT whose `role` is in `GOTRUE_JWT_ADMIN_ROLES`.
+pub fn require_admin(cx: &Ctx, req: &Req) -> AuthResult<()> {
+    let token = req.bearer().filter(|t| !t.is_empty()).ok_or_else(|| {
+        AuthError::unauthorized(ErrorCode::NoAuthorization, "This endpoint requires a valid Bearer token")
+    })?;
+    let claims = cx.actors.jwt.verify(token)?;
+    if !cx.actors.jwt.is_admin_role(&claims) {
+        return Err(AuthError::forbidden(ErrorCode::NotAdmin, "User not allowed"));
+    }
+    Ok(())
+}
 
 /// Session metadata from the request.
 pub fn meta(req: &Req) -> RequestMeta {

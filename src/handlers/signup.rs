@@ -1,6 +1,6 @@
 //! `POST /signup`. Port of signup.go `Signup` (the decision logic is in `flows::signup`).
 
-use super::meta;
+use super::{mail, meta};
 use crate::dto::{SessionJson, UserJson};
 use crate::http::request::Req;
 use crate::http::response::{self, Resp};
@@ -21,11 +21,14 @@ pub struct SignupParams {
     pub password: Option<String>,
     pub data: Map<String, Value>,
     pub channel: String,
+    pub code_challenge: Option<String>,
+    pub code_challenge_method: Option<String>,
 }
 
 /// 200 with a Session when the user is confirmed now, else 200 with the User.
 pub async fn post(cx: &Ctx, req: &Req) -> AuthResult<Resp> {
     let p: SignupParams = req.json()?;
+    let pkce = mail::pkce(&p.code_challenge, &p.code_challenge_method)?;
     let input = SignupInput {
         email: p.email,
         phone: p.phone,
@@ -33,6 +36,8 @@ pub async fn post(cx: &Ctx, req: &Req) -> AuthResult<Resp> {
         data: p.data,
         channel: p.channel,
         aud: cx.request_aud(req.header("x-jwt-aud")),
+        redirect_to: mail::redirect_to(cx, req),
+        pkce,
         meta: meta(req),
     };
     Ok(match signup::signup(&cx.actors, input).await? {

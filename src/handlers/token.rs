@@ -27,6 +27,14 @@ pub struct RefreshTokenGrantParams {
     pub refresh_token: String,
 }
 
+/// `grant_type=pkce` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct PkceGrantParams {
+    pub auth_code: String,
+    pub code_verifier: String,
+}
+
 /// Issues a Session for the grant; unknown grants are GoTrue's 400 `invalid_credentials`.
 pub async fn post(cx: &Ctx, req: &Req) -> AuthResult<Resp> {
     let grant = match req.query("grant_type") {
@@ -38,6 +46,10 @@ pub async fn post(cx: &Ctx, req: &Req) -> AuthResult<Resp> {
         Some("refresh_token") => {
             let p: RefreshTokenGrantParams = req.json()?;
             token::refresh(&cx.actors, &p.refresh_token).await?
+        }
+        Some("pkce") => {
+            let p: PkceGrantParams = req.json()?;
+            token::pkce(&cx.actors, &p.auth_code, &p.code_verifier, &meta(req)).await?
         }
         _ => return Err(AuthError::bad_request(ErrorCode::InvalidCredentials, "unsupported_grant_type")),
     };

@@ -19,7 +19,7 @@ pub async fn get(cx: &Ctx, req: &Req) -> AuthResult<Resp> {
     Ok(response::json(StatusCode::OK, &UserJson::from(&user)))
 }
 
-/// GoTrue's `UserUpdateParams` (fields of later issues are accepted and ignored).
+/// GoTrue's `UserUpdateParams` (phone-change fields arrive with the phone issue).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct UserUpdateParams {
@@ -28,6 +28,7 @@ pub struct UserUpdateParams {
     pub password: Option<String>,
     pub data: Option<Map<String, Value>>,
     pub app_metadata: Option<Map<String, Value>>,
+    pub nonce: Option<String>,
 }
 
 /// Updates metadata and/or password; returns the User.
@@ -40,6 +41,8 @@ pub async fn put(cx: &Ctx, req: &Req) -> AuthResult<Resp> {
         password: p.password.map(Secret),
         data: p.data,
         app_metadata: p.app_metadata,
+        nonce: p.nonce,
+        redirect_to: super::mail::redirect_to(cx, req),
     };
     let user = user::update(&cx.actors, auth, input).await?;
     Ok(response::json(StatusCode::OK, &UserJson::from(&user)))

@@ -51,17 +51,19 @@ impl Req {
     /// The body as `T`, decoded as GoTrue's Go `encoding/json` would: unknown fields ignored,
     /// `null` treated as absent, keys matched case-insensitively. Form bodies are accepted too.
     pub fn json<T: DeserializeOwned>(&self) -> AuthResult<T> {
+        // JSON first, whatever the content type says (GoTrue decodes JSON regardless, and
+        // `curl -d` labels JSON as a form); a real form body is the fallback.
         let is_form = self
             .header(header::CONTENT_TYPE.as_str())
             .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
-        let value = if is_form {
-            Value::Object(
+        let value = match serde_json::from_slice::<Value>(&self.body) {
+            Ok(value) => value,
+            Err(_) if is_form => Value::Object(
                 url::form_urlencoded::parse(&self.body)
                     .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
                     .collect(),
-            )
-        } else {
-            serde_json::from_slice::<Value>(&self.body).map_err(bad_json)?
+            ),
+            Err(e) => return Err(bad_json(e)),
         };
         let Value::Object(object) = value else {
             return Err(AuthError::bad_request(
@@ -87,6 +89,17 @@ impl Req {
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| self.peer.ip().to_string())
+    }
+
+    /// The `redirect_to` candidates GoTrue considers, in order: the query (or form) parameter,
+    /// a `redirect_to` header, then `Referer`.
+    pub fn redirect_candidates(&self) -> Vec<String> {
+        [self.query("redirect_to"), self.header("redirect_to"), self.header(header::REFERER.as_str())]
+            .into_iter()
+            .flatten()
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect()
     }
 
     /// `User-Agent`, or empty.

@@ -16,7 +16,21 @@ use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 
 /// Paths we serve, for telling 405 from 404.
-const KNOWN_PATHS: &[&str] = &["/health", "/settings", "/signup", "/token", "/user", "/logout"];
+const KNOWN_PATHS: &[&str] = &[
+    "/health",
+    "/settings",
+    "/signup",
+    "/token",
+    "/user",
+    "/logout",
+    "/verify",
+    "/otp",
+    "/magiclink",
+    "/recover",
+    "/resend",
+    "/invite",
+    "/reauthenticate",
+];
 
 const CORS_METHODS: &str = "GET, POST, PUT, PATCH, DELETE";
 const CORS_HEADERS: &str =
@@ -97,6 +111,14 @@ async fn dispatch(cx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> AuthRes
         (Method::GET, "/user") => handlers::user::get(cx, &req).await,
         (Method::PUT, "/user") => handlers::user::put(cx, &req).await,
         (Method::POST, "/logout") => handlers::logout::post(cx, &req).await,
+        (Method::GET | Method::HEAD, "/verify") => handlers::verify::get(cx, &req).await,
+        (Method::POST, "/verify") => handlers::verify::post(cx, &req).await,
+        (Method::POST, "/otp") => handlers::otp::post(cx, &req).await,
+        (Method::POST, "/magiclink") => handlers::otp::magiclink(cx, &req).await,
+        (Method::POST, "/recover") => handlers::recover::post(cx, &req).await,
+        (Method::POST, "/resend") => handlers::resend::post(cx, &req).await,
+        (Method::POST, "/invite") => handlers::invite::post(cx, &req).await,
+        (Method::GET, "/reauthenticate") => handlers::reauthenticate::get(cx, &req).await,
         _ => Err(AuthError::new(ErrorKind::MethodNotAllowed, ErrorCode::MethodNotAllowed, "Method not allowed")),
     }
 }

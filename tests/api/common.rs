@@ -40,8 +40,12 @@ impl TestServer {
         Self::start_in(dir, config).await
     }
 
-    async fn start_in(dir: TempDir, config: Config) -> TestServer {
+    async fn start_in(dir: TempDir, mut config: Config) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        // Links in mails point at this very server.
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        config.api_external_url = base.clone();
+        config.settings.mail.api_external_url = base;
         let server = ferrotrue::start(listener, config.clone()).await.expect("server starts");
         TestServer {
             base: format!("http://{}", server.addr),
@@ -51,6 +55,20 @@ impl TestServer {
             server: Some(server),
             dir,
         }
+    }
+
+    /// A server delivering mail to a fresh [`crate::smtp::SmtpSink`], with `tweak` applied after.
+    pub async fn start_with_mail(tweak: impl FnOnce(&mut Config)) -> (TestServer, crate::smtp::SmtpSink) {
+        let sink = crate::smtp::SmtpSink::start().await;
+        let port = sink.port;
+        let server = Self::start_with(|c| {
+            c.settings.smtp.host = "127.0.0.1".into();
+            c.settings.smtp.port = port;
+            c.settings.smtp.admin_email = "auth@example.com".into();
+            tweak(c);
+        })
+        .await;
+        (server, sink)
     }
 
     /// Stops gracefully and starts again on the same data directory and configuration.

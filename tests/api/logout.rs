@@ -1,6 +1,8 @@
 //! `POST /logout?scope=global|local|others` (SPEC §1.11): 204 with an empty body, which sessions
 //! end, and what their tokens answer afterwards.
 
+#![allow(clippy::expect_used)] // helpers outside #[test] fns; a failed expect is a failed test
+
 use crate::common::*;
 use jsonwebtoken::Algorithm;
 use reqwest::{Method, StatusCode};
@@ -16,7 +18,8 @@ fn refresh_token(session: &Value) -> String {
 
 /// `POST /logout{query}` that must answer 204 with an empty body.
 async fn logout_ok(server: &TestServer, token: &str, query: &str) {
-    let resp = server.request(Method::POST, &format!("/logout{query}")).bearer_auth(token).send().await.expect("request");
+    let resp =
+        server.request(Method::POST, &format!("/logout{query}")).bearer_auth(token).send().await.expect("request");
     assert_eq!(resp.status(), StatusCode::NO_CONTENT, "logout{query}");
     let body = resp.bytes().await.expect("body");
     assert!(body.is_empty(), "204 must have an empty body, got {body:?}");
@@ -46,7 +49,7 @@ async fn logout_is_204_with_an_empty_body() {
     let resp = server.post_auth("/logout", &access(&session), json!({})).await;
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     assert!(resp.bytes().await.expect("body").is_empty());
-    let other = server.login(&session["user"]["email"].as_str().expect("email").to_owned()).await;
+    let other = server.login(session["user"]["email"].as_str().expect("email")).await;
     logout_ok(&server, &access(&other), "").await;
 }
 

@@ -52,10 +52,10 @@ async fn unreachable_smtp_is_a_clear_error_not_a_hang() {
 }
 
 #[tokio::test]
-async fn unconfigured_smtp_says_so() {
+async fn without_smtp_mail_is_dropped_as_gotrue_does() {
+    // GoTrue with no GOTRUE_SMTP_HOST drops mail and goes on; so do we (with a warning).
     let server = TestServer::start().await;
-    let err = server.actors.mail.send(email("ann@example.com")).await.unwrap_err();
-    assert!(err.msg.contains("GOTRUE_SMTP_HOST"), "{}", err.msg);
+    server.actors.mail.send(email("ann@example.com")).await.expect("dropped, not failed");
 }
 
 #[tokio::test]

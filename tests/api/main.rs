@@ -4,6 +4,7 @@
 
 mod common;
 mod crash;
+mod email;
 mod errors;
 mod logout;
 mod mailer;

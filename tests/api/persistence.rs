@@ -86,9 +86,9 @@ async fn one_time_tokens_and_flow_states_survive_a_restart() {
     let server = server.restart().await;
 
     assert_eq!(server.actors.otps.count().await.unwrap(), 1);
-    assert!(server.actors.otps.consume("abc123hash").await.is_err(), "replaced token is gone");
-    assert_eq!(server.actors.otps.consume("newer-hash").await.unwrap(), newer);
-    assert!(server.actors.otps.consume("newer-hash").await.is_err(), "single use");
+    assert!(server.actors.otps.consume("abc123hash", &[]).await.is_err(), "replaced token is gone");
+    assert_eq!(server.actors.otps.consume("newer-hash", &[]).await.unwrap(), newer);
+    assert!(server.actors.otps.consume("newer-hash", &[]).await.is_err(), "single use");
     assert_eq!(server.actors.oauth.take_by_auth_code("auth-code-1").await.unwrap(), flow);
     let err = server.actors.oauth.take_by_auth_code("auth-code-1").await.unwrap_err();
     assert_eq!(err.code, ferrotrue_actors::error::ErrorCode::FlowStateNotFound);
@@ -107,7 +107,7 @@ async fn expired_one_time_tokens_and_flow_states_are_refused() {
         created_at: long_ago,
     };
     server.actors.otps.issue(token).await.unwrap();
-    let err = server.actors.otps.consume("old-hash").await.unwrap_err();
+    let err = server.actors.otps.consume("old-hash", &[]).await.unwrap_err();
     assert_eq!(err.code, ferrotrue_actors::error::ErrorCode::OtpExpired);
     let flow = FlowState {
         id: Uuid::new_v4(),

@@ -111,6 +111,67 @@ async fn session(stream: tokio::net::TcpStream, store: Arc<Mutex<Vec<Received>>>
     }
 }
 
+impl Received {
+    /// The body with quoted-printable soft breaks and escapes undone (enough for our mails).
+    pub fn body(&self) -> String {
+        let raw = self.data.split_once("\r\n\r\n").map_or(self.data.as_str(), |(_, b)| b);
+        if !self.data.to_lowercase().contains("content-transfer-encoding: quoted-printable") {
+            return raw.to_owned();
+        }
+        let joined = raw.replace("=\r\n", "").replace("=\n", "");
+        let mut out = Vec::new();
+        let bytes = joined.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'=' && i + 2 < bytes.len() + 0 && i + 2 <= bytes.len() - 1 {
+                if let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16) {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(bytes[i]);
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// The `Subject:` header.
+    pub fn subject(&self) -> String {
+        self.data.lines().find_map(|l| l.strip_prefix("Subject: ")).unwrap_or_default().trim().to_owned()
+    }
+
+    /// The first link to `/verify` in the body, HTML entities undone.
+    pub fn verify_link(&self) -> Option<String> {
+        let body = self.body();
+        let start = body.find("http")?;
+        let rest = &body[start..];
+        let end = rest.find(['"', '<', ' ', '\r', '\n']).unwrap_or(rest.len());
+        let link = rest[..end].replace("&amp;", "&");
+        link.contains("/verify").then_some(link)
+    }
+
+    /// The numeric code printed after "code: ".
+    pub fn code(&self) -> Option<String> {
+        let body = self.body();
+        let at = body.find("code: ")? + "code: ".len();
+        let code: String = body[at..].chars().take_while(|c| c.is_ascii_digit()).collect();
+        (!code.is_empty()).then_some(code)
+    }
+}
+
+/// Waits (briefly) until the sink holds at least `n` messages.
+pub async fn wait_for(sink: &SmtpSink, n: usize) -> Vec<Received> {
+    for _ in 0..100 {
+        let m = sink.messages();
+        if m.len() >= n {
+            return m;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("expected {n} mails, got {}", sink.messages().len());
+}
+
 fn address(arg: &str) -> String {
     let arg = arg.trim();
     let inner = arg.split_whitespace().next().unwrap_or("");

@@ -1,6 +1,8 @@
 //! `GET /user` and `PUT /user` (SPEC §1.12, §1.13): the User shape, every generic U-endpoint
 //! failure of the bearer check, metadata merging, password changes and their session effects.
 
+#![allow(clippy::expect_used)] // helpers outside #[test] fns; a failed expect is a failed test
+
 use crate::common::*;
 use ferrotrue_actors::clock::Timestamp;
 use jsonwebtoken::Algorithm;
@@ -34,6 +36,19 @@ async fn put_user(server: &TestServer, token: &str, body: Value) -> Value {
     let text = resp.text().await.expect("body");
     assert_eq!(status, StatusCode::OK, "PUT /user {body}: {text}");
     serde_json::from_str(&text).expect("json")
+}
+
+/// Gives the stored user GoTrue's admin group role (`GOTRUE_JWT_ADMIN_GROUP_NAME`, default `admin`).
+async fn make_admin_group_member(server: &TestServer, id: Uuid) {
+    server
+        .actors
+        .users
+        .update(id, |u| {
+            u.role = "admin".into();
+            Ok(())
+        })
+        .await
+        .expect("set role");
 }
 
 /// Claims of a well-formed, unexpired user token without a session.
@@ -346,6 +361,9 @@ async fn put_user_app_metadata_by_an_admin_role_token_is_merged() {
     let server = TestServer::start().await;
     let session = server.signup(&unique_email()).await;
     let id = user_id(&session).to_string();
+    // An admin-group user (GoTrue's isAdmin: stored role == GOTRUE_JWT_ADMIN_GROUP_NAME and stored
+    // aud == GOTRUE_JWT_AUD) presenting a token that says so too.
+    make_admin_group_member(&server, user_id(&session)).await;
     let admin = sign(
         &json!({"sub": id, "aud": "authenticated", "role": "admin", "exp": now_secs() + 3600, "iat": now_secs()}),
         SECRET,
@@ -370,16 +388,18 @@ async fn put_user_app_metadata_by_an_admin_role_token_is_merged() {
 }
 
 #[tokio::test]
-async fn put_user_email_change_is_not_supported_but_the_same_email_is_fine() {
+async fn put_user_with_the_same_email_is_fine_and_a_bad_or_taken_email_is_refused() {
     let server = TestServer::start().await;
     let email = unique_email();
     let session = server.signup(&email).await;
     let token = access(&session);
 
-    let resp = server.put_auth("/user", &token, json!({"email": unique_email()})).await;
-    assert_error(resp, 422, "validation_failed").await;
     let resp = server.put_auth("/user", &token, json!({"email": "not-an-email"})).await;
     assert_error(resp, 400, "validation_failed").await;
+    let taken = unique_email();
+    server.signup(&taken).await;
+    let resp = server.put_auth("/user", &token, json!({"email": taken})).await;
+    assert_error(resp, 422, "email_exists").await;
 
     let user = put_user(&server, &token, json!({"email": email, "data": {"ok": true}})).await;
     assert_eq!(user["email"], email.as_str());
@@ -388,6 +408,27 @@ async fn put_user_email_change_is_not_supported_but_the_same_email_is_fine() {
     // Addresses are compared after lower-casing, as GoTrue's validateEmail does.
     let user = put_user(&server, &token, json!({"email": email.to_uppercase()})).await;
     assert_eq!(user["email"], email.as_str());
+    assert!(user.get("new_email").is_none(), "{user}");
+}
+
+#[tokio::test]
+async fn put_user_email_change_without_smtp_is_recorded_not_a_5xx() {
+    // SPEC §6.7 / GoTrue mailer.NewMailer: with no GOTRUE_SMTP_HOST the noop mail client is used,
+    // mails are silently dropped and the change is recorded as pending (200 with new_email).
+    let server = TestServer::start().await;
+    assert!(server.config.settings.smtp.host.is_empty(), "the default test config has no SMTP");
+    let email = unique_email();
+    let session = server.signup(&email).await;
+    let new = unique_email();
+    let resp = server.put_auth("/user", &access(&session), json!({"email": new})).await;
+    let status = resp.status();
+    let text = resp.text().await.expect("body");
+    assert!(!status.is_server_error(), "an email change must never be a 5xx: {status} {text}");
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let user: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(user["email"], email.as_str(), "the address changes only once confirmed: {user}");
+    assert_eq!(user["new_email"], new.as_str(), "{user}");
+    assert!(user["email_change_sent_at"].is_string(), "{user}");
 }
 
 #[tokio::test]
@@ -452,4 +493,67 @@ async fn an_expired_ban_no_longer_blocks() {
         .expect("ban in the past");
     let user = get_user(&server, &access(&session)).await;
     assert_eq!(user["id"], session["user"]["id"]);
+}
+
+#[tokio::test]
+async fn put_user_min_length_counts_bytes_like_gotrue() {
+    // GoTrue's checkPasswordStrength compares Go's len(password), i.e. bytes, with the minimum
+    // length: "éééé" is 4 characters but 8 bytes and passes the default minimum of 6.
+    let server = TestServer::start().await;
+    let email = unique_email();
+    let session = server.signup(&email).await;
+    put_user(&server, &access(&session), json!({"password": "éééé"})).await;
+    let resp = server.post("/token?grant_type=password", json!({"email": email, "password": "éééé"})).await;
+    assert_eq!(resp.status(), StatusCode::OK, "the new multi-byte password logs in");
+}
+
+#[tokio::test]
+async fn a_non_uuid_session_id_is_403_bad_jwt() {
+    // GoTrue maybeLoadUserOrSession: "invalid claim: session_id claim must be a UUID" (403 bad_jwt).
+    let server = TestServer::start().await;
+    let session = server.signup(&unique_email()).await;
+    let mut claims = claims_for(&user_id(&session).to_string());
+    claims["session_id"] = json!("not-a-uuid");
+    let token = sign(&claims, SECRET, Algorithm::HS256);
+    assert_error(server.get_auth("/user", &token).await, 403, "bad_jwt").await;
+}
+
+#[tokio::test]
+async fn a_nil_session_id_counts_as_no_session() {
+    // GoTrue skips the session lookup when session_id is "" or the nil UUID.
+    let server = TestServer::start().await;
+    let session = server.signup(&unique_email()).await;
+    let mut claims = claims_for(&user_id(&session).to_string());
+    claims["session_id"] = json!(Uuid::nil().to_string());
+    let token = sign(&claims, SECRET, Algorithm::HS256);
+    let user = get_user(&server, &token).await;
+    assert_eq!(user["id"], session["user"]["id"]);
+    claims["session_id"] = json!("");
+    let token = sign(&claims, SECRET, Algorithm::HS256);
+    get_user(&server, &token).await;
+}
+
+#[tokio::test]
+async fn app_metadata_admin_check_uses_the_stored_user_role_not_the_token_claim() {
+    // GoTrue user.go UserUpdate: `params.AppData != nil && !isAdmin(user, config)` with
+    // api/helpers.go `isAdmin(u, config) = config.JWT.Aud == u.Aud && u.HasRole(config.JWT.AdminGroupName)`:
+    // the loaded user's stored role decides, whatever the token's `role` claim says.
+    let server = TestServer::start().await;
+
+    // A token claiming role "admin" for a user whose stored role is "authenticated": not an admin.
+    let session = server.signup(&unique_email()).await;
+    let forged_role = sign(
+        &json!({"sub": user_id(&session).to_string(), "aud": "authenticated", "role": "admin", "exp": now_secs() + 3600}),
+        SECRET,
+        Algorithm::HS256,
+    );
+    let resp = server.put_auth("/user", &forged_role, json!({"app_metadata": {"roles": ["owner"]}})).await;
+    assert_error(resp, 403, "not_admin").await;
+
+    // A user made an admin-group member after sign-in may use the session token it already holds
+    // (its claim still says "authenticated").
+    let session = server.signup(&unique_email()).await;
+    make_admin_group_member(&server, user_id(&session)).await;
+    let user = put_user(&server, &access(&session), json!({"app_metadata": {"roles": ["owner"]}})).await;
+    assert_eq!(user["app_metadata"]["roles"], json!(["owner"]), "{user}");
 }

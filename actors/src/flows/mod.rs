@@ -3,11 +3,18 @@
 //! failure half-way leaves a state the user can recover from.
 
 pub mod auth;
+pub mod email;
+pub mod invite;
 pub mod logout;
+pub mod otp;
+pub mod reauthenticate;
+pub mod recover;
+pub mod resend;
 pub mod signup;
 pub mod token;
 pub mod user;
 pub mod validate;
+pub mod verify;
 
 use crate::clock::Timestamp;
 use crate::error::AuthResult;

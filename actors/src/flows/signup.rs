@@ -1,7 +1,8 @@
 //! `POST /signup`. Port of signup.go `Signup` (SPEC §1.2 decision order) and of the anonymous
-//! sign-in path (§1.20). Confirmation mail arrives with the email issue; until then an
-//! unconfirmed signup is stored with `confirmation_sent_at` set and nothing is sent.
+//! sign-in path (§1.20). Unconfirmed email sign-ups get a confirmation mail (link + code,
+//! optionally PKCE); phone confirmation by SMS arrives with the phone issue.
 
+use super::email::{check_spacing, send_link, Link, LinkKind, Pkce};
 use super::validate;
 use super::{audit, sign_in, RequestMeta, SessionGrant};
 use crate::crypto::{PasswordCheck, Secret};
@@ -22,6 +23,9 @@ pub struct SignupInput {
     pub channel: String,
     /// Request audience (`X-JWT-AUD` or `GOTRUE_JWT_AUD`).
     pub aud: String,
+    /// Where the confirmation link leads (already checked against the allow list).
+    pub redirect_to: String,
+    pub pkce: Option<Pkce>,
     pub meta: RequestMeta,
 }
 
@@ -32,8 +36,9 @@ pub enum SignupOutcome {
     User(Box<User>),
 }
 
+/// Which address a sign-up or confirmation is about.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Channel {
+pub(crate) enum Channel {
     Email,
     Phone,
 }
@@ -54,6 +59,9 @@ pub async fn signup(a: &Actors, input: SignupInput) -> AuthResult<SignupOutcome>
         return Err(AuthError::validation("Only an email address or phone number should be provided on signup."));
     }
     let (channel, address) = if input.email.is_empty() {
+        if input.pkce.is_some() {
+            return Err(AuthError::validation("PKCE not supported for phone signups"));
+        }
         if !input.channel.is_empty() && input.channel != "sms" && input.channel != "whatsapp" {
             return Err(AuthError::validation("Invalid channel, must be one of sms or whatsapp"));
         }
@@ -80,16 +88,42 @@ pub async fn signup(a: &Actors, input: SignupInput) -> AuthResult<SignupOutcome>
     }
 
     let hash = a.hasher.hash(&password).await?;
-    let user = new_user(a, channel, &address, Some(hash), input.data, &input.aud, autoconfirm);
+    let mut user = new_user(a, channel, &address, Some(hash), input.data.clone(), &input.aud, autoconfirm);
+    // Stamped only once the confirmation is actually sent (a failed send can be retried).
+    user.confirmation_sent_at = None;
     let user = a.users.create(user).await?;
     audit("user_signedup", &user, &[("provider", provider_name(channel))]);
     if autoconfirm {
         let grant = sign_in(a, user, "password", &input.meta).await?;
         return Ok(SignupOutcome::Session(Box::new(grant)));
     }
-    audit("user_confirmation_requested", &user, &[]);
-    tracing::warn!(user_id = %user.id, "signup needs confirmation, but confirmation delivery is not available yet: no message was sent");
+    let user = send_confirmation(a, user, channel, &input).await?;
     Ok(SignupOutcome::User(Box::new(user)))
+}
+
+/// Sends (or, for phones, records) the confirmation of an unconfirmed sign-up.
+async fn send_confirmation(a: &Actors, user: User, channel: Channel, input: &SignupInput) -> AuthResult<User> {
+    if channel == Channel::Phone {
+        tracing::warn!(user_id = %user.id, "phone confirmation by SMS is not available yet: no code was sent");
+    } else {
+        check_spacing(a, user.confirmation_sent_at)?;
+        let link = Link {
+            kind: LinkKind::Signup,
+            address: &user.email,
+            redirect_to: &input.redirect_to,
+            pkce: input.pkce.as_ref(),
+            new_email: "",
+        };
+        send_link(a, &user, link).await?;
+    }
+    audit("user_confirmation_requested", &user, &[]);
+    let now = a.clock.now();
+    a.users
+        .update(user.id, move |u| {
+            u.confirmation_sent_at = Some(now);
+            Ok(())
+        })
+        .await
 }
 
 fn provider_name(channel: Channel) -> &'static str {
@@ -145,19 +179,12 @@ async fn existing_user(
         let grant = sign_in(a, user, "password", &input.meta).await?;
         return Ok(SignupOutcome::Session(Box::new(grant)));
     }
-    let now = a.clock.now();
-    let user = a
-        .users
-        .update(user.id, move |u| {
-            u.confirmation_sent_at = Some(now);
-            Ok(())
-        })
-        .await?;
+    let user = send_confirmation(a, user, channel, &input).await?;
     Ok(SignupOutcome::User(Box::new(user)))
 }
 
 /// Marks the channel confirmed, in the user and its identity data.
-fn confirm(user: &mut User, channel: Channel, now: crate::clock::Timestamp) {
+pub(crate) fn confirm(user: &mut User, channel: Channel, now: crate::clock::Timestamp) {
     let key = match channel {
         Channel::Email => {
             user.email_confirmed_at = Some(now);
@@ -179,7 +206,7 @@ fn confirm(user: &mut User, channel: Channel, now: crate::clock::Timestamp) {
 }
 
 /// A new email or phone user with its identity (SPEC §1.2 step 6).
-fn new_user(
+pub(crate) fn new_user(
     a: &Actors,
     channel: Channel,
     address: &str,

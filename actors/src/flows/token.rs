@@ -96,3 +96,19 @@ pub async fn refresh(a: &Actors, refresh_token: &str) -> AuthResult<SessionGrant
     audit("token_refreshed", &user, &[]);
     grant(a, user, &issued.session, issued.refresh_token)
 }
+
+/// `grant_type=pkce`: exchange an auth code and its verifier for a session, once.
+pub async fn pkce(a: &Actors, auth_code: &str, code_verifier: &str, meta: &RequestMeta) -> AuthResult<SessionGrant> {
+    if auth_code.is_empty() || code_verifier.is_empty() {
+        return Err(AuthError::validation("invalid request: both auth code and code verifier should be non-empty"));
+    }
+    let flow = a.oauth.exchange(auth_code, code_verifier).await?;
+    let not_found =
+        || AuthError::not_found(ErrorCode::FlowStateNotFound, "invalid flow state, no valid flow state found");
+    let user_id = flow.user_id.ok_or_else(not_found)?;
+    let user = a.users.get(user_id).await?.ok_or_else(not_found)?;
+    if user.is_banned(a.clock.now()) {
+        return Err(AuthError::bad_request(ErrorCode::UserBanned, "User is banned"));
+    }
+    sign_in(a, user, &flow.authentication_method, meta).await
+}

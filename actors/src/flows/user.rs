@@ -1,8 +1,12 @@
-//! `GET /user` and `PUT /user`. Port of user.go `UserGet` / `UserUpdate` for metadata and
-//! password changes (email and phone changes need the email and phone issues).
+//! `GET /user` and `PUT /user`. Port of user.go `UserGet` / `UserUpdate`: metadata, password
+//! (with the reauthentication nonce when required), and email change with secure double
+//! confirmation (phone change arrives with the phone issue).
 
 use super::audit;
 use super::auth::Authenticated;
+use super::email::{check_spacing, send_link, Link, LinkKind};
+use super::reauthenticate::consume_nonce;
+use super::signup::{confirm, Channel};
 use super::validate;
 use crate::crypto::{PasswordCheck, Secret};
 use crate::error::{AuthError, AuthResult, ErrorCode};
@@ -18,7 +22,14 @@ pub struct UserUpdate {
     pub password: Option<Secret>,
     pub data: Option<Map<String, Value>>,
     pub app_metadata: Option<Map<String, Value>>,
+    /// Reauthentication code for a password change.
+    pub nonce: Option<String>,
+    /// Where the email-change links lead.
+    pub redirect_to: String,
 }
+
+/// How long after sign-in a password change needs no reauthentication.
+const REAUTH_FREE_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// `GET /user`: the caller, after the audience check.
 pub fn get(auth: Authenticated, request_aud: &str) -> AuthResult<User> {
@@ -45,17 +56,22 @@ fn merge(target: &JsonText, patch: Map<String, Value>) -> JsonText {
 
 /// `PUT /user`.
 pub async fn update(a: &Actors, auth: Authenticated, input: UserUpdate) -> AuthResult<User> {
-    let user = auth.user;
-    // Email / phone: unchanged values are accepted; real changes need confirmation delivery.
-    if let Some(email) = input.email.as_deref().filter(|e| !e.is_empty()) {
-        let email = validate::email(email)?;
-        if email != user.email {
-            return Err(AuthError::unprocessable(
-                ErrorCode::ValidationFailed,
-                "Changing the email address needs confirmation by email, which this server does not offer yet",
-            ));
+    let user = auth.user.clone();
+    // Email: an unchanged value is accepted; a change is validated here, applied below.
+    let new_email = match input.email.as_deref().filter(|e| !e.is_empty()) {
+        Some(email) => {
+            let email = validate::email(email)?;
+            if email == user.email {
+                None
+            } else {
+                if a.users.by_email(&email).await?.is_some_and(|other| other.id != user.id) {
+                    return Err(AuthError::unprocessable(ErrorCode::EmailExists, crate::error::DUPLICATE_EMAIL_MSG));
+                }
+                Some(email)
+            }
         }
-    }
+        None => None,
+    };
     if let Some(phone) = input.phone.as_deref().filter(|p| !p.is_empty()) {
         let phone = validate::phone(phone)?;
         if phone != user.phone {
@@ -78,6 +94,21 @@ pub async fn update(a: &Actors, auth: Authenticated, input: UserUpdate) -> AuthR
                     "Updating password of an anonymous user without an email or phone is not allowed",
                 ));
             }
+            if a.settings.security.update_password_require_reauthentication {
+                let fresh =
+                    auth.session.as_ref().is_some_and(|s| a.clock.now() < s.created_at.plus(REAUTH_FREE_WINDOW));
+                if !fresh {
+                    match input.nonce.as_deref().filter(|n| !n.is_empty()) {
+                        None => {
+                            return Err(AuthError::bad_request(
+                                ErrorCode::ReauthenticationNeeded,
+                                "Password update requires reauthentication",
+                            ))
+                        }
+                        Some(nonce) => consume_nonce(a, &auth, nonce).await?,
+                    }
+                }
+            }
             if let Some(stored) = &user.encrypted_password {
                 if a.hasher.verify(password, stored).await? != PasswordCheck::Mismatch {
                     return Err(AuthError::unprocessable(
@@ -91,6 +122,9 @@ pub async fn update(a: &Actors, auth: Authenticated, input: UserUpdate) -> AuthR
     };
     let password_changed = new_hash.is_some();
     let (data, app_metadata) = (input.data, input.app_metadata);
+    // An anonymous user adding an email under autoconfirm gets it at once (GoTrue).
+    let immediate_email = new_email.clone().filter(|_| user.is_anonymous && a.settings.signup.mailer_autoconfirm);
+    let now = a.clock.now();
     let updated = a
         .users
         .update(user.id, move |u| {
@@ -103,9 +137,20 @@ pub async fn update(a: &Actors, auth: Authenticated, input: UserUpdate) -> AuthR
             if let Some(hash) = new_hash {
                 u.encrypted_password = Some(hash);
             }
+            if let Some(email) = immediate_email {
+                u.new_email = email;
+                super::verify::apply_email_change(u, now)?;
+                confirm(u, Channel::Email, now);
+            }
             Ok(())
         })
         .await?;
+    let updated = match new_email {
+        Some(email) if !(user.is_anonymous && a.settings.signup.mailer_autoconfirm) => {
+            send_email_change(a, updated, &email, &input.redirect_to).await?
+        }
+        _ => updated,
+    };
     if password_changed {
         // GoTrue: a password change ends every other session of the user.
         a.sessions.end_user_sessions(updated.id, auth.session.as_ref().map(|s| s.id)).await?;
@@ -113,4 +158,29 @@ pub async fn update(a: &Actors, auth: Authenticated, input: UserUpdate) -> AuthR
     }
     audit("user_modified", &updated, &[]);
     Ok(updated)
+}
+
+/// Sends the email-change mails (SPEC §6.5): with secure change on and a current address, one
+/// code to each address, both needed; else one to the new address. Records `new_email`.
+pub async fn send_email_change(a: &Actors, user: User, new_email: &str, redirect_to: &str) -> AuthResult<User> {
+    check_spacing(a, user.email_change_sent_at)?;
+    let secure = a.settings.mail.secure_email_change && !user.email.is_empty() && !a.settings.signup.mailer_autoconfirm;
+    let new_link = Link { kind: LinkKind::EmailChangeNew, address: new_email, redirect_to, pkce: None, new_email };
+    send_link(a, &user, new_link).await?;
+    if secure {
+        let current = user.email.clone();
+        let link = Link { kind: LinkKind::EmailChangeCurrent, address: &current, redirect_to, pkce: None, new_email };
+        send_link(a, &user, link).await?;
+    }
+    let (now, new_email) = (a.clock.now(), new_email.to_owned());
+    let user = a
+        .users
+        .update(user.id, move |u| {
+            u.new_email = new_email;
+            u.email_change_sent_at = Some(now);
+            Ok(())
+        })
+        .await?;
+    audit("user_modified", &user, &[]);
+    Ok(user)
 }

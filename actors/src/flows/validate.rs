@@ -59,7 +59,8 @@ pub fn password_weakness(policy: &PasswordPolicy, password: &Secret) -> Option<(
     let pw = password.expose();
     let mut messages = Vec::new();
     let mut reasons = Vec::new();
-    if pw.chars().count() < policy.min_length {
+    // Bytes, as Go's len(): "ééé" is 6 long.
+    if pw.len() < policy.min_length {
         messages.push(format!("Password should be at least {} characters.", policy.min_length));
         reasons.push("length".to_owned());
     }

@@ -2,24 +2,31 @@
 //! and the email flows arrive with the email issue; delivery, its error reporting and
 //! supervision are here now.
 //!
+//! Auth mails are rendered from [`templates`] here, and the global send budget
+//! (`GOTRUE_RATE_LIMIT_EMAIL_SENT`) is enforced here, so every sender shares it.
+//!
 //! The mailbox never waits on the network: each send runs in its own task that owns the reply
 //! port. Implicit TLS on port 465, STARTTLS when the server offers it elsewhere, plain text to a
 //! loopback relay. No persisted state (no trees).
 
+pub mod templates;
+
 use crate::call::{call, Reply};
+use crate::error::ErrorCode;
 use crate::error::{AuthError, AuthResult};
 use crate::settings::SmtpSettings;
 use crate::ActorEnv;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use lettre::message::{header::ContentType, Mailbox};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
+use templates::{TemplateData, TemplateKind, Templates};
 use tokio::sync::watch;
-
-/// How long one SMTP conversation may take.
-const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One message to deliver.
 #[derive(Debug, Clone)]
@@ -33,15 +40,49 @@ pub struct Email {
 pub enum MailerMessage {
     /// Deliver `mail`; the reply says what went wrong if it could not be delivered.
     Send { mail: Email, reply: Reply<()> },
+    /// Render an auth mail from its template and deliver it, within the global budget.
+    SendAuth { kind: TemplateKind, to: String, data: Box<TemplateData>, reply: Reply<()> },
 }
 
 /// The actor.
 pub struct Mailer;
 
-/// The transport (absent when `GOTRUE_SMTP_HOST` is unset) and the sender address.
+/// The transport (absent when `GOTRUE_SMTP_HOST` is unset), the sender, the templates and the
+/// global budget.
 pub struct MailerState {
     transport: Option<AsyncSmtpTransport<Tokio1Executor>>,
     from: Mailbox,
+    templates: Arc<Templates>,
+    budget: Budget,
+}
+
+/// `GOTRUE_RATE_LIMIT_EMAIL_SENT`.
+enum Budget {
+    Unlimited,
+    Blocked,
+    Limited(DefaultDirectRateLimiter),
+}
+
+impl Budget {
+    fn new(budget: Option<(u32, Duration)>) -> Budget {
+        let Some((count, window)) = budget else { return Budget::Unlimited };
+        let Some(burst) = NonZeroU32::new(count) else { return Budget::Blocked };
+        match Quota::with_period(window / count) {
+            Some(q) => Budget::Limited(RateLimiter::direct(q.allow_burst(burst))),
+            None => Budget::Unlimited,
+        }
+    }
+    fn take(&self) -> AuthResult<()> {
+        let exceeded = match self {
+            Budget::Unlimited => false,
+            Budget::Blocked => true,
+            Budget::Limited(limiter) => limiter.check().is_err(),
+        };
+        if exceeded {
+            return Err(AuthError::too_many_requests(ErrorCode::OverEmailSendRateLimit, "email rate limit exceeded"));
+        }
+        Ok(())
+    }
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -49,7 +90,7 @@ fn is_loopback(host: &str) -> bool {
 }
 
 /// Builds the transport GoTrue's settings describe.
-pub fn transport(smtp: &SmtpSettings) -> Result<Option<AsyncSmtpTransport<Tokio1Executor>>, String> {
+pub fn transport(smtp: &SmtpSettings, timeout: Duration) -> Result<Option<AsyncSmtpTransport<Tokio1Executor>>, String> {
     if smtp.host.is_empty() {
         return Ok(None);
     }
@@ -61,7 +102,7 @@ pub fn transport(smtp: &SmtpSettings) -> Result<Option<AsyncSmtpTransport<Tokio1
         let tls = TlsParameters::new(smtp.host.clone()).map_err(|e| e.to_string())?;
         AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host).tls(Tls::Opportunistic(tls))
     };
-    builder = builder.port(smtp.port).timeout(Some(SMTP_TIMEOUT));
+    builder = builder.port(smtp.port).timeout(Some(timeout));
     if !smtp.user.is_empty() {
         builder = builder.credentials(Credentials::new(smtp.user.clone(), smtp.pass.expose().to_owned()));
     }
@@ -77,12 +118,19 @@ fn sender(smtp: &SmtpSettings) -> Result<Mailbox, String> {
     Ok(Mailbox::new(name, address))
 }
 
-async fn deliver(transport: Option<AsyncSmtpTransport<Tokio1Executor>>, from: Mailbox, mail: Email) -> AuthResult<()> {
-    let Some(transport) = transport else {
-        return Err(AuthError::internal("Error sending email: SMTP is not configured (set GOTRUE_SMTP_HOST)"));
-    };
+async fn deliver(
+    transport: Option<AsyncSmtpTransport<Tokio1Executor>>,
+    from: Mailbox,
+    mail: Email,
+    what: &'static str,
+) -> AuthResult<()> {
     let to: Mailbox =
         mail.to.parse().map_err(|e| AuthError::validation(format!("Unable to send email to {}: {e}", mail.to)))?;
+    let Some(transport) = transport else {
+        // GoTrue's behaviour without GOTRUE_SMTP_HOST: the mail is dropped, the flow goes on.
+        tracing::warn!(subject = %mail.subject, "GOTRUE_SMTP_HOST is not set: mail not sent");
+        return Ok(());
+    };
     let message = Message::builder()
         .from(from)
         .to(to)
@@ -93,7 +141,7 @@ async fn deliver(transport: Option<AsyncSmtpTransport<Tokio1Executor>>, from: Ma
     transport.send(message).await.map(|_| ()).map_err(|e| {
         // The client gets a clear summary; the log gets lettre's full diagnostics.
         tracing::error!(error = ?e, "SMTP delivery failed");
-        AuthError::internal(format!("Error sending email: {}", describe(&e)))
+        AuthError::internal(format!("Error sending {what}: {}", describe(&e)))
     })
 }
 
@@ -115,8 +163,15 @@ impl Actor for Mailer {
     type Arguments = ActorEnv;
 
     async fn pre_start(&self, _me: ActorRef<Self::Msg>, env: ActorEnv) -> Result<MailerState, ActorProcessingErr> {
-        let transport = transport(&env.settings.smtp).map_err(|e| format!("SMTP settings: {e}"))?;
-        Ok(MailerState { transport, from: sender(&env.settings.smtp)? })
+        let mail = &env.settings.mail;
+        let transport = transport(&env.settings.smtp, mail.smtp_timeout).map_err(|e| format!("SMTP settings: {e}"))?;
+        let templates = Templates::compile(&mail.subjects, &mail.templates)?;
+        Ok(MailerState {
+            transport,
+            from: sender(&env.settings.smtp)?,
+            templates: Arc::new(templates),
+            budget: Budget::new(mail.email_budget),
+        })
     }
 
     async fn handle(
@@ -129,7 +184,32 @@ impl Actor for Mailer {
             MailerMessage::Send { mail, reply } => {
                 let (transport, from) = (st.transport.clone(), st.from.clone());
                 tokio::spawn(async move {
-                    let _ = reply.send(deliver(transport, from, mail).await);
+                    let _ = reply.send(deliver(transport, from, mail, "email").await);
+                });
+            }
+            MailerMessage::SendAuth { kind, to, data, reply } => {
+                if let Err(e) = st.budget.take() {
+                    let _ = reply.send(Err(e));
+                    return Ok(());
+                }
+                let (subject, html) = match st.templates.render(kind, &data) {
+                    Ok(rendered) => rendered,
+                    Err(e) => {
+                        let _ = reply.send(Err(AuthError::unexpected(e)));
+                        return Ok(());
+                    }
+                };
+                let (transport, from) = (st.transport.clone(), st.from.clone());
+                let what = match kind {
+                    TemplateKind::Confirmation => "confirmation email",
+                    TemplateKind::Invite => "invite email",
+                    TemplateKind::Recovery => "recovery email",
+                    TemplateKind::MagicLink => "magic link email",
+                    TemplateKind::EmailChange => "email change email",
+                    TemplateKind::Reauthentication => "reauthentication nonce",
+                };
+                tokio::spawn(async move {
+                    let _ = reply.send(deliver(transport, from, Email { to, subject, html }, what).await);
                 });
             }
         }
@@ -151,11 +231,14 @@ impl Mail {
     /// Delivers one message (waits for the SMTP server's answer, bounded by the SMTP timeout).
     pub async fn send(&self, mail: Email) -> AuthResult<()> {
         let actor = self.actor.borrow().clone();
-        call(&actor, self.timeout.max(SMTP_TIMEOUT + Duration::from_secs(1)), |reply| MailerMessage::Send {
-            mail,
-            reply,
-        })
-        .await
+        call(&actor, self.timeout, |reply| MailerMessage::Send { mail, reply }).await
+    }
+
+    /// Renders and delivers an auth mail; 429 `over_email_send_rate_limit` past the budget.
+    pub async fn send_auth(&self, kind: TemplateKind, to: &str, data: TemplateData) -> AuthResult<()> {
+        let actor = self.actor.borrow().clone();
+        let (to, data) = (to.to_owned(), Box::new(data));
+        call(&actor, self.timeout, |reply| MailerMessage::SendAuth { kind, to, data, reply }).await
     }
 }
 

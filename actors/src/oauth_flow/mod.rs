@@ -43,6 +43,11 @@ pub enum OAuthFlowMessage {
     /// Take (and delete) the flow state for an auth code: 404 `flow_state_not_found`, or 422
     /// `flow_state_expired` past `GOTRUE_EXTERNAL_FLOW_STATE_EXPIRY_DURATION`.
     TakeByAuthCode { auth_code: String, reply: Reply<FlowState> },
+    /// The auth code of the user's newest flow for one of `methods` (an email link was clicked).
+    CodeForUser { user_id: Uuid, methods: Vec<String>, reply: Reply<String> },
+    /// `grant_type=pkce`: check the verifier against the stored challenge and, on success,
+    /// take (delete) the flow state. A wrong verifier leaves it in place.
+    Exchange { auth_code: String, code_verifier: String, reply: Reply<FlowState> },
     /// Number of flow states.
     Count { reply: Reply<usize> },
     /// Periodic: drop expired flow states.
@@ -106,6 +111,40 @@ impl OAuthFlowState {
         Ok(flow)
     }
 
+    fn code_for_user(&self, user_id: Uuid, methods: &[String]) -> AuthResult<String> {
+        self.by_id
+            .values()
+            .filter(|f| f.user_id == Some(user_id) && methods.contains(&f.authentication_method))
+            .max_by_key(|f| f.created_at)
+            .map(|f| f.auth_code.clone())
+            .ok_or_else(|| {
+                AuthError::unprocessable(ErrorCode::FlowStateNotFound, "invalid flow state, no valid flow state found")
+            })
+    }
+
+    fn exchange(&mut self, auth_code: &str, code_verifier: &str) -> AuthResult<FlowState> {
+        let not_found =
+            || AuthError::not_found(ErrorCode::FlowStateNotFound, "invalid flow state, no valid flow state found");
+        let id = *self.by_code.get(auth_code).ok_or_else(not_found)?;
+        let flow = self.by_id.get(&id).cloned().ok_or_else(not_found)?;
+        if self.clock.now() >= flow.created_at.plus(self.lifetime) {
+            return Err(AuthError::unprocessable(
+                ErrorCode::FlowStateExpired,
+                "invalid flow state, flow state has expired",
+            ));
+        }
+        if !pkce_matches(&flow.code_challenge_method, &flow.code_challenge, code_verifier) {
+            return Err(AuthError::bad_request(
+                ErrorCode::BadCodeVerifier,
+                "code challenge does not match previously saved code verifier",
+            ));
+        }
+        if flow.user_id.is_none() {
+            return Err(not_found());
+        }
+        self.take(auth_code)
+    }
+
     fn sweep(&mut self) -> AuthResult<()> {
         let now = self.clock.now();
         let doomed: Vec<FlowState> =
@@ -147,6 +186,12 @@ impl Actor for OAuthFlow {
         match msg {
             Create { flow, reply } => reply_when_durable(&flusher, reply, st.create(flow)),
             TakeByAuthCode { auth_code, reply } => reply_when_durable(&flusher, reply, st.take(&auth_code)),
+            CodeForUser { user_id, methods, reply } => {
+                reply_when_durable(&flusher, reply, st.code_for_user(user_id, &methods))
+            }
+            Exchange { auth_code, code_verifier, reply } => {
+                reply_when_durable(&flusher, reply, st.exchange(&auth_code, &code_verifier))
+            }
             Count { reply } => {
                 let _ = reply.send(Ok(st.by_id.len()));
             }
@@ -183,8 +228,48 @@ impl OAuthFlows {
         let auth_code = auth_code.to_owned();
         call(&self.current(), self.timeout, |reply| OAuthFlowMessage::TakeByAuthCode { auth_code, reply }).await
     }
+    /// See [`OAuthFlowMessage::CodeForUser`].
+    pub async fn code_for_user(&self, user_id: Uuid, methods: &[&str]) -> AuthResult<String> {
+        let methods = methods.iter().map(|m| (*m).to_owned()).collect();
+        call(&self.current(), self.timeout, |reply| OAuthFlowMessage::CodeForUser { user_id, methods, reply }).await
+    }
+    /// See [`OAuthFlowMessage::Exchange`].
+    pub async fn exchange(&self, auth_code: &str, code_verifier: &str) -> AuthResult<FlowState> {
+        let (auth_code, code_verifier) = (auth_code.to_owned(), code_verifier.to_owned());
+        call(&self.current(), self.timeout, |reply| OAuthFlowMessage::Exchange { auth_code, code_verifier, reply })
+            .await
+    }
     /// See [`OAuthFlowMessage::Count`].
     pub async fn count(&self) -> AuthResult<usize> {
         call(&self.current(), self.timeout, |reply| OAuthFlowMessage::Count { reply }).await
+    }
+}
+
+/// PKCE check (RFC 7636): `s256` compares base64url(sha256(verifier)), `plain` the verifier
+/// itself; both in constant time.
+pub fn pkce_matches(method: &str, challenge: &str, verifier: &str) -> bool {
+    use base64::Engine;
+    let expected = if method.eq_ignore_ascii_case("s256") {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::crypto::sha256(verifier.as_bytes()))
+    } else {
+        verifier.to_owned()
+    };
+    !verifier.is_empty() && crate::crypto::secure_eq(expected.as_bytes(), challenge.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_s256_and_plain() {
+        // RFC 7636 appendix B.
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+        assert!(pkce_matches("S256", challenge, verifier));
+        assert!(pkce_matches("s256", challenge, verifier));
+        assert!(!pkce_matches("s256", challenge, "wrong"));
+        assert!(pkce_matches("plain", "same-value", "same-value"));
+        assert!(!pkce_matches("plain", "", ""));
     }
 }

@@ -39,8 +39,13 @@ pub struct OneTimeToken {
 pub enum OtpIssuerMessage {
     /// Store a token, replacing the user's previous one of the same type.
     Issue { token: OneTimeToken, reply: Reply<OneTimeToken> },
-    /// Take a token by hash: single use; `otp_expired` (403) if unknown or expired.
-    Consume { token_hash: String, reply: Reply<OneTimeToken> },
+    /// Take a token by hash: single use; `otp_expired` (403) if unknown, expired, or not of one
+    /// of `types` (an empty list accepts any type). A token of the wrong type is left in place.
+    Consume { token_hash: String, types: Vec<String>, reply: Reply<OneTimeToken> },
+    /// Look at a token without consuming it (link scanners, `HEAD` requests).
+    Peek { token_hash: String, reply: Reply<Option<OneTimeToken>> },
+    /// The user's live tokens of the given types (to check a typed-in code against them).
+    ForUser { user_id: Uuid, types: Vec<String>, reply: Reply<Vec<OneTimeToken>> },
     /// Drop every token of a user (any confirmation clears them all).
     ClearUser { user_id: Uuid, reply: Reply<()> },
     /// Number of outstanding tokens.
@@ -105,12 +110,32 @@ impl OtpIssuerState {
         Ok(token)
     }
 
-    fn consume(&mut self, token_hash: &str) -> AuthResult<OneTimeToken> {
+    fn is_live(&self, t: &OneTimeToken) -> bool {
+        self.clock.now() < t.created_at.plus(self.lifetime)
+    }
+
+    fn peek(&self, token_hash: &str) -> Option<OneTimeToken> {
+        let t = self.by_hash.get(token_hash).and_then(|id| self.by_id.get(id))?;
+        self.is_live(t).then(|| t.clone())
+    }
+
+    fn for_user(&self, user_id: Uuid, types: &[String]) -> Vec<OneTimeToken> {
+        self.by_id
+            .values()
+            .filter(|t| t.user_id == user_id && types.contains(&t.token_type) && self.is_live(t))
+            .cloned()
+            .collect()
+    }
+
+    fn consume(&mut self, token_hash: &str, types: &[String]) -> AuthResult<OneTimeToken> {
         let id = *self.by_hash.get(token_hash).ok_or_else(expired)?;
         let token = self.by_id.get(&id).cloned().ok_or_else(expired)?;
+        if !types.is_empty() && !types.contains(&token.token_type) {
+            return Err(expired());
+        }
         self.store.apply(vec![self.table.remove(id.as_bytes().to_vec())])?;
         self.forget(&token);
-        if self.clock.now() >= token.created_at.plus(self.lifetime) {
+        if !self.is_live(&token) {
             return Err(expired());
         }
         Ok(token)
@@ -171,7 +196,11 @@ impl Actor for OtpIssuer {
         let flusher = st.flusher.clone();
         match msg {
             Issue { token, reply } => reply_when_durable(&flusher, reply, st.issue(token)),
-            Consume { token_hash, reply } => reply_when_durable(&flusher, reply, st.consume(&token_hash)),
+            Consume { token_hash, types, reply } => {
+                reply_when_durable(&flusher, reply, st.consume(&token_hash, &types))
+            }
+            Peek { token_hash, reply } => reply_when_durable(&flusher, reply, Ok(st.peek(&token_hash))),
+            ForUser { user_id, types, reply } => reply_when_durable(&flusher, reply, Ok(st.for_user(user_id, &types))),
             ClearUser { user_id, reply } => reply_when_durable(&flusher, reply, st.clear_user(user_id)),
             Count { reply } => {
                 let _ = reply.send(Ok(st.by_id.len()));
@@ -205,9 +234,20 @@ impl Otps {
         call(&self.current(), self.timeout, |reply| OtpIssuerMessage::Issue { token, reply }).await
     }
     /// See [`OtpIssuerMessage::Consume`].
-    pub async fn consume(&self, token_hash: &str) -> AuthResult<OneTimeToken> {
+    pub async fn consume(&self, token_hash: &str, types: &[&str]) -> AuthResult<OneTimeToken> {
         let token_hash = token_hash.to_owned();
-        call(&self.current(), self.timeout, |reply| OtpIssuerMessage::Consume { token_hash, reply }).await
+        let types = types.iter().map(|t| (*t).to_owned()).collect();
+        call(&self.current(), self.timeout, |reply| OtpIssuerMessage::Consume { token_hash, types, reply }).await
+    }
+    /// See [`OtpIssuerMessage::Peek`].
+    pub async fn peek(&self, token_hash: &str) -> AuthResult<Option<OneTimeToken>> {
+        let token_hash = token_hash.to_owned();
+        call(&self.current(), self.timeout, |reply| OtpIssuerMessage::Peek { token_hash, reply }).await
+    }
+    /// See [`OtpIssuerMessage::ForUser`].
+    pub async fn for_user(&self, user_id: Uuid, types: &[&str]) -> AuthResult<Vec<OneTimeToken>> {
+        let types = types.iter().map(|t| (*t).to_owned()).collect();
+        call(&self.current(), self.timeout, |reply| OtpIssuerMessage::ForUser { user_id, types, reply }).await
     }
     /// See [`OtpIssuerMessage::ClearUser`].
     pub async fn clear_user(&self, user_id: Uuid) -> AuthResult<()> {

@@ -1,0 +1,248 @@
+//! What every email flow shares: one-time tokens (GoTrue's format: hex SHA-224 of
+//! `address + otp`, `pkce_`-prefixed for PKCE flows), the link in the mail, the per-user send
+//! spacing, PKCE parameter checks and flow-state creation.
+//!
+//! Order of a send: spacing check → (flow state) → token → mail → stamp `*_sent_at`. A failed
+//! delivery therefore leaves no spacing stamp, so the user can retry at once.
+
+use crate::clock::Timestamp;
+use crate::error::{AuthError, AuthResult, ErrorCode};
+use crate::mailer::templates::{TemplateData, TemplateKind};
+use crate::oauth_flow::FlowState;
+use crate::otp_issuer::OneTimeToken;
+use crate::user_registry::model::User;
+use crate::Actors;
+use sha2::{Digest, Sha224};
+use uuid::Uuid;
+
+/// Prefix of tokens that belong to a PKCE flow.
+pub const PKCE_PREFIX: &str = "pkce_";
+
+/// The kinds of email links and codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkKind {
+    Signup,
+    Invite,
+    MagicLink,
+    Recovery,
+    EmailChangeCurrent,
+    EmailChangeNew,
+    Reauthentication,
+}
+
+impl LinkKind {
+    /// `type=` in the link.
+    pub fn verify_type(self) -> &'static str {
+        match self {
+            LinkKind::Signup => "signup",
+            LinkKind::Invite => "invite",
+            LinkKind::MagicLink => "magiclink",
+            LinkKind::Recovery => "recovery",
+            LinkKind::EmailChangeCurrent | LinkKind::EmailChangeNew => "email_change",
+            LinkKind::Reauthentication => "reauthentication",
+        }
+    }
+    /// GoTrue's token column / one_time_tokens type.
+    pub fn token_type(self) -> &'static str {
+        match self {
+            LinkKind::Signup | LinkKind::Invite => "confirmation_token",
+            LinkKind::MagicLink | LinkKind::Recovery => "recovery_token",
+            LinkKind::EmailChangeCurrent => "email_change_token_current",
+            LinkKind::EmailChangeNew => "email_change_token_new",
+            LinkKind::Reauthentication => "reauthentication_token",
+        }
+    }
+    fn template(self) -> TemplateKind {
+        match self {
+            LinkKind::Signup => TemplateKind::Confirmation,
+            LinkKind::Invite => TemplateKind::Invite,
+            LinkKind::MagicLink => TemplateKind::MagicLink,
+            LinkKind::Recovery => TemplateKind::Recovery,
+            LinkKind::EmailChangeCurrent | LinkKind::EmailChangeNew => TemplateKind::EmailChange,
+            LinkKind::Reauthentication => TemplateKind::Reauthentication,
+        }
+    }
+    /// The amr method a PKCE session from this link carries.
+    pub fn pkce_method(self) -> &'static str {
+        match self {
+            LinkKind::Signup => "email/signup",
+            LinkKind::Invite => "invite",
+            LinkKind::MagicLink => "magiclink",
+            LinkKind::Recovery => "recovery",
+            LinkKind::EmailChangeCurrent | LinkKind::EmailChangeNew => "email_change",
+            LinkKind::Reauthentication => "reauthentication",
+        }
+    }
+    fn url_path(self, a: &Actors) -> &str {
+        let paths = &a.settings.mail.url_paths;
+        match self {
+            LinkKind::Signup => &paths.confirmation,
+            LinkKind::Invite => &paths.invite,
+            LinkKind::MagicLink | LinkKind::Recovery => &paths.recovery,
+            LinkKind::EmailChangeCurrent | LinkKind::EmailChangeNew | LinkKind::Reauthentication => &paths.email_change,
+        }
+    }
+}
+
+/// Validated PKCE parameters of an email flow.
+#[derive(Debug, Clone)]
+pub struct Pkce {
+    pub challenge: String,
+    pub method: String,
+}
+
+/// SPEC §7.3: both or neither; challenge 43–128 of `[A-Za-z0-9._~-]`; method s256 or plain.
+pub fn pkce_params(challenge: Option<&str>, method: Option<&str>) -> AuthResult<Option<Pkce>> {
+    let challenge = challenge.filter(|c| !c.is_empty());
+    let method = method.filter(|m| !m.is_empty());
+    match (challenge, method) {
+        (None, None) => Ok(None),
+        (Some(c), Some(m)) => {
+            let valid =
+                (43..=128).contains(&c.len()) && c.chars().all(|ch| ch.is_ascii_alphanumeric() || "._~-".contains(ch));
+            if !valid {
+                return Err(AuthError::validation("code challenge has to be between 43 and 128 characters"));
+            }
+            let method = m.to_lowercase();
+            if method != "s256" && method != "plain" {
+                return Err(AuthError::validation(format!("code challenge method not supported: {m}")));
+            }
+            Ok(Some(Pkce { challenge: c.to_owned(), method }))
+        }
+        _ => Err(AuthError::validation("PKCE flow requires code_challenge_method and code_challenge")),
+    }
+}
+
+/// Hex SHA-224 of `address + otp` (GoTrue's token hash).
+pub fn token_hash(address: &str, otp: &str) -> String {
+    hex::encode(Sha224::digest(format!("{address}{otp}").as_bytes()))
+}
+
+/// A uniformly random numeric code of `GOTRUE_MAILER_OTP_LENGTH` digits.
+pub fn numeric_otp(len: usize) -> String {
+    (0..len).map(|_| char::from(b'0' + rand::random_range(0..10u8))).collect()
+}
+
+/// 429 `over_email_send_rate_limit` while the last mail of this kind is younger than
+/// `GOTRUE_SMTP_MAX_FREQUENCY`.
+pub fn check_spacing(a: &Actors, last_sent: Option<Timestamp>) -> AuthResult<()> {
+    let Some(last) = last_sent else { return Ok(()) };
+    let next = last.plus(a.settings.smtp.max_frequency);
+    let now = a.clock.now();
+    if now < next {
+        let wait = (next.0 - now.0 + 999_999) / 1_000_000;
+        return Err(AuthError::too_many_requests(
+            ErrorCode::OverEmailSendRateLimit,
+            format!("For security purposes, you can only request this after {wait} seconds."),
+        ));
+    }
+    Ok(())
+}
+
+/// One link mail to send.
+pub struct Link<'a> {
+    pub kind: LinkKind,
+    /// The address the token is bound to and the mail goes to.
+    pub address: &'a str,
+    pub redirect_to: &'a str,
+    pub pkce: Option<&'a Pkce>,
+    /// For email-change mails: the new address.
+    pub new_email: &'a str,
+}
+
+/// Issues the token (and flow state), renders and sends the mail.
+pub async fn send_link(a: &Actors, user: &User, link: Link<'_>) -> AuthResult<()> {
+    let now = a.clock.now();
+    let otp = numeric_otp(a.settings.otp.length);
+    let hash = token_hash(link.address, &otp);
+    let stored = match link.pkce {
+        Some(pkce) => {
+            a.oauth
+                .create(FlowState {
+                    id: Uuid::new_v4(),
+                    auth_code: Uuid::new_v4().to_string(),
+                    code_challenge: pkce.challenge.clone(),
+                    code_challenge_method: pkce.method.clone(),
+                    provider: "email".into(),
+                    authentication_method: link.kind.pkce_method().into(),
+                    user_id: Some(user.id),
+                    redirect_to: link.redirect_to.to_owned(),
+                    created_at: now,
+                })
+                .await?;
+            format!("{PKCE_PREFIX}{hash}")
+        }
+        None => hash,
+    };
+    a.otps
+        .issue(OneTimeToken {
+            id: Uuid::new_v4(),
+            user_id: user.id,
+            token_type: link.kind.token_type().into(),
+            token_hash: stored.clone(),
+            relates_to: link.address.to_owned(),
+            created_at: now,
+        })
+        .await?;
+    let data = TemplateData {
+        SiteURL: a.settings.mail.site_url.clone(),
+        ConfirmationURL: confirmation_url(a, link.kind, &stored, link.redirect_to),
+        Email: if user.email.is_empty() { link.address.to_owned() } else { user.email.clone() },
+        NewEmail: link.new_email.to_owned(),
+        SendingTo: link.address.to_owned(),
+        Token: otp,
+        TokenHash: stored,
+        RedirectTo: link.redirect_to.to_owned(),
+        Data: serde_json::Value::Object(user.user_metadata.to_map()),
+    };
+    a.mail.send_auth(link.kind.template(), link.address, data).await
+}
+
+/// `API_EXTERNAL_URL` joined with the mail's path like an HTML link (an absolute path replaces
+/// the base path, as in GoTrue), plus `token`, `type`, `redirect_to`.
+fn confirmation_url(a: &Actors, kind: LinkKind, token: &str, redirect_to: &str) -> String {
+    let base = &a.settings.mail.api_external_url;
+    let joined = url::Url::parse(base).and_then(|b| b.join(kind.url_path(a)));
+    let mut url = match joined {
+        Ok(u) => u,
+        Err(_) => return format!("{base}/verify?token={token}&type={}", kind.verify_type()),
+    };
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("token", token).append_pair("type", kind.verify_type());
+        if !redirect_to.is_empty() {
+            q.append_pair("redirect_to", redirect_to);
+        }
+    }
+    url.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_hash_is_hex_sha224() {
+        let h = token_hash("ann@example.com", "123456");
+        assert_eq!(h.len(), 56);
+        assert!(h.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(h, token_hash("ann@example.com", "123457"));
+    }
+
+    #[test]
+    fn otps_are_digits_of_the_configured_length() {
+        let otp = numeric_otp(8);
+        assert_eq!(otp.len(), 8);
+        assert!(otp.chars().all(|c| c.is_ascii_digit()));
+    }
+
+    #[test]
+    fn pkce_parameter_rules() {
+        let good = "a".repeat(43);
+        assert!(pkce_params(None, None).unwrap().is_none());
+        assert_eq!(pkce_params(Some(&good), Some("S256")).unwrap().unwrap().method, "s256");
+        assert!(pkce_params(Some(&good), None).is_err());
+        assert!(pkce_params(Some("short"), Some("s256")).is_err());
+        assert!(pkce_params(Some(&good), Some("md5")).is_err());
+    }
+}

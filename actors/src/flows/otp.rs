@@ -1,0 +1,112 @@
+//! `POST /otp` (email branch) and `POST /magiclink`. Port of otp.go / magic_link.go
+//! (SPEC §1.4, §1.5).
+
+use super::email::{check_spacing, send_link, Link, LinkKind, Pkce};
+use super::signup::{new_user, Channel};
+use super::{audit, validate};
+use crate::error::{AuthError, AuthResult, ErrorCode};
+use crate::Actors;
+use serde_json::{Map, Value};
+
+/// What `/otp` and `/magiclink` ask for.
+#[derive(Debug, Clone)]
+pub struct OtpInput {
+    pub email: String,
+    pub phone: String,
+    /// Default true: an unknown address signs up.
+    pub create_user: bool,
+    pub data: Map<String, Value>,
+    pub channel: String,
+    pub pkce: Option<Pkce>,
+    pub redirect_to: String,
+    pub aud: String,
+}
+
+/// `POST /otp`.
+pub async fn otp(a: &Actors, input: OtpInput) -> AuthResult<()> {
+    match (input.email.is_empty(), input.phone.is_empty()) {
+        (false, false) => Err(AuthError::validation("Only an email address or phone number should be provided")),
+        (true, true) => Err(AuthError::validation("One of email or phone must be set")),
+        (false, true) if !input.channel.is_empty() => {
+            Err(AuthError::validation("Channel can only be set with a phone number"))
+        }
+        (false, true) => magic_link(a, input).await,
+        (true, false) => {
+            if !a.settings.signup.phone_enabled {
+                return Err(AuthError::bad_request(ErrorCode::PhoneProviderDisabled, "Unsupported phone provider"));
+            }
+            Err(AuthError::unprocessable(ErrorCode::SmsSendFailed, "Sending SMS codes is not available yet"))
+        }
+    }
+}
+
+/// `POST /magiclink`: a confirmation mail for new or unconfirmed users, a sign-in link for
+/// confirmed ones.
+pub async fn magic_link(a: &Actors, input: OtpInput) -> AuthResult<()> {
+    let policy = &a.settings.signup;
+    if !policy.email_enabled || !a.settings.mail.magic_link_enabled {
+        return Err(AuthError::unprocessable(ErrorCode::EmailProviderDisabled, "Email logins are disabled"));
+    }
+    if input.email.trim().is_empty() {
+        return Err(AuthError::unprocessable(ErrorCode::ValidationFailed, "Password recovery requires an email"));
+    }
+    let email = validate::email(&input.email)?;
+    let user = match a.users.by_email(&email).await? {
+        Some(user) => user,
+        None => {
+            if !input.create_user {
+                return Err(AuthError::unprocessable(ErrorCode::OtpDisabled, "Signups not allowed for otp"));
+            }
+            if policy.disable_signup {
+                return Err(AuthError::unprocessable(
+                    ErrorCode::SignupDisabled,
+                    "Signups not allowed for this instance",
+                ));
+            }
+            // Internal sign-up without a password (GoTrue sets a random one nobody knows).
+            let mut user =
+                new_user(a, Channel::Email, &email, None, input.data.clone(), &input.aud, policy.mailer_autoconfirm);
+            user.confirmation_sent_at = None;
+            let user = a.users.create(user).await?;
+            audit("user_signedup", &user, &[("provider", "email")]);
+            user
+        }
+    };
+    let now = a.clock.now();
+    if user.email_confirmed_at.is_none() {
+        check_spacing(a, user.confirmation_sent_at)?;
+        let link = Link {
+            kind: LinkKind::Signup,
+            address: &email,
+            redirect_to: &input.redirect_to,
+            pkce: input.pkce.as_ref(),
+            new_email: "",
+        };
+        send_link(a, &user, link).await?;
+        audit("user_confirmation_requested", &user, &[]);
+        a.users
+            .update(user.id, move |u| {
+                u.confirmation_sent_at = Some(now);
+                Ok(())
+            })
+            .await?;
+        return Ok(());
+    }
+    check_spacing(a, user.recovery_sent_at)?;
+    let link = Link {
+        kind: LinkKind::MagicLink,
+        address: &email,
+        redirect_to: &input.redirect_to,
+        pkce: input.pkce.as_ref(),
+        new_email: "",
+    };
+    send_link(a, &user, link).await?;
+    audit("user_recovery_requested", &user, &[]);
+    a.users
+        .update(user.id, move |u| {
+            u.recovery_sent_at = Some(now);
+            Ok(())
+        })
+        .await?;
+    Ok(())
+}

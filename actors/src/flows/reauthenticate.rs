@@ -1,0 +1,49 @@
+//! `GET /reauthenticate` and the nonce check of `PUT /user {password, nonce}`. Port of
+//! reauthenticate.go (SPEC §1.14).
+
+use super::audit;
+use super::auth::Authenticated;
+use super::email::{check_spacing, send_link, token_hash, Link, LinkKind};
+use crate::crypto::secure_eq;
+use crate::error::{AuthError, AuthResult, ErrorCode};
+use crate::Actors;
+
+/// Sends a reauthentication code to the user's confirmed email.
+pub async fn reauthenticate(a: &Actors, auth: Authenticated) -> AuthResult<()> {
+    let user = auth.user;
+    if user.email.is_empty() && user.phone.is_empty() {
+        return Err(AuthError::validation("Reauthentication requires the user to have an email or a phone number"));
+    }
+    if user.email.is_empty() {
+        return Err(AuthError::unprocessable(ErrorCode::SmsSendFailed, "Sending SMS codes is not available yet"));
+    }
+    if user.email_confirmed_at.is_none() {
+        return Err(AuthError::unprocessable(ErrorCode::EmailNotConfirmed, "Please verify your email first."));
+    }
+    check_spacing(a, user.reauthentication_sent_at)?;
+    let link =
+        Link { kind: LinkKind::Reauthentication, address: &user.email, redirect_to: "", pkce: None, new_email: "" };
+    send_link(a, &user, link).await?;
+    audit("user_reauthenticate_requested", &user, &[]);
+    let now = a.clock.now();
+    a.users
+        .update(user.id, move |u| {
+            u.reauthentication_sent_at = Some(now);
+            Ok(())
+        })
+        .await?;
+    Ok(())
+}
+
+/// Consumes the user's reauthentication nonce: 422 `reauthentication_not_valid` if it does not
+/// match a live one.
+pub async fn consume_nonce(a: &Actors, auth: &Authenticated, nonce: &str) -> AuthResult<()> {
+    let invalid = || AuthError::unprocessable(ErrorCode::ReauthenticationNotValid, "Nonce has expired or is invalid");
+    let tokens = a.otps.for_user(auth.user.id, &["reauthentication_token"]).await?;
+    let token = tokens
+        .into_iter()
+        .find(|t| secure_eq(token_hash(&t.relates_to, nonce).as_bytes(), t.token_hash.as_bytes()))
+        .ok_or_else(invalid)?;
+    a.otps.consume(&token.token_hash, &["reauthentication_token"]).await.map_err(|_| invalid())?;
+    Ok(())
+}

@@ -1,0 +1,70 @@
+//! `POST /resend`. Port of resend.go (SPEC §1.9): unknown users, confirmed sign-ups and absent
+//! email changes are a silent `{}`.
+
+use super::email::{check_spacing, send_link, Link, LinkKind, Pkce};
+use super::user::send_email_change;
+use super::validate;
+use crate::error::{AuthError, AuthResult, ErrorCode};
+use crate::Actors;
+
+/// `POST /resend` input.
+#[derive(Debug, Clone, Default)]
+pub struct ResendInput {
+    pub kind: String,
+    pub email: String,
+    pub phone: String,
+    pub redirect_to: String,
+    pub pkce: Option<Pkce>,
+}
+
+/// Re-sends a confirmation or email-change mail.
+pub async fn resend(a: &Actors, input: ResendInput) -> AuthResult<()> {
+    match input.kind.as_str() {
+        "signup" | "email_change" => {}
+        "sms" | "phone_change" => {
+            if input.phone.trim().is_empty() {
+                return Err(AuthError::validation("Phone number is required"));
+            }
+            let phone = validate::phone(&input.phone)?;
+            return match a.users.by_phone(&phone).await? {
+                None => Ok(()),
+                Some(_) => {
+                    Err(AuthError::unprocessable(ErrorCode::SmsSendFailed, "Sending SMS codes is not available yet"))
+                }
+            };
+        }
+        _ => return Err(AuthError::validation("Missing one of these types: signup, email_change, sms, phone_change")),
+    }
+    if input.email.trim().is_empty() {
+        return Err(AuthError::validation("Email is required"));
+    }
+    let email = validate::email(&input.email)?;
+    let Some(user) = a.users.by_email(&email).await? else { return Ok(()) };
+    let now = a.clock.now();
+    if input.kind == "signup" {
+        if user.email_confirmed_at.is_some() {
+            return Ok(());
+        }
+        check_spacing(a, user.confirmation_sent_at)?;
+        let link = Link {
+            kind: LinkKind::Signup,
+            address: &email,
+            redirect_to: &input.redirect_to,
+            pkce: input.pkce.as_ref(),
+            new_email: "",
+        };
+        send_link(a, &user, link).await?;
+        a.users
+            .update(user.id, move |u| {
+                u.confirmation_sent_at = Some(now);
+                Ok(())
+            })
+            .await?;
+        return Ok(());
+    }
+    if user.new_email.is_empty() {
+        return Ok(());
+    }
+    let new_email = user.new_email.clone();
+    send_email_change(a, user, &new_email, &input.redirect_to).await.map(|_| ())
+}

@@ -1,0 +1,254 @@
+//! `GET /verify` and `POST /verify` for email tokens. Port of verify.go (SPEC §1.6, §1.7, §6).
+//!
+//! A token is found either by its hash (links, `token_hash`) or by `email + code`; it is then
+//! consumed (single use), its side effects applied, and the caller gets a session — or, for a
+//! PKCE token, the flow's auth code; or, for the first half of a secure email change, a message.
+
+use super::email::{token_hash, PKCE_PREFIX};
+use super::signup::{confirm, Channel};
+use super::{audit, sign_in, validate, RequestMeta, SessionGrant};
+use crate::crypto::secure_eq;
+use crate::error::{AuthError, AuthResult, ErrorCode};
+use crate::otp_issuer::OneTimeToken;
+use crate::user_registry::model::{Identity, JsonText, User};
+use crate::Actors;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+/// GoTrue's message for the first half of a secure email change.
+pub const EMAIL_CHANGE_HALF_MSG: &str =
+    "Confirmation link accepted. Please proceed to confirm link sent to the other email";
+
+/// The verification types of `/verify` (SPEC §6.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyType {
+    Signup,
+    Invite,
+    MagicLink,
+    Recovery,
+    EmailChange,
+    Email,
+    Sms,
+    PhoneChange,
+}
+
+impl VerifyType {
+    /// Parses `type`; anything else is 400 `validation_failed`.
+    pub fn parse(raw: &str) -> AuthResult<VerifyType> {
+        Ok(match raw {
+            "signup" => VerifyType::Signup,
+            "invite" => VerifyType::Invite,
+            "magiclink" => VerifyType::MagicLink,
+            "recovery" => VerifyType::Recovery,
+            "email_change" => VerifyType::EmailChange,
+            "email" => VerifyType::Email,
+            "sms" => VerifyType::Sms,
+            "phone_change" => VerifyType::PhoneChange,
+            "" => return Err(AuthError::validation("Verify requires a verification type")),
+            other => return Err(AuthError::validation(format!("Unsupported verification type {other:?}"))),
+        })
+    }
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerifyType::Signup => "signup",
+            VerifyType::Invite => "invite",
+            VerifyType::MagicLink => "magiclink",
+            VerifyType::Recovery => "recovery",
+            VerifyType::EmailChange => "email_change",
+            VerifyType::Email => "email",
+            VerifyType::Sms => "sms",
+            VerifyType::PhoneChange => "phone_change",
+        }
+    }
+    fn token_types(self) -> &'static [&'static str] {
+        match self {
+            VerifyType::Signup | VerifyType::Invite => &["confirmation_token"],
+            VerifyType::MagicLink | VerifyType::Recovery => &["recovery_token"],
+            VerifyType::Email => &["confirmation_token", "recovery_token"],
+            VerifyType::EmailChange => &["email_change_token_current", "email_change_token_new"],
+            VerifyType::Sms => &["confirmation_token"],
+            VerifyType::PhoneChange => &["phone_change_token"],
+        }
+    }
+}
+
+/// How the token is presented.
+#[derive(Debug, Clone)]
+pub enum Presented {
+    /// A link's `token` or a `token_hash` (possibly `pkce_`-prefixed).
+    Hash(String),
+    /// A typed-in code with the address it was sent to.
+    Code { email: String, phone: String, code: String },
+}
+
+/// What a successful verification yields.
+#[derive(Debug)]
+pub enum Verified {
+    Session(Box<SessionGrant>),
+    /// A PKCE token: the client exchanges this auth code at `POST /token?grant_type=pkce`.
+    PkceCode(String),
+    /// First of the two confirmations of a secure email change.
+    EmailChangeHalfDone,
+}
+
+/// True when the presented hash belongs to a PKCE flow.
+pub fn is_pkce(presented: &Presented) -> bool {
+    matches!(presented, Presented::Hash(h) if h.starts_with(PKCE_PREFIX))
+}
+
+fn link_expired() -> AuthError {
+    AuthError::forbidden(ErrorCode::OtpExpired, "Email link is invalid or has expired")
+}
+
+fn code_expired() -> AuthError {
+    AuthError::forbidden(ErrorCode::OtpExpired, "Token has expired or is invalid")
+}
+
+/// Finds and consumes the token.
+async fn take_token(a: &Actors, vtype: VerifyType, presented: &Presented) -> AuthResult<OneTimeToken> {
+    let types = vtype.token_types();
+    match presented {
+        Presented::Hash(hash) => a.otps.consume(hash, types).await.map_err(|_| link_expired()),
+        Presented::Code { email, phone, code } => {
+            if matches!(vtype, VerifyType::Sms | VerifyType::PhoneChange) || email.is_empty() && !phone.is_empty() {
+                // Phone codes arrive with the phone issue; none are issued yet.
+                return Err(code_expired());
+            }
+            let email = validate::email(email)
+                .map_err(|_| AuthError::unprocessable(ErrorCode::ValidationFailed, "Invalid email format"))?;
+            let Some(user) = a.users.by_email(&email).await? else { return Err(code_expired()) };
+            let candidates = a.otps.for_user(user.id, types).await?;
+            let found = candidates.into_iter().find(|t| {
+                let expected = token_hash(&t.relates_to, code);
+                let stored = t.token_hash.strip_prefix(PKCE_PREFIX).unwrap_or(&t.token_hash);
+                secure_eq(expected.as_bytes(), stored.as_bytes())
+            });
+            let token = found.ok_or_else(code_expired)?;
+            a.otps.consume(&token.token_hash, types).await.map_err(|_| code_expired())
+        }
+    }
+}
+
+/// Verifies a token and applies its effects (SPEC §1.7 side effects).
+pub async fn verify(a: &Actors, vtype: VerifyType, presented: Presented, meta: &RequestMeta) -> AuthResult<Verified> {
+    let token = take_token(a, vtype, &presented).await?;
+    let user = a.users.get(token.user_id).await?.ok_or_else(link_expired)?;
+    if user.is_banned(a.clock.now()) {
+        return Err(AuthError::forbidden(ErrorCode::UserBanned, "User is banned"));
+    }
+    let now = a.clock.now();
+    let user = match token.token_type.as_str() {
+        "email_change_token_current" | "email_change_token_new" => {
+            let other = if token.token_type == "email_change_token_current" {
+                "email_change_token_new"
+            } else {
+                "email_change_token_current"
+            };
+            if !a.otps.for_user(user.id, &[other]).await?.is_empty() {
+                return Ok(Verified::EmailChangeHalfDone);
+            }
+            let changed = a.users.update(user.id, move |u| apply_email_change(u, now)).await?;
+            audit("user_modified", &changed, &[]);
+            changed
+        }
+        "recovery_token" => {
+            a.users
+                .update(user.id, move |u| {
+                    u.recovery_sent_at = None;
+                    if u.email_confirmed_at.is_none() {
+                        confirm(u, Channel::Email, now);
+                    }
+                    u.is_anonymous = false;
+                    Ok(())
+                })
+                .await?
+        }
+        _ => {
+            let invited = user.invited_at.is_some() && user.email_confirmed_at.is_none();
+            let confirmed = a
+                .users
+                .update(user.id, move |u| {
+                    confirm(u, Channel::Email, now);
+                    u.confirmation_sent_at = None;
+                    u.is_anonymous = false;
+                    Ok(())
+                })
+                .await?;
+            audit(if invited { "invite_accepted" } else { "user_signedup" }, &confirmed, &[]);
+            confirmed
+        }
+    };
+    // Any successful confirmation clears every outstanding token of the user (GoTrue).
+    a.otps.clear_user(user.id).await?;
+    if token.token_hash.starts_with(PKCE_PREFIX) && is_pkce(&presented) {
+        let methods: &[&str] = match token.token_type.as_str() {
+            "recovery_token" => &["magiclink", "recovery"],
+            "confirmation_token" => &["email/signup", "invite"],
+            _ => &["email_change"],
+        };
+        return Ok(Verified::PkceCode(a.oauth.code_for_user(user.id, methods).await?));
+    }
+    Ok(Verified::Session(Box::new(sign_in(a, user, "otp", meta).await?)))
+}
+
+/// Moves `new_email` into `email`, confirms it, and points the email identity at it.
+pub(crate) fn apply_email_change(u: &mut User, now: crate::clock::Timestamp) -> AuthResult<()> {
+    if u.new_email.is_empty() {
+        return Err(link_expired());
+    }
+    u.email = std::mem::take(&mut u.new_email);
+    u.email_change_sent_at = None;
+    u.email_confirmed_at = Some(now);
+    u.is_anonymous = false;
+    let mut meta = u.user_metadata.to_map();
+    meta.insert("email".into(), json!(u.email));
+    meta.insert("email_verified".into(), json!(true));
+    u.user_metadata = JsonText::from_map(&meta);
+    let email = u.email.clone();
+    match u.identities.iter_mut().find(|i| i.provider == "email") {
+        Some(identity) => {
+            let mut data = identity.identity_data.to_map();
+            data.insert("email".into(), json!(email));
+            data.insert("email_verified".into(), json!(true));
+            identity.identity_data = JsonText::from_map(&data);
+            identity.email = email;
+            identity.updated_at = now;
+        }
+        None => {
+            let data =
+                json!({"sub": u.id.to_string(), "email": email, "email_verified": true, "phone_verified": false});
+            u.identities.push(Identity {
+                id: Uuid::new_v4(),
+                provider_id: u.id.to_string(),
+                provider: "email".into(),
+                identity_data: JsonText(data.to_string()),
+                email,
+                last_sign_in_at: None,
+                created_at: now,
+                updated_at: now,
+            });
+        }
+    }
+    refresh_providers(u);
+    Ok(())
+}
+
+/// `app_metadata.provider(s)` from the user's identities.
+pub fn refresh_providers(u: &mut User) {
+    let mut providers: Vec<String> = Vec::new();
+    for i in &u.identities {
+        if !providers.contains(&i.provider) {
+            providers.push(i.provider.clone());
+        }
+    }
+    if providers.is_empty() {
+        return;
+    }
+    let mut app = u.app_metadata.to_map();
+    if !app.contains_key("provider") {
+        app.insert("provider".into(), json!(providers[0]));
+    }
+    app.insert("providers".into(), Value::from(providers));
+    u.app_metadata = JsonText::from_map(&app);
+}
