@@ -63,9 +63,10 @@ stop_server() {
 }
 
 cleanup() {
+    local rc=$?
     stop_server
-    if [ "$KEEP_LOGS" = 1 ]; then
-        echo "logs kept in $WORK"
+    if [ "$KEEP_LOGS" = 1 ] || [ "$rc" != 0 ]; then
+        echo "logs kept in $WORK" >&2
     else
         rm -rf "$WORK"
     fi
@@ -115,6 +116,18 @@ start_server() { # start_server <durability>
     exit 1
 }
 
+# Fails loudly if the server is gone: its exit status and the end of its log.
+check_server() { # check_server <mode>
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+        local rc=0
+        wait "$SERVER_PID" || rc=$?
+        SERVER_PID=""
+        echo "load.sh: the server ($1) is gone, exit status $rc; end of its log:" >&2
+        tail -n 20 "$WORK/server-$1.log" >&2
+        exit 1
+    fi
+}
+
 server_rss_mb() {
     awk '/^VmRSS:/ { printf "%.0f", $2 / 1024 }' "/proc/$SERVER_PID/status" 2>/dev/null || echo "?"
 }
@@ -124,6 +137,7 @@ run_wrk() { # run_wrk <mode> <endpoint> <script> <path> [-- script args...]
     shift 4
     echo "-- $name ($mode): wrk -t$THREADS -c$CONNS -d$DURATION --timeout $WRK_TIMEOUT -s bench/$script $BASE$path $*"
     local out="$WORK/wrk-$mode-$name.txt"
+    check_server "$mode"
     BENCH_NAME="$mode/$name" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --timeout "$WRK_TIMEOUT" --latency \
         -s "$BENCH_DIR/$script" "$BASE$path" "$@" >"$out" 2>&1 || {
         echo "load.sh: wrk failed for $name:" >&2
@@ -137,6 +151,7 @@ run_wrk() { # run_wrk <mode> <endpoint> <script> <path> [-- script args...]
         cat "$out" >&2
         return 1
     fi
+    check_server "$mode"
     echo "$line $(server_rss_mb)" | tee -a "$RESULTS"
 }
 
@@ -169,6 +184,7 @@ for mode in $MODES; do
         password) EMAIL="$EMAIL" PASSWORD="$PASSWORD" run_wrk "$mode" password password.lua / ;;
         user) ACCESS_TOKEN="$ACCESS_TOKEN" run_wrk "$mode" user user.lua / ;;
         refresh)
+            check_server "$mode"
             create_refresh_pool "$WORK/tokens-$mode.txt"
             run_wrk "$mode" refresh refresh.lua / -- "$WORK/tokens-$mode.txt" "$THREADS"
             ;;

@@ -126,35 +126,7 @@ pub fn parse_go_bool(v: &str) -> Option<bool> {
     }
 }
 
-/// Go's `time.ParseDuration`: `300ms`, `1.5h`, `1h30m`, `10s`; a bare `0` is zero.
-pub fn parse_go_duration(v: &str) -> Option<Duration> {
-    if v == "0" {
-        return Some(Duration::ZERO);
-    }
-    let mut rest = v;
-    let mut total = 0f64;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let number: f64 = rest.get(..num_len)?.parse().ok()?;
-        rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let scale = match rest.get(..unit_len)? {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += number * scale;
-    }
-    Duration::try_from_secs_f64(total).ok()
-}
+pub use ferrotrue_actors::clock::parse_go_duration;
 
 /// `GOTRUE_RATE_LIMIT_EMAIL_SENT`: `N` (per hour) or `N/<duration>`.
 pub fn parse_rate(v: &str) -> Option<(u32, Duration)> {
@@ -218,8 +190,10 @@ impl Config {
         };
         let cache_mb: u64 = env.number("FERROTRUE_CACHE_MB", DEFAULT_CACHE_BYTES / (1024 * 1024));
         let data_dir = PathBuf::from(env.string("FERROTRUE_DATA_DIR", "./data"));
+        let audit_retention = env.optional_duration("FERROTRUE_AUDIT_RETENTION");
 
         let mut s = Settings::defaults(Secret(String::new()));
+        s.audit_retention = audit_retention;
         s.jwt.exp = env.seconds("GOTRUE_JWT_EXP", 3600);
         s.jwt.aud = env.string("GOTRUE_JWT_AUD", "authenticated");
         s.jwt.default_group = env.string("GOTRUE_JWT_DEFAULT_GROUP_NAME", "authenticated");

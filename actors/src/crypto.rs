@@ -134,6 +134,38 @@ pub fn verify_now(password: &Secret, stored: &str) -> PasswordCheck {
     PasswordCheck::Mismatch
 }
 
+/// Checks a `password_hash` given to `POST /admin/users`: bcrypt (`$2a$`/`$2b$`/`$2y$`) or an
+/// argon2 PHC string (`$argon2i$`/`$argon2id$`, v=19, m ≤ 1 GiB, t ≤ 20, p ≤ 16, no keyid/data),
+/// GoTrue's accepted imports. Anything else is a clear 422, not a user who can never sign in.
+pub fn check_imported_hash(hash: &str) -> AuthResult<()> {
+    let invalid = |why: &str| {
+        AuthError::unprocessable(
+            crate::error::ErrorCode::ValidationFailed,
+            format!("Invalid password_hash: {why}. Accepted: bcrypt ($2a$, $2b$, $2y$) or argon2 PHC ($argon2i$, $argon2id$, v=19)"),
+        )
+    };
+    if is_bcrypt(hash) {
+        let cost_ok = hash.get(4..6).and_then(|c| c.parse::<u32>().ok()).is_some_and(|c| (4..=31).contains(&c));
+        return if hash.len() == 60 && cost_ok { Ok(()) } else { Err(invalid("malformed bcrypt hash")) };
+    }
+    if !(hash.starts_with("$argon2i$") || hash.starts_with("$argon2id$")) {
+        return Err(invalid("unsupported hash format"));
+    }
+    let parsed = PasswordHash::new(hash).map_err(|_| invalid("malformed argon2 hash"))?;
+    if parsed.version != Some(19) {
+        return Err(invalid("only argon2 version 19 is supported"));
+    }
+    let param = |name: &str| parsed.params.get_decimal(name);
+    let (m, t, p) = (param("m"), param("t"), param("p"));
+    if parsed.params.get_str("keyid").is_some() || parsed.params.get_str("data").is_some() {
+        return Err(invalid("keyid and data parameters are not supported"));
+    }
+    match (m, t, p) {
+        (Some(m), Some(t), Some(p)) if m <= 1_048_576 && t <= 20 && p <= 16 && parsed.hash.is_some() => Ok(()),
+        _ => Err(invalid("argon2 parameters out of range (m ≤ 1048576, t ≤ 20, p ≤ 16)")),
+    }
+}
+
 /// True for `$2a$`, `$2b$` and `$2y$` bcrypt hashes.
 pub fn is_bcrypt(stored: &str) -> bool {
     ["$2a$", "$2b$", "$2y$"].iter().any(|p| stored.starts_with(p))
@@ -203,6 +235,24 @@ mod tests {
             .unwrap()
             .to_string();
         assert_eq!(verify_now(&Secret("pw-argon2i".into()), &hash), PasswordCheck::Match);
+    }
+
+    #[test]
+    fn imported_hash_formats() {
+        let bcrypt = bcrypt::hash("pw", 4).unwrap();
+        assert!(check_imported_hash(&bcrypt).is_ok());
+        let argon = hash_now(HashCost::QUICK, &Secret("pw".into())).unwrap();
+        assert!(check_imported_hash(&argon).is_ok());
+        for bad in [
+            "plain",
+            "$2a$04$short",
+            "$argon2d$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaA",
+            "$argon2id$v=16$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaA",
+            "$argon2id$v=19$m=64,t=99,p=1$c2FsdHNhbHQ$aGFzaA",
+            "$scrypt$x",
+        ] {
+            assert!(check_imported_hash(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

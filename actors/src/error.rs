@@ -59,6 +59,7 @@ error_codes! {
     ReauthenticationNotValid => "reauthentication_not_valid",
     EmailAddressInvalid => "email_address_invalid",
     SmsSendFailed => "sms_send_failed",
+    MfaFactorNotFound => "mfa_factor_not_found",
     OverEmailSendRateLimit => "over_email_send_rate_limit",
     OverRequestRateLimit => "over_request_rate_limit",
 }

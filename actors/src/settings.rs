@@ -21,6 +21,8 @@ pub struct Settings {
     pub flow_state_expiry: Duration,
     /// Upper bound on every actor call; a stuck actor costs a 500, never a hung request.
     pub call_timeout: Duration,
+    /// `FERROTRUE_AUDIT_RETENTION`: drop audit entries older than this (`None` keeps all).
+    pub audit_retention: Option<Duration>,
 }
 
 /// Access-token signing and the roles it carries.
@@ -187,6 +189,7 @@ impl Settings {
             security: SecuritySettings::default(),
             flow_state_expiry: Duration::from_secs(300),
             call_timeout: Duration::from_secs(5),
+            audit_retention: None,
         }
     }
 

@@ -21,9 +21,9 @@ pub struct InviteParams {
 
 /// 200 with the invited User.
 pub async fn post(cx: &Ctx, req: &Req) -> AuthResult<Resp> {
-    require_admin(cx, req)?;
+    let role = require_admin(cx, req).await?;
     let p: InviteParams = req.json()?;
     let aud = cx.request_aud(req.header("x-jwt-aud"));
-    let user = invite::invite(&cx.actors, &p.email, p.data, &mail::redirect_to(cx, req), &aud).await?;
+    let user = invite::invite(&cx.actors, &role, &p.email, p.data, &mail::redirect_to(cx, req), &aud).await?;
     Ok(response::json(StatusCode::OK, &UserJson::from(&user)))
 }

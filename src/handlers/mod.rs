@@ -1,6 +1,7 @@
 //! One file per GoTrue endpoint family (internal/api/*.go). Handlers parse, call one flow,
 //! render.
 
+pub mod admin;
 pub mod health;
 pub mod invite;
 pub mod logout;
@@ -20,8 +21,9 @@ use crate::state::Ctx;
 use ferrotrue_actors::error::{AuthError, AuthResult, ErrorCode};
 use ferrotrue_actors::flows::RequestMeta;
 
-/// Admin endpoints: a valid JWT whose `role` is in `GOTRUE_JWT_ADMIN_ROLES`.
-pub fn require_admin(cx: &Ctx, req: &Req) -> AuthResult<()> {
+/// Admin endpoints: a valid JWT whose `role` is in `GOTRUE_JWT_ADMIN_ROLES`; if it carries a
+/// session, that session must still exist. Returns the role (the audit log's actor).
+pub async fn require_admin(cx: &Ctx, req: &Req) -> AuthResult<String> {
     let token = req.bearer().filter(|t| !t.is_empty()).ok_or_else(|| {
         AuthError::unauthorized(ErrorCode::NoAuthorization, "This endpoint requires a valid Bearer token")
     })?;
@@ -29,7 +31,13 @@ pub fn require_admin(cx: &Ctx, req: &Req) -> AuthResult<()> {
     if !cx.actors.jwt.is_admin_role(&claims) {
         return Err(AuthError::forbidden(ErrorCode::NotAdmin, "User not allowed"));
     }
-    Ok(())
+    if let Some(id) = claims.session_id.as_deref().and_then(|s| uuid::Uuid::parse_str(s).ok()).filter(|id| !id.is_nil())
+    {
+        if cx.actors.sessions.get(id).await?.is_none() {
+            return Err(AuthError::forbidden(ErrorCode::SessionExpired, "Session has expired"));
+        }
+    }
+    Ok(claims.role.unwrap_or_default())
 }
 
 /// Session metadata from the request.

@@ -2,6 +2,7 @@
 //! Every test starts the real server on an ephemeral loopback port with a temporary sled
 //! directory and talks real HTTP to it.
 
+mod admin;
 mod common;
 mod crash;
 mod email;

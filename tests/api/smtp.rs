@@ -177,3 +177,51 @@ fn address(arg: &str) -> String {
     let inner = arg.split_whitespace().next().unwrap_or("");
     inner.trim_start_matches('<').trim_end_matches('>').to_owned()
 }
+
+impl SmtpSink {
+    /// Everything delivered so far to `address`.
+    pub fn to(&self, address: &str) -> Vec<Received> {
+        self.messages().into_iter().filter(|m| m.to.iter().any(|t| t.eq_ignore_ascii_case(address))).collect()
+    }
+}
+
+impl Received {
+    /// The one-time code: after "code: " if present, else the first run of 6–10 digits that
+    /// stands on its own (preceded by a space, `>` or `:`, not part of a word, address or link).
+    pub fn otp(&self) -> Option<String> {
+        if let Some(code) = self.code() {
+            return Some(code);
+        }
+        let body = self.body();
+        let bytes = body.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if !bytes[i].is_ascii_digit() {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            let before_ok = start > 0 && matches!(bytes[start - 1], b' ' | b'>' | b':' | b'\n');
+            let after_ok = i == bytes.len() || !(bytes[i].is_ascii_alphanumeric() || matches!(bytes[i], b'@' | b'-'));
+            if before_ok && after_ok && (6..=10).contains(&(i - start)) {
+                return Some(body[start..i].to_owned());
+            }
+        }
+        None
+    }
+}
+
+/// Waits (briefly) until the sink holds at least `n` messages to `address`; returns those.
+pub async fn wait_for_to(sink: &SmtpSink, address: &str, n: usize) -> Vec<Received> {
+    for _ in 0..100 {
+        let m = sink.to(address);
+        if m.len() >= n {
+            return m;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("expected {n} mails to {address}, got {}", sink.to(address).len());
+}

@@ -27,13 +27,22 @@ pub async fn authenticate(a: &Actors, bearer: Option<&str>) -> AuthResult<Authen
         a.users.get(user_id).await?.ok_or_else(|| {
             AuthError::forbidden(ErrorCode::UserNotFound, "User from sub claim in JWT does not exist")
         })?;
-    let session = match claims.session_id.as_deref().filter(|s| !s.is_empty()) {
+    // GoTrue: an empty or nil session_id means "no session"; anything else must be a UUID.
+    let session_id = match claims.session_id.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(raw) => {
+            let id = Uuid::parse_str(raw).map_err(|_| {
+                AuthError::forbidden(ErrorCode::BadJwt, "invalid claim: session_id claim must be a UUID")
+            })?;
+            (!id.is_nil()).then_some(id)
+        }
+    };
+    let session = match session_id {
+        None => None,
+        Some(id) => {
             let missing = || {
                 AuthError::forbidden(ErrorCode::SessionNotFound, "Session from session_id claim in JWT does not exist")
             };
-            let id = Uuid::parse_str(raw).map_err(|_| missing())?;
             let session = a.sessions.get(id).await?.ok_or_else(missing)?;
             if session.user_id != user.id {
                 return Err(missing());

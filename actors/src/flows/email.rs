@@ -150,8 +150,37 @@ pub struct Link<'a> {
     pub new_email: &'a str,
 }
 
+/// A token as issued, before (or instead of) mailing it.
+#[derive(Debug, Clone)]
+pub struct IssuedLink {
+    /// The code the user can type.
+    pub otp: String,
+    /// The stored hash (the link's `token`), `pkce_`-prefixed for PKCE flows.
+    pub hashed_token: String,
+    /// The full `/verify` link.
+    pub action_link: String,
+}
+
 /// Issues the token (and flow state), renders and sends the mail.
 pub async fn send_link(a: &Actors, user: &User, link: Link<'_>) -> AuthResult<()> {
+    let issued = issue_link(a, user, &link).await?;
+    let data = TemplateData {
+        SiteURL: a.settings.mail.site_url.clone(),
+        ConfirmationURL: issued.action_link,
+        Email: if user.email.is_empty() { link.address.to_owned() } else { user.email.clone() },
+        NewEmail: link.new_email.to_owned(),
+        SendingTo: link.address.to_owned(),
+        Token: issued.otp,
+        TokenHash: issued.hashed_token,
+        RedirectTo: link.redirect_to.to_owned(),
+        Data: serde_json::Value::Object(user.user_metadata.to_map()),
+    };
+    a.mail.send_auth(link.kind.template(), link.address, data).await
+}
+
+/// Issues the token (and, for PKCE, the flow state) without sending anything
+/// (`POST /admin/generate_link` uses this directly).
+pub async fn issue_link(a: &Actors, user: &User, link: &Link<'_>) -> AuthResult<IssuedLink> {
     let now = a.clock.now();
     let otp = numeric_otp(a.settings.otp.length);
     let hash = token_hash(link.address, &otp);
@@ -184,18 +213,8 @@ pub async fn send_link(a: &Actors, user: &User, link: Link<'_>) -> AuthResult<()
             created_at: now,
         })
         .await?;
-    let data = TemplateData {
-        SiteURL: a.settings.mail.site_url.clone(),
-        ConfirmationURL: confirmation_url(a, link.kind, &stored, link.redirect_to),
-        Email: if user.email.is_empty() { link.address.to_owned() } else { user.email.clone() },
-        NewEmail: link.new_email.to_owned(),
-        SendingTo: link.address.to_owned(),
-        Token: otp,
-        TokenHash: stored,
-        RedirectTo: link.redirect_to.to_owned(),
-        Data: serde_json::Value::Object(user.user_metadata.to_map()),
-    };
-    a.mail.send_auth(link.kind.template(), link.address, data).await
+    let action_link = confirmation_url(a, link.kind, &stored, link.redirect_to);
+    Ok(IssuedLink { otp, hashed_token: stored, action_link })
 }
 
 /// `API_EXTERNAL_URL` joined with the mail's path like an HTML link (an absolute path replaces

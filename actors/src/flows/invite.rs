@@ -2,7 +2,7 @@
 
 use super::email::{send_link, Link, LinkKind};
 use super::signup::{new_user, Channel};
-use super::{audit, validate};
+use super::{audit, validate, AuditActor};
 use crate::error::{AuthError, AuthResult, ErrorCode, DUPLICATE_EMAIL_MSG};
 use crate::user_registry::model::User;
 use crate::Actors;
@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 /// Creates (or re-invites) the user and sends the invite mail.
 pub async fn invite(
     a: &Actors,
+    admin_role: &str,
     email: &str,
     data: Map<String, Value>,
     redirect_to: &str,
@@ -39,6 +40,7 @@ pub async fn invite(
             Ok(())
         })
         .await?;
-    audit("user_invited", &user, &[("actor", "admin")]);
+    let id = user.id.to_string();
+    audit(a, AuditActor::Admin(admin_role), "user_invited", &[("user_id", &id), ("user_email", &user.email)]).await?;
     Ok(user)
 }

@@ -1,7 +1,7 @@
 //! `POST /logout`. Port of logout.go `Logout`.
 
-use super::audit;
 use super::auth::Authenticated;
+use super::{audit, AuditActor};
 use crate::error::{AuthError, AuthResult};
 use crate::session_manager::state::LogoutScope;
 use crate::Actors;
@@ -20,6 +20,6 @@ pub fn scope(raw: Option<&str>) -> AuthResult<LogoutScope> {
 pub async fn logout(a: &Actors, auth: Authenticated, scope: LogoutScope) -> AuthResult<()> {
     let current = auth.session.as_ref().map(|s| s.id);
     a.sessions.logout(auth.user.id, current, scope).await?;
-    audit("logout", &auth.user, &[]);
+    audit(a, AuditActor::User(&auth.user), "logout", &[]).await?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! call one flow, render. Actors never call each other; the order of steps here is chosen so a
 //! failure half-way leaves a state the user can recover from.
 
+pub mod admin;
 pub mod auth;
 pub mod email;
 pub mod invite;
@@ -79,7 +80,7 @@ pub async fn sign_in(a: &Actors, user: User, method: &str, meta: &RequestMeta) -
             Ok(())
         })
         .await?;
-    audit("login", &user, &[("provider", method)]);
+    audit(a, AuditActor::User(&user), "login", &[("provider", method)]).await?;
     grant(a, user, &session, refresh_token)
 }
 
@@ -94,18 +95,53 @@ fn method_provider(user: &User) -> Option<String> {
     }
 }
 
-/// GoTrue's `auth_audit_event` log line. (The persisted, queryable audit log arrives with the
-/// admin issue.)
-pub fn audit(action: &str, user: &User, traits: &[(&str, &str)]) {
-    let username = if user.phone.is_empty() { &user.email } else { &user.phone };
-    tracing::info!(
-        target: "auth_audit_event",
-        action,
-        actor_id = %user.id,
-        actor_username = %username,
-        traits = ?traits,
-        "audit"
-    );
+/// Who performed an audited action.
+#[derive(Debug, Clone, Copy)]
+pub enum AuditActor<'a> {
+    User(&'a User),
+    /// An admin token: GoTrue records a synthetic actor (nil id, the role as username).
+    Admin(&'a str),
+}
+
+/// Records an audit event (SPEC §10): persisted in the audit log before the response, and
+/// logged as GoTrue's `auth_audit_event` line.
+pub async fn audit(a: &Actors, actor: AuditActor<'_>, action: &str, traits: &[(&str, &str)]) -> AuthResult<()> {
+    use crate::user_registry::model::{AuditEntry, JsonText};
+    let (actor_id, username, name) = match actor {
+        AuditActor::User(u) => {
+            let username = if u.phone.is_empty() { u.email.clone() } else { u.phone.clone() };
+            let name = u.user_metadata.to_map().get("full_name").and_then(|v| v.as_str()).map(str::to_owned);
+            (u.id, username, name)
+        }
+        AuditActor::Admin(role) => (uuid::Uuid::nil(), role.to_owned(), None),
+    };
+    let mut payload = serde_json::json!({
+        "actor_id": actor_id.to_string(),
+        "actor_username": username,
+        "actor_via_sso": false,
+        "action": action,
+        "log_type": AuditEntry::log_type(action),
+    });
+    if let (Some(name), Some(map)) = (name, payload.as_object_mut()) {
+        map.insert("actor_name".into(), serde_json::json!(name));
+    }
+    if !traits.is_empty() {
+        let traits: serde_json::Map<String, serde_json::Value> =
+            traits.iter().map(|(k, v)| ((*k).to_owned(), serde_json::json!(v))).collect();
+        if let Some(map) = payload.as_object_mut() {
+            map.insert("traits".into(), serde_json::Value::Object(traits));
+        }
+    }
+    tracing::info!(target: "auth_audit_event", action, actor_id = %actor_id, actor_username = %username, "audit");
+    a.users
+        .record_audit(AuditEntry {
+            id: uuid::Uuid::new_v4(),
+            seq: 0,
+            payload: JsonText(payload.to_string()),
+            created_at: a.clock.now(),
+            ip_address: String::new(),
+        })
+        .await
 }
 
 /// `now` as the flows see it.

@@ -3,7 +3,7 @@
 
 use super::email::{check_spacing, send_link, Link, LinkKind, Pkce};
 use super::signup::{new_user, Channel};
-use super::{audit, validate};
+use super::{audit, validate, AuditActor};
 use crate::error::{AuthError, AuthResult, ErrorCode};
 use crate::Actors;
 use serde_json::{Map, Value};
@@ -68,7 +68,7 @@ pub async fn magic_link(a: &Actors, input: OtpInput) -> AuthResult<()> {
                 new_user(a, Channel::Email, &email, None, input.data.clone(), &input.aud, policy.mailer_autoconfirm);
             user.confirmation_sent_at = None;
             let user = a.users.create(user).await?;
-            audit("user_signedup", &user, &[("provider", "email")]);
+            audit(a, AuditActor::User(&user), "user_signedup", &[("provider", "email")]).await?;
             user
         }
     };
@@ -83,7 +83,7 @@ pub async fn magic_link(a: &Actors, input: OtpInput) -> AuthResult<()> {
             new_email: "",
         };
         send_link(a, &user, link).await?;
-        audit("user_confirmation_requested", &user, &[]);
+        audit(a, AuditActor::User(&user), "user_confirmation_requested", &[]).await?;
         a.users
             .update(user.id, move |u| {
                 u.confirmation_sent_at = Some(now);
@@ -101,7 +101,7 @@ pub async fn magic_link(a: &Actors, input: OtpInput) -> AuthResult<()> {
         new_email: "",
     };
     send_link(a, &user, link).await?;
-    audit("user_recovery_requested", &user, &[]);
+    audit(a, AuditActor::User(&user), "user_recovery_requested", &[]).await?;
     a.users
         .update(user.id, move |u| {
             u.recovery_sent_at = Some(now);

@@ -1,9 +1,9 @@
 //! `GET /reauthenticate` and the nonce check of `PUT /user {password, nonce}`. Port of
 //! reauthenticate.go (SPEC §1.14).
 
-use super::audit;
 use super::auth::Authenticated;
 use super::email::{check_spacing, send_link, token_hash, Link, LinkKind};
+use super::{audit, AuditActor};
 use crate::crypto::secure_eq;
 use crate::error::{AuthError, AuthResult, ErrorCode};
 use crate::Actors;
@@ -24,7 +24,7 @@ pub async fn reauthenticate(a: &Actors, auth: Authenticated) -> AuthResult<()> {
     let link =
         Link { kind: LinkKind::Reauthentication, address: &user.email, redirect_to: "", pkce: None, new_email: "" };
     send_link(a, &user, link).await?;
-    audit("user_reauthenticate_requested", &user, &[]);
+    audit(a, AuditActor::User(&user), "user_reauthenticate_requested", &[]).await?;
     let now = a.clock.now();
     a.users
         .update(user.id, move |u| {

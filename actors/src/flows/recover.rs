@@ -1,7 +1,7 @@
 //! `POST /recover`. Port of recover.go (SPEC §1.8): never reveals whether the address exists.
 
 use super::email::{check_spacing, send_link, Link, LinkKind, Pkce};
-use super::{audit, validate};
+use super::{audit, validate, AuditActor};
 use crate::error::{AuthError, AuthResult, ErrorCode};
 use crate::Actors;
 
@@ -18,7 +18,7 @@ pub async fn recover(a: &Actors, email: &str, redirect_to: &str, pkce: Option<Pk
     check_spacing(a, user.recovery_sent_at)?;
     let link = Link { kind: LinkKind::Recovery, address: &email, redirect_to, pkce: pkce.as_ref(), new_email: "" };
     send_link(a, &user, link).await?;
-    audit("user_recovery_requested", &user, &[]);
+    audit(a, AuditActor::User(&user), "user_recovery_requested", &[]).await?;
     let now = a.clock.now();
     a.users
         .update(user.id, move |u| {

@@ -4,7 +4,7 @@
 
 use super::email::{check_spacing, send_link, Link, LinkKind, Pkce};
 use super::validate;
-use super::{audit, sign_in, RequestMeta, SessionGrant};
+use super::{audit, sign_in, AuditActor, RequestMeta, SessionGrant};
 use crate::crypto::{PasswordCheck, Secret};
 use crate::error::{AuthError, AuthResult, ErrorCode};
 use crate::user_registry::model::{Identity, JsonText, User};
@@ -92,7 +92,7 @@ pub async fn signup(a: &Actors, input: SignupInput) -> AuthResult<SignupOutcome>
     // Stamped only once the confirmation is actually sent (a failed send can be retried).
     user.confirmation_sent_at = None;
     let user = a.users.create(user).await?;
-    audit("user_signedup", &user, &[("provider", provider_name(channel))]);
+    audit(a, AuditActor::User(&user), "user_signedup", &[("provider", provider_name(channel))]).await?;
     if autoconfirm {
         let grant = sign_in(a, user, "password", &input.meta).await?;
         return Ok(SignupOutcome::Session(Box::new(grant)));
@@ -116,7 +116,7 @@ async fn send_confirmation(a: &Actors, user: User, channel: Channel, input: &Sig
         };
         send_link(a, &user, link).await?;
     }
-    audit("user_confirmation_requested", &user, &[]);
+    audit(a, AuditActor::User(&user), "user_confirmation_requested", &[]).await?;
     let now = a.clock.now();
     a.users
         .update(user.id, move |u| {
@@ -155,7 +155,7 @@ async fn existing_user(
             return Err(AuthError::unprocessable(ErrorCode::UserAlreadyExists, "User already registered"));
         }
         // No enumeration: a plausible, unsaved user; apps detect it by `identities == []`.
-        audit("user_repeated_signup", &user, &[]);
+        audit(a, AuditActor::User(&user), "user_repeated_signup", &[]).await?;
         return Ok(SignupOutcome::User(Box::new(obfuscated(a, channel, &user, input.data))));
     }
     // Unconfirmed: never modified by a second signup. GoTrue would confirm it under
@@ -317,7 +317,7 @@ async fn anonymous(a: &Actors, input: SignupInput) -> AuthResult<SignupOutcome> 
     user.is_anonymous = true;
     user.created_at = now;
     let user = a.users.create(user).await?;
-    audit("user_signedup", &user, &[("provider", "anonymous")]);
+    audit(a, AuditActor::User(&user), "user_signedup", &[("provider", "anonymous")]).await?;
     let grant = sign_in(a, user, "anonymous", &input.meta).await?;
     Ok(SignupOutcome::Session(Box::new(grant)))
 }

@@ -2,7 +2,7 @@
 //! tokens/service.go `RefreshTokenGrant` (rotation itself lives in the SessionManager).
 
 use super::validate;
-use super::{audit, grant, sign_in, RequestMeta, SessionGrant, WeakPasswordNote};
+use super::{audit, grant, sign_in, AuditActor, RequestMeta, SessionGrant, WeakPasswordNote};
 use crate::crypto::{PasswordCheck, Secret};
 use crate::error::{AuthError, AuthResult, ErrorCode, INVALID_LOGIN_MSG};
 use crate::Actors;
@@ -93,7 +93,7 @@ pub async fn refresh(a: &Actors, refresh_token: &str) -> AuthResult<SessionGrant
         return Err(AuthError::bad_request(ErrorCode::UserBanned, "User is banned"));
     }
     let issued = a.sessions.refresh(token).await?;
-    audit("token_refreshed", &user, &[]);
+    audit(a, AuditActor::User(&user), "token_refreshed", &[]).await?;
     grant(a, user, &issued.session, issued.refresh_token)
 }
 

@@ -2,12 +2,12 @@
 //! (with the reauthentication nonce when required), and email change with secure double
 //! confirmation (phone change arrives with the phone issue).
 
-use super::audit;
 use super::auth::Authenticated;
 use super::email::{check_spacing, send_link, Link, LinkKind};
 use super::reauthenticate::consume_nonce;
 use super::signup::{confirm, Channel};
 use super::validate;
+use super::{audit, AuditActor};
 use crate::crypto::{PasswordCheck, Secret};
 use crate::error::{AuthError, AuthResult, ErrorCode};
 use crate::user_registry::model::{JsonText, User};
@@ -81,7 +81,9 @@ pub async fn update(a: &Actors, auth: Authenticated, input: UserUpdate) -> AuthR
             ));
         }
     }
-    if input.app_metadata.is_some() && auth.claims.role.as_deref() != Some(a.settings.jwt.admin_group.as_str()) {
+    // GoTrue's isAdmin: the *stored* role is the admin group and the user is in this audience.
+    let is_admin = user.role == a.settings.jwt.admin_group && user.aud == a.settings.jwt.aud;
+    if input.app_metadata.is_some() && !is_admin {
         return Err(AuthError::forbidden(ErrorCode::NotAdmin, "Updating app_metadata requires admin privileges"));
     }
     let new_hash = match input.password.as_ref().filter(|p| !p.expose().is_empty()) {
@@ -154,9 +156,9 @@ pub async fn update(a: &Actors, auth: Authenticated, input: UserUpdate) -> AuthR
     if password_changed {
         // GoTrue: a password change ends every other session of the user.
         a.sessions.end_user_sessions(updated.id, auth.session.as_ref().map(|s| s.id)).await?;
-        audit("user_updated_password", &updated, &[]);
+        audit(a, AuditActor::User(&updated), "user_updated_password", &[]).await?;
     }
-    audit("user_modified", &updated, &[]);
+    audit(a, AuditActor::User(&updated), "user_modified", &[]).await?;
     Ok(updated)
 }
 
@@ -181,6 +183,6 @@ pub async fn send_email_change(a: &Actors, user: User, new_email: &str, redirect
             Ok(())
         })
         .await?;
-    audit("user_modified", &user, &[]);
+    audit(a, AuditActor::User(&user), "user_modified", &[]).await?;
     Ok(user)
 }

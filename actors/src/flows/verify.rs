@@ -6,7 +6,7 @@
 
 use super::email::{token_hash, PKCE_PREFIX};
 use super::signup::{confirm, Channel};
-use super::{audit, sign_in, validate, RequestMeta, SessionGrant};
+use super::{audit, sign_in, validate, AuditActor, RequestMeta, SessionGrant};
 use crate::crypto::secure_eq;
 use crate::error::{AuthError, AuthResult, ErrorCode};
 use crate::otp_issuer::OneTimeToken;
@@ -149,7 +149,7 @@ pub async fn verify(a: &Actors, vtype: VerifyType, presented: Presented, meta: &
                 return Ok(Verified::EmailChangeHalfDone);
             }
             let changed = a.users.update(user.id, move |u| apply_email_change(u, now)).await?;
-            audit("user_modified", &changed, &[]);
+            audit(a, AuditActor::User(&changed), "user_modified", &[]).await?;
             changed
         }
         "recovery_token" => {
@@ -175,7 +175,8 @@ pub async fn verify(a: &Actors, vtype: VerifyType, presented: Presented, meta: &
                     Ok(())
                 })
                 .await?;
-            audit(if invited { "invite_accepted" } else { "user_signedup" }, &confirmed, &[]);
+            audit(a, AuditActor::User(&confirmed), if invited { "invite_accepted" } else { "user_signedup" }, &[])
+                .await?;
             confirmed
         }
     };

@@ -1,6 +1,8 @@
-//! `UserRegistry`: owns users (and their identities). Port of GoTrue's `models/user.go` storage.
+//! `UserRegistry`: owns users (and their identities) and the audit log of what happened to them.
+//! Port of GoTrue's `models/user.go` and `models/audit_log_entry.go` storage.
 //!
-//! Trees: `users/v1` (id → [`User`]), `users_by_email/v1`, `users_by_phone/v1` (key → id).
+//! Trees: `users/v1` (id → [`User`]), `users_by_email/v1`, `users_by_phone/v1` (key → id),
+//! `audit_log/v1` (big-endian sequence → [`AuditEntry`]).
 //! Every write is durable before its reply leaves (see [`crate::call::reply_when_durable`]).
 
 pub mod model;
@@ -10,9 +12,9 @@ use crate::call::{call, reply_when_durable, Reply};
 use crate::error::AuthResult;
 use crate::storage::Flusher;
 use crate::ActorEnv;
-use model::User;
+use model::{AuditEntry, User};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use state::{UserEdit, UserRegistryState};
+use state::{AuditQuery, Page, UserEdit, UserRegistryState};
 use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -33,6 +35,14 @@ pub enum UserRegistryMessage {
     Delete { id: Uuid, reply: Reply<()> },
     /// Number of users.
     Count { reply: Reply<usize> },
+    /// A page of users in creation order (`ascending` or newest first), optionally filtered.
+    List { page: usize, per_page: usize, filter: Option<String>, ascending: bool, reply: Reply<Page<User>> },
+    /// Append an entry to the audit log.
+    RecordAudit { entry: Box<AuditEntry>, reply: Reply<()> },
+    /// A page of the audit log, newest first.
+    AuditPage { page: usize, per_page: usize, query: Option<AuditQuery>, reply: Reply<Page<AuditEntry>> },
+    /// Periodic: apply `FERROTRUE_AUDIT_RETENTION`.
+    SweepAudit,
     /// Test hook: panic inside the handler.
     #[cfg(feature = "fault-injection")]
     Panic { reply: Reply<()> },
@@ -45,6 +55,7 @@ pub struct UserRegistry;
 pub struct Running {
     state: UserRegistryState,
     flusher: Flusher,
+    audit_retention: Option<Duration>,
 }
 
 impl Actor for UserRegistry {
@@ -55,7 +66,14 @@ impl Actor for UserRegistry {
     async fn pre_start(&self, _me: ActorRef<Self::Msg>, env: ActorEnv) -> Result<Running, ActorProcessingErr> {
         let state = UserRegistryState::load(env.store.clone(), env.clock.clone())?;
         tracing::debug!(users = state.count(), "user registry loaded");
-        Ok(Running { state, flusher: env.store.flusher() })
+        Ok(Running { state, flusher: env.store.flusher(), audit_retention: env.settings.audit_retention })
+    }
+
+    async fn post_start(&self, me: ActorRef<Self::Msg>, st: &mut Running) -> Result<(), ActorProcessingErr> {
+        if st.audit_retention.is_some() {
+            me.send_interval(Duration::from_secs(60), || UserRegistryMessage::SweepAudit);
+        }
+        Ok(())
     }
 
     async fn handle(
@@ -65,7 +83,7 @@ impl Actor for UserRegistry {
         st: &mut Running,
     ) -> Result<(), ActorProcessingErr> {
         use UserRegistryMessage::*;
-        let Running { state, flusher } = st;
+        let Running { state, flusher, audit_retention } = st;
         match msg {
             Create { user, reply } => reply_when_durable(flusher, reply, state.create(*user)),
             Update { id, edit, reply } => reply_when_durable(flusher, reply, state.update(id, edit)),
@@ -77,6 +95,20 @@ impl Actor for UserRegistry {
             ByPhone { phone, reply } => reply_when_durable(flusher, reply, Ok(state.by_phone(&phone))),
             Count { reply } => {
                 let _ = reply.send(Ok(state.count()));
+            }
+            List { page, per_page, filter, ascending, reply } => {
+                let _ = reply.send(Ok(state.list(page, per_page, filter.as_deref(), ascending)));
+            }
+            RecordAudit { entry, reply } => reply_when_durable(flusher, reply, state.record_audit(*entry)),
+            AuditPage { page, per_page, query, reply } => {
+                let _ = reply.send(Ok(state.audit_page(page, per_page, query.as_ref())));
+            }
+            SweepAudit => {
+                if let Some(retention) = *audit_retention {
+                    if let Err(e) = state.sweep_audit(retention) {
+                        tracing::error!(error = %e, "audit log sweep failed");
+                    }
+                }
             }
             #[cfg(feature = "fault-injection")]
             Panic { reply } => {
@@ -136,6 +168,38 @@ impl Users {
     /// See [`UserRegistryMessage::Count`].
     pub async fn count(&self) -> AuthResult<usize> {
         call(&self.current(), self.timeout, |reply| UserRegistryMessage::Count { reply }).await
+    }
+    /// See [`UserRegistryMessage::List`].
+    pub async fn list(
+        &self,
+        page: usize,
+        per_page: usize,
+        filter: Option<String>,
+        ascending: bool,
+    ) -> AuthResult<Page<User>> {
+        call(&self.current(), self.timeout, |reply| UserRegistryMessage::List {
+            page,
+            per_page,
+            filter,
+            ascending,
+            reply,
+        })
+        .await
+    }
+    /// See [`UserRegistryMessage::RecordAudit`].
+    pub async fn record_audit(&self, entry: AuditEntry) -> AuthResult<()> {
+        let entry = Box::new(entry);
+        call(&self.current(), self.timeout, |reply| UserRegistryMessage::RecordAudit { entry, reply }).await
+    }
+    /// See [`UserRegistryMessage::AuditPage`].
+    pub async fn audit_page(
+        &self,
+        page: usize,
+        per_page: usize,
+        query: Option<AuditQuery>,
+    ) -> AuthResult<Page<AuditEntry>> {
+        call(&self.current(), self.timeout, |reply| UserRegistryMessage::AuditPage { page, per_page, query, reply })
+            .await
     }
     /// Test hook: makes the registry panic while handling this call.
     #[cfg(feature = "fault-injection")]

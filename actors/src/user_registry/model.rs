@@ -89,3 +89,28 @@ pub struct Identity {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
+
+/// One audit-log entry (GoTrue's `audit_log_entries`): who did what, when, from where.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: Uuid,
+    /// Insertion order; the tree key (big-endian) so entries load in time order.
+    pub seq: u64,
+    /// `{actor_id, actor_username, actor_name?, actor_via_sso, action, log_type, traits?}`.
+    pub payload: JsonText,
+    pub created_at: Timestamp,
+    pub ip_address: String,
+}
+
+impl AuditEntry {
+    /// GoTrue's `log_type` of an action.
+    pub fn log_type(action: &str) -> &'static str {
+        match action {
+            "login" | "logout" | "invite_accepted" => "account",
+            "user_signedup" | "user_invited" | "user_deleted" => "team",
+            "token_refreshed" | "token_revoked" => "token",
+            a if a.starts_with("factor_") || a == "challenge_created" || a == "verification_attempted" => "factor",
+            _ => "user",
+        }
+    }
+}

@@ -3,12 +3,28 @@
 //! Invariant: memory is never ahead of disk. Each mutation validates against memory, writes one
 //! sled transaction (record + index trees), and only then changes the maps.
 
-use super::model::User;
+use super::model::{AuditEntry, User};
 use crate::clock::Clock;
 use crate::error::{AuthError, AuthResult, ErrorCode, StoreError, DUPLICATE_EMAIL_MSG, DUPLICATE_PHONE_MSG};
 use crate::storage::{self, Op, Store, Table};
 use std::collections::HashMap;
+use std::time::Duration;
 use uuid::Uuid;
+
+/// One page of a listing plus the total it was cut from.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: usize,
+}
+
+/// `GET /admin/audit?query=<scope>:<text>` scopes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditQuery {
+    Author(String),
+    Action(String),
+    Type(String),
+}
 
 /// A change to one user, run inside the registry against a copy of the record.
 pub type UserEdit = Box<dyn FnOnce(&mut User) -> AuthResult<()> + Send>;
@@ -23,6 +39,13 @@ pub struct UserRegistryState {
     by_id: HashMap<Uuid, User>,
     by_email: HashMap<String, Uuid>,
     by_phone: HashMap<String, Uuid>,
+    /// User ids in creation order: a listing page is a slice of it, so its cost does not grow
+    /// with the number of users.
+    order: Vec<Uuid>,
+    audit_table: Table<AuditEntry>,
+    /// Audit entries oldest first.
+    audit: Vec<AuditEntry>,
+    next_audit_seq: u64,
 }
 
 impl UserRegistryState {
@@ -32,6 +55,9 @@ impl UserRegistryState {
         let users: Table<User> = store.table(storage::USERS)?;
         let by_email_table: Table<Uuid> = store.table(storage::USERS_BY_EMAIL)?;
         let by_phone_table: Table<Uuid> = store.table(storage::USERS_BY_PHONE)?;
+        let audit_table: Table<AuditEntry> = store.table(storage::AUDIT_LOG)?;
+        let audit: Vec<AuditEntry> = audit_table.load_all()?.into_iter().map(|(_, e)| e).collect();
+        let next_audit_seq = audit.last().map_or(1, |e| e.seq + 1);
         let mut state = UserRegistryState {
             store,
             clock,
@@ -41,6 +67,10 @@ impl UserRegistryState {
             by_id: HashMap::new(),
             by_email: HashMap::new(),
             by_phone: HashMap::new(),
+            order: Vec::new(),
+            audit_table,
+            audit,
+            next_audit_seq,
         };
         for (_, user) in state.users.load_all()? {
             if !user.email.is_empty() {
@@ -51,6 +81,10 @@ impl UserRegistryState {
             }
             state.by_id.insert(user.id, user);
         }
+        let mut order: Vec<(crate::clock::Timestamp, Uuid)> =
+            state.by_id.values().map(|u| (u.created_at, u.id)).collect();
+        order.sort();
+        state.order = order.into_iter().map(|(_, id)| id).collect();
         state.repair_index(true)?;
         state.repair_index(false)?;
         Ok(state)
@@ -100,7 +134,84 @@ impl UserRegistryState {
         }
         self.check_unique(&user, None)?;
         self.write(None, &user)?;
+        // Creation order: new users are the newest (append); imported ones with an older
+        // creation time are placed where they belong.
+        let at = self.order.partition_point(|id| self.by_id.get(id).is_some_and(|u| u.created_at <= user.created_at));
+        self.order.insert(at, user.id);
         Ok(user)
+    }
+
+    /// A page of users in creation order (`ascending` or newest first), optionally filtered by
+    /// a case-insensitive substring of email, phone or `user_metadata.full_name`.
+    pub fn list(&self, page: usize, per_page: usize, filter: Option<&str>, ascending: bool) -> Page<User> {
+        let skip = page.saturating_sub(1).saturating_mul(per_page);
+        let ordered: Box<dyn Iterator<Item = &Uuid>> =
+            if ascending { Box::new(self.order.iter()) } else { Box::new(self.order.iter().rev()) };
+        match filter.map(str::to_lowercase).filter(|f| !f.is_empty()) {
+            None => Page {
+                items: ordered.skip(skip).take(per_page).filter_map(|id| self.get(*id)).collect(),
+                total: self.order.len(),
+            },
+            Some(needle) => {
+                let matches = |u: &&User| {
+                    u.email.contains(&needle)
+                        || u.phone.contains(&needle)
+                        || u.user_metadata
+                            .to_map()
+                            .get("full_name")
+                            .and_then(|v| v.as_str())
+                            .is_some_and(|n| n.to_lowercase().contains(&needle))
+                };
+                let all: Vec<&User> = ordered.filter_map(|id| self.by_id.get(id)).filter(matches).collect();
+                Page { total: all.len(), items: all.into_iter().skip(skip).take(per_page).cloned().collect() }
+            }
+        }
+    }
+
+    /// Appends an audit entry (disk first).
+    pub fn record_audit(&mut self, mut entry: AuditEntry) -> AuthResult<()> {
+        entry.seq = self.next_audit_seq;
+        self.store.apply(vec![self.audit_table.put(entry.seq.to_be_bytes().to_vec(), &entry)?])?;
+        self.next_audit_seq += 1;
+        self.audit.push(entry);
+        Ok(())
+    }
+
+    /// A page of audit entries, newest first.
+    pub fn audit_page(&self, page: usize, per_page: usize, query: Option<&AuditQuery>) -> Page<AuditEntry> {
+        let skip = page.saturating_sub(1).saturating_mul(per_page);
+        let Some(query) = query else {
+            return Page {
+                items: self.audit.iter().rev().skip(skip).take(per_page).cloned().collect(),
+                total: self.audit.len(),
+            };
+        };
+        let hit = |e: &&AuditEntry| {
+            let p = e.payload.to_map();
+            let field = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_lowercase();
+            match query {
+                AuditQuery::Author(t) => field("actor_username").contains(t) || field("actor_name").contains(t),
+                AuditQuery::Action(t) => field("action").contains(t),
+                AuditQuery::Type(t) => field("log_type").contains(t),
+            }
+        };
+        let all: Vec<&AuditEntry> = self.audit.iter().rev().filter(hit).collect();
+        Page { total: all.len(), items: all.into_iter().skip(skip).take(per_page).cloned().collect() }
+    }
+
+    /// Drops audit entries older than `retention` (`FERROTRUE_AUDIT_RETENTION`).
+    pub fn sweep_audit(&mut self, retention: Duration) -> AuthResult<()> {
+        let cutoff = crate::clock::Timestamp(
+            self.clock.now().0.saturating_sub(i64::try_from(retention.as_micros()).unwrap_or(i64::MAX)),
+        );
+        let old = self.audit.partition_point(|e| e.created_at < cutoff);
+        if old == 0 {
+            return Ok(());
+        }
+        let ops = self.audit[..old].iter().map(|e| self.audit_table.remove(e.seq.to_be_bytes().to_vec())).collect();
+        self.store.apply(ops)?;
+        self.audit.drain(..old);
+        Ok(())
     }
 
     /// Applies `edit` to a copy, checks uniqueness of a changed email/phone, writes, swaps.
@@ -135,6 +246,7 @@ impl UserRegistryState {
         self.by_email.remove(&old.email);
         self.by_phone.remove(&old.phone);
         self.by_id.remove(&id);
+        self.order.retain(|u| *u != id);
         Ok(())
     }
 
