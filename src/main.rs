@@ -88,6 +88,11 @@ fn log_startup(config: &Config, url: &str) {
         ),
         SecretSource::Environment | SecretSource::Explicit => {}
     }
+    if s.smtp.host.is_empty() && !s.signup.mailer_autoconfirm {
+        tracing::warn!(
+            "GOTRUE_SMTP_HOST is not set: confirmation, magic-link and recovery mails are dropped (as GoTrue does)"
+        );
+    }
     if config.durability == Durability::Relaxed {
         tracing::warn!("FERROTRUE_DURABILITY=relaxed: acknowledged writes may be lost on a crash (up to 500 ms)");
     }

@@ -3,6 +3,7 @@
 //! directory and talks real HTTP to it.
 
 mod admin;
+mod cli;
 mod common;
 mod crash;
 mod email;

@@ -225,3 +225,22 @@ pub async fn wait_for_to(sink: &SmtpSink, address: &str, n: usize) -> Vec<Receiv
     }
     panic!("expected {n} mails to {address}, got {}", sink.to(address).len());
 }
+
+impl Received {
+    /// The first link to `/verify` anywhere in the body (unlike [`Received::verify_link`], which
+    /// looks only at the first URL, this skips earlier non-verify URLs such as `{{ .SiteURL }}`).
+    pub fn find_verify_link(&self) -> Option<String> {
+        let body = self.body();
+        let mut rest = body.as_str();
+        while let Some(start) = rest.find("http") {
+            let candidate = &rest[start..];
+            let end = candidate.find(['"', '<', ' ', '\r', '\n']).unwrap_or(candidate.len());
+            let link = candidate[..end].replace("&amp;", "&");
+            if link.contains("/verify") {
+                return Some(link);
+            }
+            rest = &candidate[end..];
+        }
+        None
+    }
+}

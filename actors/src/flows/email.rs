@@ -218,22 +218,20 @@ pub async fn issue_link(a: &Actors, user: &User, link: &Link<'_>) -> AuthResult<
 }
 
 /// `API_EXTERNAL_URL` joined with the mail's path like an HTML link (an absolute path replaces
-/// the base path, as in GoTrue), plus `token`, `type`, `redirect_to`.
+/// the base path, as in GoTrue), then `token`, `type` and `redirect_to` — the last escaped only
+/// when it contains `&`, `=` or `#`, as GoTrue does.
 fn confirmation_url(a: &Actors, kind: LinkKind, token: &str, redirect_to: &str) -> String {
     let base = &a.settings.mail.api_external_url;
-    let joined = url::Url::parse(base).and_then(|b| b.join(kind.url_path(a)));
-    let mut url = match joined {
-        Ok(u) => u,
-        Err(_) => return format!("{base}/verify?token={token}&type={}", kind.verify_type()),
+    let path = kind.url_path(a);
+    let joined = url::Url::parse(base).and_then(|b| b.join(path)).map(|u| u.to_string());
+    let joined = joined.unwrap_or_else(|_| format!("{}{path}", base.trim_end_matches('/')));
+    let redirect = if redirect_to.contains(['&', '=', '#']) {
+        url::form_urlencoded::byte_serialize(redirect_to.as_bytes()).collect::<String>()
+    } else {
+        redirect_to.to_owned()
     };
-    {
-        let mut q = url.query_pairs_mut();
-        q.append_pair("token", token).append_pair("type", kind.verify_type());
-        if !redirect_to.is_empty() {
-            q.append_pair("redirect_to", redirect_to);
-        }
-    }
-    url.to_string()
+    let sep = if joined.contains('?') { '&' } else { '?' };
+    format!("{joined}{sep}token={token}&type={}&redirect_to={redirect}", kind.verify_type())
 }
 
 #[cfg(test)]

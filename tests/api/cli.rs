@@ -1,0 +1,64 @@
+//! The binary itself: `--help`, zero-config start-up, and configuration errors.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrotrue"));
+    cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd
+}
+
+#[test]
+fn help_explains_commands_and_configuration() {
+    let out = bin().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("serve"), "{text}");
+    assert!(text.contains("GOTRUE_JWT_SECRET"), "{text}");
+    assert!(text.contains("FERROTRUE_DATA_DIR"), "{text}");
+}
+
+#[test]
+fn a_bad_value_stops_start_up_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin().current_dir(dir.path()).env("GOTRUE_JWT_EXP", "an hour").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("GOTRUE_")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains("GOTRUE_JWT_EXP"), "{err}");
+}
+
+#[tokio::test]
+async fn zero_config_serves_health_from_an_empty_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // No configuration at all except where to listen (9999 may be taken on a shared machine).
+    let mut child = bin()
+        .current_dir(dir.path())
+        .env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/health");
+    let mut healthy = false;
+    for _ in 0..200 {
+        if let Ok(r) = reqwest::get(&url).await {
+            healthy = r.status() == 200;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A graceful stop (SIGTERM via `kill`) then read the log.
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let out = child.wait_with_output().unwrap();
+    assert!(healthy, "GET /health did not answer");
+    assert!(out.status.success(), "graceful shutdown exits 0");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("GOTRUE_JWT_SECRET is not set"), "loud warning: {log}");
+    assert!(log.contains("listening on"), "{log}");
+    assert!(dir.path().join("data/jwt_secret").is_file(), "secret persisted in ./data");
+    assert!(dir.path().join("data/db").is_dir(), "database in ./data");
+}
