@@ -266,7 +266,7 @@ impl Config {
         // SMTP diagnosis rather than a bare 504.
         s.mail.smtp_timeout = max_request_duration.saturating_sub(Duration::from_secs(1)).max(Duration::from_secs(1));
 
-        let config = Config {
+        let mut config = Config {
             host: env.string("GOTRUE_API_HOST", "127.0.0.1"),
             port,
             data_dir,
@@ -282,10 +282,13 @@ impl Config {
             mail_template_sources: template_sources,
             settings: s,
         };
+        match crate::config_oauth::read(vars) {
+            Ok(oauth) => config.settings.oauth = oauth,
+            Err(errors) => env.errors.extend(errors),
+        }
         if !env.errors.is_empty() {
             return Err(ConfigError(env.errors));
         }
-        let mut config = config;
         match env.raw("GOTRUE_JWT_SECRET") {
             Some(secret) => config.settings.jwt.secret = Secret(secret.to_owned()),
             None => {

@@ -23,6 +23,10 @@ pub struct Settings {
     pub call_timeout: Duration,
     /// `FERROTRUE_AUDIT_RETENTION`: drop audit entries older than this (`None` keeps all).
     pub audit_retention: Option<Duration>,
+    /// External (OAuth / OpenID Connect) providers: `GOTRUE_EXTERNAL_<PROVIDER>_*`.
+    pub oauth: crate::oauth::OAuthSettings,
+    /// SMS delivery and phone codes: `GOTRUE_SMS_*`, `GOTRUE_HOOK_SEND_SMS_*`.
+    pub sms: crate::sms::SmsSettings,
 }
 
 /// Access-token signing and the roles it carries.
@@ -190,6 +194,8 @@ impl Settings {
             flow_state_expiry: Duration::from_secs(300),
             call_timeout: Duration::from_secs(5),
             audit_retention: None,
+            oauth: crate::oauth::OAuthSettings::default(),
+            sms: crate::sms::SmsSettings::default(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! render.
 
 pub mod admin;
+pub mod external;
 pub mod health;
 pub mod invite;
 pub mod logout;

@@ -47,6 +47,7 @@ pub async fn post(cx: &Ctx, req: &Req) -> AuthResult<Resp> {
             let p: RefreshTokenGrantParams = req.json()?;
             token::refresh(&cx.actors, &p.refresh_token).await?
         }
+        Some("id_token") => return super::external::id_token(cx, req).await,
         Some("pkce") => {
             let p: PkceGrantParams = req.json()?;
             token::pkce(&cx.actors, &p.auth_code, &p.code_verifier, &meta(req)).await?

@@ -35,7 +35,7 @@ async fn zero_config_serves_health_from_an_empty_directory() {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     // No configuration at all except where to listen (9999 may be taken on a shared machine).
-    let mut child = bin()
+    let child = bin()
         .current_dir(dir.path())
         .env("PORT", port.to_string())
         .stdout(Stdio::null())

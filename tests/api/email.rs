@@ -263,7 +263,8 @@ async fn serve_http(body: &'static str) -> (String, Arc<Mutex<Vec<String>>>) {
                     seen.push(path);
                 }
                 let response = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{body}",
                     body.len()
                 );
                 let _ = stream.write_all(response.as_bytes()).await;
@@ -1401,7 +1402,9 @@ async fn inline_template_and_subject_are_used() {
 async fn template_from_a_file_is_used() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("invite.html");
-    std::fs::write(&path, "<h1>From a file</h1>\n<p>Join {{ .SiteURL }}: <a href=\"{{ .ConfirmationURL }}\">accept</a></p>\n<p>{{ .Token }}</p>\n").unwrap();
+    let template = "<h1>From a file</h1>\n<p>Join {{ .SiteURL }}: <a href=\"{{ .ConfirmationURL }}\">accept</a></p>\n\
+                    <p>{{ .Token }}</p>\n";
+    std::fs::write(&path, template).unwrap();
     let source = path.to_str().unwrap().to_owned();
     let (server, sink) = unthrottled(|c| c.mail_template_sources = vec![("invite".into(), source)]).await;
     let email = unique_email();
@@ -1507,4 +1510,130 @@ async fn a_good_template_still_starts_on_a_directory_a_broken_one_was_refused_on
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = ferrotrue::start(listener, config).await.map_err(|e| e.to_string()).expect("starts");
     server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// More: PKCE flow-state expiry, Referer, template variables, persisted throttle
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn pkce_signup_exchange_expires_with_the_flow_state() {
+    // GOTRUE_EXTERNAL_FLOW_STATE_EXPIRY_DURATION counts from the request for sign-ups (SPEC §6.4).
+    let (server, sink) = unthrottled(|c| c.settings.flow_state_expiry = Duration::from_secs(1)).await;
+    let (verifier, challenge) = pkce_pair();
+    let email = unique_email();
+    let body =
+        json!({"email": email, "password": PASSWORD, "code_challenge": challenge, "code_challenge_method": "s256"});
+    server.post("/signup", body).await;
+    let link = wait_for_to(&sink, &email, 1).await[0].verify_link().unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The link itself is still good (OTP expiry is a day) and hands out the code ...
+    let auth_code = assert_code_redirect(&click(&link).await, SITE);
+    // ... but the flow state is too old to exchange.
+    let resp = pkce_exchange(&server, &auth_code, &verifier).await;
+    assert_error(resp, 422, "flow_state_expired").await;
+}
+
+#[tokio::test]
+async fn pkce_magic_link_expiry_counts_from_the_click() {
+    // GoTrue: for magic links the flow-state lifetime counts from the moment the auth code was
+    // issued (the click), not from the request (FlowState.IsExpired, SPEC §6.4).
+    let (server, sink) = TestServer::start_with_mail(|c| c.settings.flow_state_expiry = Duration::from_secs(1)).await;
+    let email = unique_email();
+    server.signup(&email).await;
+    let (verifier, challenge) = pkce_pair();
+    let body = json!({"email": email, "code_challenge": challenge, "code_challenge_method": "s256"});
+    assert_eq!(server.post("/magiclink", body).await.status(), StatusCode::OK);
+    let link = wait_for_to(&sink, &email, 1).await[0].verify_link().unwrap();
+    assert!(link_token(&link).starts_with("pkce_"));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let auth_code = assert_code_redirect(&click(&link).await, SITE);
+    let resp = pkce_exchange(&server, &auth_code, &verifier).await;
+    assert_eq!(resp.status(), StatusCode::OK, "exchange right after the click");
+    let session: Value = resp.json().await.unwrap();
+    assert_eq!(claims(session["access_token"].as_str().unwrap())["amr"][0]["method"], "magiclink");
+}
+
+#[tokio::test]
+async fn redirect_target_falls_back_from_query_to_referer() {
+    let (server, sink) = unthrottled(|_| {}).await;
+    let referer = "http://localhost:3000/signup-page";
+    // Only a Referer: it is the target.
+    let email = unique_email();
+    let resp = server
+        .request(Method::POST, "/signup")
+        .header("Referer", referer)
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let link = wait_for_to(&sink, &email, 1).await[0].verify_link().unwrap();
+    assert_eq!(query(&link, "redirect_to").as_deref(), Some(referer), "{link}");
+    assert_session_redirect(&click(&link).await, referer, "signup");
+    // A refused redirect_to falls through to the Referer; an accepted one wins over it.
+    for (redirect_to, expected) in
+        [("https://evil.example/", referer), ("http://localhost:3000/from-query", "http://localhost:3000/from-query")]
+    {
+        let email = unique_email();
+        server
+            .request(Method::POST, &format!("/signup?redirect_to={}", urlencode(redirect_to)))
+            .header("Referer", referer)
+            .json(&json!({"email": email, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        let link = wait_for_to(&sink, &email, 1).await[0].verify_link().unwrap();
+        assert_eq!(query(&link, "redirect_to").as_deref(), Some(expected), "{link}");
+    }
+}
+
+#[tokio::test]
+async fn template_variables_are_filled_in() {
+    let confirmation = "<p>site={{ .SiteURL }} redirect={{ .RedirectTo }} hash={{ .TokenHash }} \
+                        name={{ .Data.name }} email={{ .Email }}{{ if .Data.vip }} VIP{{ else }} regular{{ end }}</p>\
+                        <p>code: {{ .Token }}</p>";
+    let email_change = "<p>{{ .Email }} to {{ .NewEmail }} for {{ .SendingTo }}: code: {{ .Token }}</p>\
+                        <a href=\"{{ .ConfirmationURL }}\">go</a>";
+    let (server, sink) = unthrottled(|c| {
+        c.settings.mail.templates =
+            vec![("confirmation".into(), confirmation.into()), ("email_change".into(), email_change.into())];
+        c.settings.mail.subjects = vec![("email_change".into(), "Move {{ .Email }} to {{ .NewEmail }}".into())];
+    })
+    .await;
+    let email = unique_email();
+    let target = "http://localhost:3000/welcome";
+    let body = json!({"email": email, "password": PASSWORD, "data": {"name": "Ann"}});
+    server.post(&format!("/signup?redirect_to={}", urlencode(target)), body).await;
+    let mail = wait_for_to(&sink, &email, 1).await.remove(0);
+    let text = mail.body();
+    let hash = text.split("hash=").nth(1).and_then(|r| r.split_whitespace().next()).expect("hash").to_owned();
+    assert_eq!(hash.len(), 56, "{text}");
+    let expected = format!("<p>site={SITE} redirect={target} hash={hash} name=Ann email={email} regular</p>");
+    assert!(text.contains(&expected), "{text}");
+    // The {{ .TokenHash }} pattern (SSR apps link to their own page and call verifyOtp).
+    let session = verify_ok(&server, json!({"type": "email", "token_hash": hash})).await;
+    let access = session["access_token"].as_str().unwrap();
+
+    let new = unique_email();
+    assert_eq!(server.put_auth("/user", access, json!({"email": new})).await.status(), StatusCode::OK);
+    let to_new = wait_for_to(&sink, &new, 1).await.remove(0);
+    let to_old = wait_for_to(&sink, &email, 2).await.remove(1);
+    assert_eq!(to_new.subject(), format!("Move {email} to {new}"));
+    assert_eq!(to_old.subject(), format!("Move {email} to {new}"));
+    assert!(to_new.body().contains(&format!("<p>{email} to {new} for {new}: code: ")), "{}", to_new.body());
+    assert!(to_old.body().contains(&format!("<p>{email} to {new} for {email}: code: ")), "{}", to_old.body());
+    assert!(to_new.verify_link().is_some_and(|l| l.contains("type=email_change")));
+}
+
+#[tokio::test]
+async fn send_spacing_survives_a_restart() {
+    let (server, sink) = TestServer::start_with_mail(|c| c.settings.signup.mailer_autoconfirm = false).await;
+    let email = unique_email();
+    server.post("/signup", json!({"email": email, "password": PASSWORD})).await;
+    wait_for_to(&sink, &email, 1).await;
+    let server = server.restart().await;
+    let resp = server.post("/resend", json!({"type": "signup", "email": email})).await;
+    assert_error(resp, 429, "over_email_send_rate_limit").await;
+    assert_no_new_mail(&sink, 1).await;
 }

@@ -10,6 +10,7 @@ mod email;
 mod errors;
 mod logout;
 mod mailer;
+mod oauth;
 mod persistence;
 mod public;
 mod signup;
