@@ -7,6 +7,7 @@
 
 use ferrotrue_actors::crypto::{HashCost, Secret};
 use ferrotrue_actors::settings::Settings;
+use ferrotrue_actors::sms::{parse_hook_secrets, SmsHook, SmsSettings, TwilioSettings};
 use ferrotrue_actors::storage::{Durability, DEFAULT_CACHE_BYTES};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -127,6 +128,76 @@ pub fn parse_go_bool(v: &str) -> Option<bool> {
 }
 
 pub use ferrotrue_actors::clock::parse_go_duration;
+
+/// `GOTRUE_SMS_*`, `GOTRUE_HOOK_SEND_SMS_*`, `FERROTRUE_SMS_TWILIO_BASE_URL`.
+fn read_sms(env: &mut Env<'_>, sms: &mut SmsSettings, autoconfirm: bool) {
+    sms.otp_length = env.number::<usize>("GOTRUE_SMS_OTP_LENGTH", 6).clamp(4, 10);
+    sms.otp_exp = env.seconds("GOTRUE_SMS_OTP_EXP", 60);
+    sms.template = env.string("GOTRUE_SMS_TEMPLATE", "Your code is {{ .Code }}");
+    sms.max_frequency = env.duration("GOTRUE_SMS_MAX_FREQUENCY", Duration::from_secs(60));
+    let budget = env.parsed(
+        "GOTRUE_RATE_LIMIT_SMS_SENT",
+        Some((30, Duration::from_secs(3600))),
+        "a rate like 30 or 10/1m",
+        |v| parse_rate(v).map(Some),
+    );
+    sms.budget = if autoconfirm { None } else { budget };
+    if let Some(raw) = env.raw("GOTRUE_SMS_TEST_OTP") {
+        for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match pair.split_once(':') {
+                Some((phone, code)) if !code.is_empty() && code.chars().all(|c| c.is_ascii_digit()) => {
+                    sms.test_otps.push((phone.trim().trim_start_matches('+').to_owned(), code.trim().to_owned()));
+                }
+                _ => env.errors.push(format!("GOTRUE_SMS_TEST_OTP: {pair:?} is not <phone>:<digits>")),
+            }
+        }
+    }
+    if let Some(raw) = env.raw("GOTRUE_SMS_TEST_OTP_VALID_UNTIL") {
+        match time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339) {
+            Ok(t) => {
+                sms.test_otp_valid_until = Some(ferrotrue_actors::clock::Timestamp(
+                    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX),
+                ))
+            }
+            Err(_) => env.errors.push(format!("GOTRUE_SMS_TEST_OTP_VALID_UNTIL={raw:?} is not an RFC 3339 time")),
+        }
+    }
+    match env.raw("GOTRUE_SMS_PROVIDER") {
+        None => {}
+        Some("twilio") => {
+            let sid = env.string("GOTRUE_SMS_TWILIO_ACCOUNT_SID", "");
+            let token = env.string("GOTRUE_SMS_TWILIO_AUTH_TOKEN", "");
+            let service = env.string("GOTRUE_SMS_TWILIO_MESSAGE_SERVICE_SID", "");
+            if sid.is_empty() || token.is_empty() || service.is_empty() {
+                env.errors.push("GOTRUE_SMS_PROVIDER=twilio needs GOTRUE_SMS_TWILIO_ACCOUNT_SID, _AUTH_TOKEN and _MESSAGE_SERVICE_SID".into());
+            } else {
+                sms.twilio = Some(TwilioSettings {
+                    account_sid: sid,
+                    auth_token: Secret(token),
+                    message_service_sid: service,
+                    base_url: env.string("FERROTRUE_SMS_TWILIO_BASE_URL", "https://api.twilio.com"),
+                });
+            }
+        }
+        Some(other) => env
+            .errors
+            .push(format!("GOTRUE_SMS_PROVIDER={other:?} is not supported (twilio, or use the send-SMS hook)")),
+    }
+    if env.bool("GOTRUE_HOOK_SEND_SMS_ENABLED", false) {
+        let uri = env.string("GOTRUE_HOOK_SEND_SMS_URI", "");
+        let local = ["http://localhost", "http://127.0.0.1", "http://[::1]", "http://host.docker.internal"];
+        let uri_ok = uri.starts_with("https://") || local.iter().any(|p| uri.starts_with(p));
+        if !uri_ok {
+            env.errors.push(format!("GOTRUE_HOOK_SEND_SMS_URI={uri:?} must be https:// (or http:// to localhost)"));
+        }
+        match parse_hook_secrets(&env.string("GOTRUE_HOOK_SEND_SMS_SECRETS", "")) {
+            Ok(secrets) if !secrets.is_empty() && uri_ok => sms.hook = Some(SmsHook { uri, secrets }),
+            Ok(_) if uri_ok => env.errors.push("GOTRUE_HOOK_SEND_SMS_SECRETS is required (v1,whsec_<base64>)".into()),
+            Ok(_) => {}
+            Err(e) => env.errors.push(format!("GOTRUE_HOOK_SEND_SMS_SECRETS: {e}")),
+        }
+    }
+}
 
 /// `GOTRUE_RATE_LIMIT_EMAIL_SENT`: `N` (per hour) or `N/<duration>`.
 pub fn parse_rate(v: &str) -> Option<(u32, Duration)> {
@@ -261,6 +332,7 @@ impl Config {
         s.mail.email_budget = if s.signup.mailer_autoconfirm { None } else { budget };
         s.security.update_password_require_reauthentication =
             env.bool("GOTRUE_SECURITY_UPDATE_PASSWORD_REQUIRE_REAUTHENTICATION", false);
+        read_sms(&mut env, &mut s.sms, s.signup.sms_autoconfirm);
         let max_request_duration = env.duration("GOTRUE_API_MAX_REQUEST_DURATION", Duration::from_secs(10));
         // An SMTP conversation must end before the request times out, so the client gets the
         // SMTP diagnosis rather than a bare 504.
@@ -387,6 +459,38 @@ mod tests {
         for bad in ["", "10", "s", "10x", "-5s"] {
             assert_eq!(parse_go_duration(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn sms_settings_are_read() {
+        let v = vars(&[
+            ("GOTRUE_JWT_SECRET", "secret"),
+            ("GOTRUE_SMS_PROVIDER", "twilio"),
+            ("GOTRUE_SMS_TWILIO_ACCOUNT_SID", "AC123"),
+            ("GOTRUE_SMS_TWILIO_AUTH_TOKEN", "tok"),
+            ("GOTRUE_SMS_TWILIO_MESSAGE_SERVICE_SID", "MG1"),
+            ("GOTRUE_SMS_TEST_OTP", "+15555550100:123456, 15555550101:654321"),
+            ("GOTRUE_SMS_OTP_EXP", "120"),
+            ("GOTRUE_HOOK_SEND_SMS_ENABLED", "true"),
+            ("GOTRUE_HOOK_SEND_SMS_URI", "http://localhost:9000/sms"),
+            ("GOTRUE_HOOK_SEND_SMS_SECRETS", "v1,whsec_AAAA"),
+        ]);
+        let c = Config::from_vars(&v).unwrap();
+        let s = &c.settings.sms;
+        assert_eq!(s.twilio.as_ref().unwrap().base_url, "https://api.twilio.com");
+        assert_eq!(
+            s.test_otps,
+            vec![("15555550100".to_owned(), "123456".to_owned()), ("15555550101".to_owned(), "654321".to_owned())]
+        );
+        assert_eq!(s.otp_exp, Duration::from_secs(120));
+        assert_eq!(s.hook.as_ref().unwrap().uri, "http://localhost:9000/sms");
+        let bad = vars(&[
+            ("GOTRUE_JWT_SECRET", "s"),
+            ("GOTRUE_HOOK_SEND_SMS_ENABLED", "true"),
+            ("GOTRUE_HOOK_SEND_SMS_URI", "http://evil.example/sms"),
+            ("GOTRUE_HOOK_SEND_SMS_SECRETS", "v1,whsec_AAAA"),
+        ]);
+        assert!(Config::from_vars(&bad).unwrap_err().to_string().contains("GOTRUE_HOOK_SEND_SMS_URI"));
     }
 
     #[test]

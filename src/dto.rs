@@ -141,6 +141,10 @@ pub struct SessionJson {
     pub refresh_token: String,
     pub user: UserJson,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub weak_password: Option<WeakPasswordJson>,
 }
 
@@ -155,6 +159,8 @@ impl From<&SessionGrant> for SessionJson {
             expires_at: g.expires_at,
             refresh_token: g.refresh_token.clone(),
             user,
+            provider_token: g.provider_token.clone(),
+            provider_refresh_token: g.provider_refresh_token.clone(),
             weak_password: g
                 .weak_password
                 .as_ref()

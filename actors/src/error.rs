@@ -61,7 +61,20 @@ error_codes! {
     SmsSendFailed => "sms_send_failed",
     MfaFactorNotFound => "mfa_factor_not_found",
     OverEmailSendRateLimit => "over_email_send_rate_limit",
+    OverSmsSendRateLimit => "over_sms_send_rate_limit",
     OverRequestRateLimit => "over_request_rate_limit",
+    ProviderDisabled => "provider_disabled",
+    BadOauthState => "bad_oauth_state",
+    BadOauthCallback => "bad_oauth_callback",
+    OauthProviderNotSupported => "oauth_provider_not_supported",
+    FlowStateAlreadyUsed => "flow_state_already_used",
+    ProviderEmailNeedsVerification => "provider_email_needs_verification",
+    ManualLinkingDisabled => "manual_linking_disabled",
+    IdentityAlreadyExists => "identity_already_exists",
+    IdentityNotFound => "identity_not_found",
+    SingleIdentityNotDeletable => "single_identity_not_deletable",
+    EmailConflictIdentityNotDeletable => "email_conflict_identity_not_deletable",
+    UnexpectedAudience => "unexpected_audience",
 }
 
 /// HTTP-free status family; `src/http/error.rs` maps it to a status code.

@@ -50,11 +50,25 @@ fn input(cx: &Ctx, req: &Req, p: OtpParams) -> AuthResult<OtpInput> {
     })
 }
 
-/// `POST /otp` → `{}`.
+/// `POST /otp` → `{}` (email), `{"message_id": …}` (phone; omitted when the provider gave none).
 pub async fn post(cx: &Ctx, req: &Req) -> AuthResult<Resp> {
     let p: OtpParams = req.json()?;
-    otp::otp(&cx.actors, input(cx, req, p)?).await?;
+    let input = input(cx, req, p)?;
+    if input.email.is_empty() && !input.phone.is_empty() {
+        let message_id = otp::phone_otp(&cx.actors, input).await?;
+        return Ok(response::json_value(StatusCode::OK, &message_id_body(&message_id)));
+    }
+    otp::otp(&cx.actors, input).await?;
     Ok(response::json_value(StatusCode::OK, &json!({})))
+}
+
+/// `{"message_id": id}`, or `{}` when there is none.
+pub fn message_id_body(message_id: &str) -> Value {
+    if message_id.is_empty() {
+        json!({})
+    } else {
+        json!({"message_id": message_id})
+    }
 }
 
 /// `POST /magiclink` → `{}`.

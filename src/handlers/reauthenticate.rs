@@ -7,11 +7,10 @@ use ferrotrue_actors::error::AuthResult;
 use ferrotrue_actors::flows::auth::authenticate;
 use ferrotrue_actors::flows::reauthenticate;
 use http::StatusCode;
-use serde_json::json;
 
 /// Mails a nonce to the signed-in user → `{}`.
 pub async fn get(cx: &Ctx, req: &Req) -> AuthResult<Resp> {
     let auth = authenticate(&cx.actors, req.bearer()).await?;
-    reauthenticate::reauthenticate(&cx.actors, auth).await?;
-    Ok(response::json_value(StatusCode::OK, &json!({})))
+    let message_id = reauthenticate::reauthenticate(&cx.actors, auth).await?;
+    Ok(response::json_value(StatusCode::OK, &super::otp::message_id_body(&message_id)))
 }

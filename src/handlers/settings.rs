@@ -49,7 +49,7 @@ pub fn get(cx: &Ctx) -> Resp {
             "disable_signup": s.disable_signup,
             "mailer_autoconfirm": s.mailer_autoconfirm,
             "phone_autoconfirm": s.sms_autoconfirm,
-            "sms_provider": "",
+            "sms_provider": cx.config.settings.sms.provider_name(),
             "saml_enabled": false,
             "saml_private_key_next_configured": false,
             "passkeys_enabled": false,

@@ -19,7 +19,7 @@ pub async fn get(cx: &Ctx, req: &Req) -> AuthResult<Resp> {
     Ok(response::json(StatusCode::OK, &UserJson::from(&user)))
 }
 
-/// GoTrue's `UserUpdateParams` (phone-change fields arrive with the phone issue).
+/// GoTrue's `UserUpdateParams`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct UserUpdateParams {
@@ -29,6 +29,7 @@ pub struct UserUpdateParams {
     pub data: Option<Map<String, Value>>,
     pub app_metadata: Option<Map<String, Value>>,
     pub nonce: Option<String>,
+    pub channel: Option<String>,
 }
 
 /// Updates metadata and/or password; returns the User.
@@ -42,6 +43,7 @@ pub async fn put(cx: &Ctx, req: &Req) -> AuthResult<Resp> {
         data: p.data,
         app_metadata: p.app_metadata,
         nonce: p.nonce,
+        channel: p.channel,
         redirect_to: super::mail::redirect_to(cx, req),
     };
     let user = user::update(&cx.actors, auth, input).await?;

@@ -1637,3 +1637,69 @@ async fn send_spacing_survives_a_restart() {
     assert_error(resp, 429, "over_email_send_rate_limit").await;
     assert_no_new_mail(&sink, 1).await;
 }
+
+#[tokio::test]
+async fn recovery_confirms_an_unconfirmed_user() {
+    let (server, sink) = unthrottled(|_| {}).await;
+    let email = unique_email();
+    server.post("/signup", json!({"email": email, "password": PASSWORD})).await;
+    wait_for_to(&sink, &email, 1).await;
+    assert_eq!(server.post("/recover", json!({"email": email.to_uppercase()})).await.status(), StatusCode::OK);
+    let mail = wait_for_to(&sink, &email, 2).await.remove(1);
+    assert_eq!(mail.subject(), "Reset Your Password");
+    let access = assert_session_redirect(&click(&mail.verify_link().unwrap()).await, SITE, "recovery");
+    assert!(get_user(&server, &access).await["email_confirmed_at"].is_string());
+    server.login(&email).await;
+}
+
+#[tokio::test]
+async fn otp_without_create_user_still_signs_in_an_existing_user() {
+    let (server, sink) = unthrottled(|_| {}).await;
+    let email = unique_email();
+    confirmed_session(&server, &sink, &email).await;
+    let resp = server.post("/otp", json!({"email": email, "create_user": false})).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mail = wait_for_to(&sink, &email, 2).await.remove(1);
+    assert_eq!(mail.subject(), "Your Magic Link");
+    verify_ok(&server, json!({"type": "magiclink", "email": email, "token": mail.otp().unwrap()})).await;
+}
+
+#[tokio::test]
+async fn a_banned_user_cannot_verify_and_keeps_the_token() {
+    let (server, sink) = unthrottled(|_| {}).await;
+    let admin = service_role_token();
+    let email = unique_email();
+    let user: Value = server.post("/signup", json!({"email": email, "password": PASSWORD})).await.json().await.unwrap();
+    let id = user["id"].as_str().unwrap().to_owned();
+    let mail = wait_for_to(&sink, &email, 1).await.remove(0);
+    let (link, code) = (mail.verify_link().unwrap(), mail.otp().unwrap());
+    let ban = |duration: &'static str| {
+        let (server, admin, id) = (&server, admin.clone(), id.clone());
+        async move {
+            let path = format!("/admin/users/{id}");
+            let resp = server.put_auth(&path, &admin, json!({"ban_duration": duration})).await;
+            assert_eq!(resp.status(), StatusCode::OK, "ban_duration {duration}");
+        }
+    };
+    ban("1h").await;
+    let location = click(&link).await;
+    assert_error_redirect(&location, SITE, "user_banned");
+    let resp = server.post("/verify", json!({"type": "signup", "email": email, "token": code})).await;
+    assert_error(resp, 403, "user_banned").await;
+    // GoTrue refuses inside the verification transaction, so nothing was consumed.
+    ban("none").await;
+    assert_session_redirect(&click(&link).await, SITE, "signup");
+}
+
+#[tokio::test]
+async fn get_verify_with_type_email_reports_the_token_kind() {
+    // GoTrue's verifyTokenHash turns type `email` into `signup` or `magiclink` (whichever token
+    // matched) before building the redirect, so the fragment never says `type=email`.
+    let (server, sink) = TestServer::start_with_mail(|c| c.settings.smtp.max_frequency = Duration::ZERO).await;
+    let email = unique_email();
+    server.signup(&email).await;
+    server.post("/magiclink", json!({"email": email})).await;
+    let link = wait_for_to(&sink, &email, 1).await[0].verify_link().unwrap();
+    let location = click(&link.replace("type=magiclink", "type=email")).await;
+    assert_session_redirect(&location, SITE, "magiclink");
+}

@@ -12,6 +12,7 @@ mod logout;
 mod mailer;
 mod oauth;
 mod persistence;
+mod phone;
 mod public;
 mod signup;
 mod smtp;

@@ -65,6 +65,7 @@ async fn one_time_tokens_and_flow_states_survive_a_restart() {
         token_hash: "abc123hash".into(),
         relates_to: "ann@example.com".into(),
         created_at: now,
+        expires_at: None,
     };
     server.actors.otps.issue(token.clone()).await.unwrap();
     // A newer token of the same type replaces the old one.
@@ -105,6 +106,7 @@ async fn expired_one_time_tokens_and_flow_states_are_refused() {
         token_hash: "old-hash".into(),
         relates_to: "ann@example.com".into(),
         created_at: long_ago,
+        expires_at: None,
     };
     server.actors.otps.issue(token).await.unwrap();
     let err = server.actors.otps.consume("old-hash", &[]).await.unwrap_err();

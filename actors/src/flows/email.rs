@@ -211,6 +211,7 @@ pub async fn issue_link(a: &Actors, user: &User, link: &Link<'_>) -> AuthResult<
             token_hash: stored.clone(),
             relates_to: link.address.to_owned(),
             created_at: now,
+            expires_at: None,
         })
         .await?;
     let action_link = confirmation_url(a, link.kind, &stored, link.redirect_to);

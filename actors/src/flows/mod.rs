@@ -5,9 +5,11 @@
 pub mod admin;
 pub mod auth;
 pub mod email;
+pub mod external;
 pub mod invite;
 pub mod logout;
 pub mod otp;
+pub mod phone;
 pub mod reauthenticate;
 pub mod recover;
 pub mod resend;
@@ -47,6 +49,10 @@ pub struct SessionGrant {
     pub refresh_token: String,
     pub user: User,
     pub weak_password: Option<WeakPasswordNote>,
+    /// The external provider's access token (OAuth sign-ins only).
+    pub provider_token: Option<String>,
+    /// The external provider's refresh token, when it issued one.
+    pub provider_refresh_token: Option<String>,
 }
 
 /// Mints the access token for `session` and packages the grant.
@@ -61,6 +67,8 @@ pub fn grant(a: &Actors, user: User, session: &Session, refresh_token: String) -
         refresh_token,
         user,
         weak_password: None,
+        provider_token: None,
+        provider_refresh_token: None,
     })
 }
 

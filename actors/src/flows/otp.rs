@@ -31,13 +31,48 @@ pub async fn otp(a: &Actors, input: OtpInput) -> AuthResult<()> {
             Err(AuthError::validation("Channel can only be set with a phone number"))
         }
         (false, true) => magic_link(a, input).await,
-        (true, false) => {
-            if !a.settings.signup.phone_enabled {
-                return Err(AuthError::bad_request(ErrorCode::PhoneProviderDisabled, "Unsupported phone provider"));
-            }
-            Err(AuthError::unprocessable(ErrorCode::SmsSendFailed, "Sending SMS codes is not available yet"))
-        }
+        (true, false) => phone_otp(a, input).await.map(|_| ()),
     }
+}
+
+/// `POST /otp` with a phone: unknown or unconfirmed numbers sign up and get a confirmation
+/// code, confirmed ones a sign-in code; both verify with `type=sms`. Returns the message id.
+pub async fn phone_otp(a: &Actors, input: OtpInput) -> AuthResult<String> {
+    let policy = &a.settings.signup;
+    if !policy.phone_enabled {
+        return Err(AuthError::bad_request(ErrorCode::PhoneProviderDisabled, "Unsupported phone provider"));
+    }
+    let phone = validate::phone(&input.phone)?;
+    let channel = super::phone::channel(&input.channel)?;
+    let user = match a.users.by_phone(&phone).await? {
+        Some(user) => user,
+        None => {
+            if !input.create_user {
+                return Err(AuthError::unprocessable(ErrorCode::OtpDisabled, "Signups not allowed for otp"));
+            }
+            if policy.disable_signup {
+                return Err(AuthError::unprocessable(
+                    ErrorCode::SignupDisabled,
+                    "Signups not allowed for this instance",
+                ));
+            }
+            let mut user = new_user(a, Channel::Phone, &phone, None, input.data.clone(), &input.aud, false);
+            user.confirmation_sent_at = None;
+            let user = a.users.create(user).await?;
+            audit(a, AuditActor::User(&user), "user_signedup", &[("provider", "phone")]).await?;
+            user
+        }
+    };
+    super::phone::check_spacing(a, user.confirmation_sent_at)?;
+    let message_id = super::phone::send_code(a, &user, super::phone::PhoneCode::Confirmation, &phone, &channel).await?;
+    let now = a.clock.now();
+    a.users
+        .update(user.id, move |u| {
+            u.confirmation_sent_at = Some(now);
+            Ok(())
+        })
+        .await?;
+    Ok(message_id)
 }
 
 /// `POST /magiclink`: a confirmation mail for new or unconfirmed users, a sign-in link for

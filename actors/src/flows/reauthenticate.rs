@@ -8,14 +8,29 @@ use crate::crypto::secure_eq;
 use crate::error::{AuthError, AuthResult, ErrorCode};
 use crate::Actors;
 
-/// Sends a reauthentication code to the user's confirmed email.
-pub async fn reauthenticate(a: &Actors, auth: Authenticated) -> AuthResult<()> {
+/// Sends a reauthentication code to the user's confirmed email, or by SMS to a phone-only
+/// user; returns the SMS message id (empty for mail).
+pub async fn reauthenticate(a: &Actors, auth: Authenticated) -> AuthResult<String> {
     let user = auth.user;
     if user.email.is_empty() && user.phone.is_empty() {
         return Err(AuthError::validation("Reauthentication requires the user to have an email or a phone number"));
     }
     if user.email.is_empty() {
-        return Err(AuthError::unprocessable(ErrorCode::SmsSendFailed, "Sending SMS codes is not available yet"));
+        if user.phone_confirmed_at.is_none() {
+            return Err(AuthError::unprocessable(ErrorCode::PhoneNotConfirmed, "Please verify your phone first."));
+        }
+        super::phone::check_spacing(a, user.reauthentication_sent_at)?;
+        let id =
+            super::phone::send_code(a, &user, super::phone::PhoneCode::Reauthentication, &user.phone, "sms").await?;
+        audit(a, AuditActor::User(&user), "user_reauthenticate_requested", &[]).await?;
+        let now = a.clock.now();
+        a.users
+            .update(user.id, move |u| {
+                u.reauthentication_sent_at = Some(now);
+                Ok(())
+            })
+            .await?;
+        return Ok(id);
     }
     if user.email_confirmed_at.is_none() {
         return Err(AuthError::unprocessable(ErrorCode::EmailNotConfirmed, "Please verify your email first."));
@@ -32,7 +47,7 @@ pub async fn reauthenticate(a: &Actors, auth: Authenticated) -> AuthResult<()> {
             Ok(())
         })
         .await?;
-    Ok(())
+    Ok(String::new())
 }
 
 /// Consumes the user's reauthentication nonce: 422 `reauthentication_not_valid` if it does not

@@ -104,7 +104,9 @@ pub async fn signup(a: &Actors, input: SignupInput) -> AuthResult<SignupOutcome>
 /// Sends (or, for phones, records) the confirmation of an unconfirmed sign-up.
 async fn send_confirmation(a: &Actors, user: User, channel: Channel, input: &SignupInput) -> AuthResult<User> {
     if channel == Channel::Phone {
-        tracing::warn!(user_id = %user.id, "phone confirmation by SMS is not available yet: no code was sent");
+        super::phone::check_spacing(a, user.confirmation_sent_at)?;
+        let sms_channel = super::phone::channel(&input.channel)?;
+        super::phone::send_code(a, &user, super::phone::PhoneCode::Confirmation, &user.phone, &sms_channel).await?;
     } else {
         check_spacing(a, user.confirmation_sent_at)?;
         let link = Link {

@@ -102,7 +102,8 @@ pub async fn pkce(a: &Actors, auth_code: &str, code_verifier: &str, meta: &Reque
     if auth_code.is_empty() || code_verifier.is_empty() {
         return Err(AuthError::validation("invalid request: both auth code and code verifier should be non-empty"));
     }
-    let flow = a.oauth.exchange(auth_code, code_verifier).await?;
+    let exchanged = a.oauth.exchange(auth_code, code_verifier).await?;
+    let flow = exchanged.flow;
     let not_found =
         || AuthError::not_found(ErrorCode::FlowStateNotFound, "invalid flow state, no valid flow state found");
     let user_id = flow.user_id.ok_or_else(not_found)?;
@@ -110,5 +111,11 @@ pub async fn pkce(a: &Actors, auth_code: &str, code_verifier: &str, meta: &Reque
     if user.is_banned(a.clock.now()) {
         return Err(AuthError::bad_request(ErrorCode::UserBanned, "User is banned"));
     }
-    sign_in(a, user, &flow.authentication_method, meta).await
+    let mut session = sign_in(a, user, &flow.authentication_method, meta).await?;
+    // An OAuth flow hands the provider's tokens over with the session (GoTrue: PKCE grant).
+    if let Some(external) = exchanged.external {
+        session.provider_token = Some(external.provider_token).filter(|t| !t.is_empty());
+        session.provider_refresh_token = Some(external.provider_refresh_token).filter(|t| !t.is_empty());
+    }
+    Ok(session)
 }

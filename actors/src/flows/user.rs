@@ -1,6 +1,6 @@
 //! `GET /user` and `PUT /user`. Port of user.go `UserGet` / `UserUpdate`: metadata, password
-//! (with the reauthentication nonce when required), and email change with secure double
-//! confirmation (phone change arrives with the phone issue).
+//! (with the reauthentication nonce when required), email change with secure double
+//! confirmation, and phone change confirmed by an SMS code.
 
 use super::auth::Authenticated;
 use super::email::{check_spacing, send_link, Link, LinkKind};
@@ -24,6 +24,8 @@ pub struct UserUpdate {
     pub app_metadata: Option<Map<String, Value>>,
     /// Reauthentication code for a password change.
     pub nonce: Option<String>,
+    /// `sms` or `whatsapp` for a phone change code.
+    pub channel: Option<String>,
     /// Where the email-change links lead.
     pub redirect_to: String,
 }
@@ -72,15 +74,24 @@ pub async fn update(a: &Actors, auth: Authenticated, input: UserUpdate) -> AuthR
         }
         None => None,
     };
-    if let Some(phone) = input.phone.as_deref().filter(|p| !p.is_empty()) {
-        let phone = validate::phone(phone)?;
-        if phone != user.phone {
-            return Err(AuthError::unprocessable(
-                ErrorCode::ValidationFailed,
-                "Changing the phone number needs confirmation by SMS, which this server does not offer yet",
-            ));
+    let new_phone = match input.phone.as_deref().filter(|p| !p.is_empty()) {
+        Some(phone) => {
+            let phone = validate::phone(phone)?;
+            if phone == user.phone {
+                None
+            } else {
+                if a.users.by_phone(&phone).await?.is_some_and(|other| other.id != user.id) {
+                    return Err(AuthError::unprocessable(
+                        ErrorCode::PhoneExists,
+                        "Phone number already registered by another user",
+                    ));
+                }
+                Some(phone)
+            }
         }
-    }
+        None => None,
+    };
+    let sms_channel = super::phone::channel(input.channel.as_deref().unwrap_or(""))?;
     // GoTrue's isAdmin: the *stored* role is the admin group and the user is in this audience.
     let is_admin = user.role == a.settings.jwt.admin_group && user.aud == a.settings.jwt.aud;
     if input.app_metadata.is_some() && !is_admin {
@@ -147,6 +158,32 @@ pub async fn update(a: &Actors, auth: Authenticated, input: UserUpdate) -> AuthR
             Ok(())
         })
         .await?;
+    // Phone change: immediate under SMS autoconfirm, else a code to the new number.
+    let updated = match new_phone {
+        Some(phone) if a.settings.signup.sms_autoconfirm => {
+            let changed = a
+                .users
+                .update(updated.id, move |u| {
+                    u.new_phone = phone;
+                    super::verify::apply_phone_change(u, now)
+                })
+                .await?;
+            audit(a, AuditActor::User(&changed), "user_modified", &[]).await?;
+            changed
+        }
+        Some(phone) => {
+            super::phone::check_spacing(a, updated.phone_change_sent_at)?;
+            super::phone::send_code(a, &updated, super::phone::PhoneCode::PhoneChange, &phone, &sms_channel).await?;
+            a.users
+                .update(updated.id, move |u| {
+                    u.new_phone = phone;
+                    u.phone_change_sent_at = Some(now);
+                    Ok(())
+                })
+                .await?
+        }
+        None => updated,
+    };
     let updated = match new_email {
         Some(email) if !(user.is_anonymous && a.settings.signup.mailer_autoconfirm) => {
             send_email_change(a, updated, &email, &input.redirect_to).await?

@@ -111,12 +111,19 @@ async fn take_token(a: &Actors, vtype: VerifyType, presented: &Presented) -> Aut
     match presented {
         Presented::Hash(hash) => a.otps.consume(hash, types).await.map_err(|_| link_expired()),
         Presented::Code { email, phone, code } => {
-            if matches!(vtype, VerifyType::Sms | VerifyType::PhoneChange) || email.is_empty() && !phone.is_empty() {
-                // Phone codes arrive with the phone issue; none are issued yet.
-                return Err(code_expired());
-            }
-            let email = validate::email(email)
-                .map_err(|_| AuthError::unprocessable(ErrorCode::ValidationFailed, "Invalid email format"))?;
+            let is_phone = matches!(vtype, VerifyType::Sms | VerifyType::PhoneChange);
+            let email = if is_phone {
+                if phone.is_empty() {
+                    return Err(AuthError::validation("Phone number is required to verify an SMS code"));
+                }
+                validate::phone(phone)?
+            } else {
+                if email.is_empty() {
+                    return Err(AuthError::validation("Email is required to verify an email code"));
+                }
+                validate::email(email)
+                    .map_err(|_| AuthError::unprocessable(ErrorCode::ValidationFailed, "Invalid email format"))?
+            };
             // The stored hash covers the address the code was sent to, so one lookup by hash
             // finds it whichever address that was (an email change's new address has no user
             // yet). The digest is not attacker-choosable, and the final check is constant-time.
@@ -156,6 +163,24 @@ pub async fn verify(a: &Actors, vtype: VerifyType, presented: Presented, meta: &
             let changed = a.users.update(user.id, move |u| apply_email_change(u, now)).await?;
             audit(a, AuditActor::User(&changed), "user_modified", &[]).await?;
             changed
+        }
+        "phone_change_token" => {
+            let changed = a.users.update(user.id, move |u| apply_phone_change(u, now)).await?;
+            audit(a, AuditActor::User(&changed), "user_modified", &[]).await?;
+            changed
+        }
+        "confirmation_token" if !token.relates_to.contains('@') => {
+            let confirmed = a
+                .users
+                .update(user.id, move |u| {
+                    confirm(u, Channel::Phone, now);
+                    u.confirmation_sent_at = None;
+                    u.is_anonymous = false;
+                    Ok(())
+                })
+                .await?;
+            audit(a, AuditActor::User(&confirmed), "user_signedup", &[("provider", "phone")]).await?;
+            confirmed
         }
         "recovery_token" => {
             a.users
@@ -236,6 +261,46 @@ pub(crate) fn apply_email_change(u: &mut User, now: crate::clock::Timestamp) -> 
             });
         }
     }
+    refresh_providers(u);
+    Ok(())
+}
+
+/// Moves `new_phone` into `phone`, confirms it, and points (or adds) the phone identity.
+pub(crate) fn apply_phone_change(u: &mut User, now: crate::clock::Timestamp) -> AuthResult<()> {
+    if u.new_phone.is_empty() {
+        return Err(code_expired());
+    }
+    u.phone = std::mem::take(&mut u.new_phone);
+    u.phone_change_sent_at = None;
+    u.phone_confirmed_at = Some(now);
+    u.is_anonymous = false;
+    let phone = u.phone.clone();
+    match u.identities.iter_mut().find(|i| i.provider == "phone") {
+        Some(identity) => {
+            let mut data = identity.identity_data.to_map();
+            data.insert("phone".into(), json!(phone));
+            data.insert("phone_verified".into(), json!(true));
+            identity.identity_data = JsonText::from_map(&data);
+            identity.updated_at = now;
+        }
+        None => {
+            let data =
+                json!({"sub": u.id.to_string(), "phone": phone, "email_verified": false, "phone_verified": true});
+            u.identities.push(Identity {
+                id: Uuid::new_v4(),
+                provider_id: u.id.to_string(),
+                provider: "phone".into(),
+                identity_data: JsonText(data.to_string()),
+                email: String::new(),
+                last_sign_in_at: None,
+                created_at: now,
+                updated_at: now,
+            });
+        }
+    }
+    let mut meta = u.user_metadata.to_map();
+    meta.insert("phone_verified".into(), json!(true));
+    u.user_metadata = JsonText::from_map(&meta);
     refresh_providers(u);
     Ok(())
 }

@@ -42,6 +42,9 @@ pub enum MailerMessage {
     Send { mail: Email, reply: Reply<()> },
     /// Render an auth mail from its template and deliver it, within the global budget.
     SendAuth { kind: TemplateKind, to: String, data: Box<TemplateData>, reply: Reply<()> },
+    /// Render `GOTRUE_SMS_TEMPLATE` for `sms.otp` and deliver it (hook or Twilio), within the
+    /// global SMS budget; replies with the provider's message id.
+    SendSms { sms: Box<crate::sms::Sms>, reply: Reply<String> },
 }
 
 /// The actor.
@@ -54,6 +57,10 @@ pub struct MailerState {
     from: Mailbox,
     templates: Arc<Templates>,
     budget: Budget,
+    sms: Arc<crate::sms::SmsSettings>,
+    sms_budget: Budget,
+    sms_template: Arc<minijinja::Environment<'static>>,
+    http: reqwest::Client,
 }
 
 /// `GOTRUE_RATE_LIMIT_EMAIL_SENT`.
@@ -72,14 +79,14 @@ impl Budget {
             None => Budget::Unlimited,
         }
     }
-    fn take(&self) -> AuthResult<()> {
+    fn take(&self, code: ErrorCode, msg: &'static str) -> AuthResult<()> {
         let exceeded = match self {
             Budget::Unlimited => false,
             Budget::Blocked => true,
             Budget::Limited(limiter) => limiter.check().is_err(),
         };
         if exceeded {
-            return Err(AuthError::too_many_requests(ErrorCode::OverEmailSendRateLimit, "email rate limit exceeded"));
+            return Err(AuthError::too_many_requests(code, msg));
         }
         Ok(())
     }
@@ -166,11 +173,23 @@ impl Actor for Mailer {
         let mail = &env.settings.mail;
         let transport = transport(&env.settings.smtp, mail.smtp_timeout).map_err(|e| format!("SMTP settings: {e}"))?;
         let templates = Templates::compile(&mail.subjects, &mail.templates)?;
+        let sms = &env.settings.sms;
+        let mut sms_template = minijinja::Environment::new();
+        let source = templates::go_to_jinja(&sms.template).map_err(|e| format!("GOTRUE_SMS_TEMPLATE: {e}"))?;
+        sms_template.add_template_owned("sms", source).map_err(|e| format!("GOTRUE_SMS_TEMPLATE: {e}"))?;
+        let http = reqwest::Client::builder()
+            .timeout(crate::sms::SMS_HTTP_TIMEOUT)
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
         Ok(MailerState {
             transport,
             from: sender(&env.settings.smtp)?,
             templates: Arc::new(templates),
             budget: Budget::new(mail.email_budget),
+            sms: Arc::new(sms.clone()),
+            sms_budget: Budget::new(sms.budget),
+            sms_template: Arc::new(sms_template),
+            http,
         })
     }
 
@@ -188,7 +207,7 @@ impl Actor for Mailer {
                 });
             }
             MailerMessage::SendAuth { kind, to, data, reply } => {
-                if let Err(e) = st.budget.take() {
+                if let Err(e) = st.budget.take(ErrorCode::OverEmailSendRateLimit, "email rate limit exceeded") {
                     let _ = reply.send(Err(e));
                     return Ok(());
                 }
@@ -212,6 +231,27 @@ impl Actor for Mailer {
                     let _ = reply.send(deliver(transport, from, Email { to, subject, html }, what).await);
                 });
             }
+            MailerMessage::SendSms { mut sms, reply } => {
+                if let Err(e) = st.sms_budget.take(ErrorCode::OverSmsSendRateLimit, "SMS rate limit exceeded") {
+                    let _ = reply.send(Err(e));
+                    return Ok(());
+                }
+                let rendered = st
+                    .sms_template
+                    .get_template("sms")
+                    .and_then(|t| t.render(minijinja::context! { Code => sms.otp.clone() }));
+                match rendered {
+                    Ok(body) => sms.body = body,
+                    Err(e) => {
+                        let _ = reply.send(Err(AuthError::unexpected(format!("GOTRUE_SMS_TEMPLATE: {e}"))));
+                        return Ok(());
+                    }
+                }
+                let (settings, http) = (st.sms.clone(), st.http.clone());
+                tokio::spawn(async move {
+                    let _ = reply.send(crate::sms::deliver(&settings, &http, *sms).await);
+                });
+            }
         }
         Ok(())
     }
@@ -232,6 +272,14 @@ impl Mail {
     pub async fn send(&self, mail: Email) -> AuthResult<()> {
         let actor = self.actor.borrow().clone();
         call(&actor, self.timeout, |reply| MailerMessage::Send { mail, reply }).await
+    }
+
+    /// Renders and delivers an SMS code; 429 `over_sms_send_rate_limit` past the budget,
+    /// 422 `sms_send_failed` when the gateway refuses.
+    pub async fn send_sms(&self, sms: crate::sms::Sms) -> AuthResult<String> {
+        let actor = self.actor.borrow().clone();
+        let sms = Box::new(sms);
+        call(&actor, self.timeout, |reply| MailerMessage::SendSms { sms, reply }).await
     }
 
     /// Renders and delivers an auth mail; 429 `over_email_send_rate_limit` past the budget.

@@ -1,8 +1,10 @@
 //! `OAuthFlow`: flow states for PKCE and OAuth sign-ins (GoTrue's `models/flow_state.go`).
-//! The providers and `/authorize`/`/callback` arrive with the OAuth issue; the persisted,
-//! expiring, single-use flow-state store is here now.
+//! Email flows store a bare [`FlowState`]; OAuth sign-ins add an [`ExternalFlow`] (linking
+//! target, nonce, the provider's tokens once the callback ran). The flow id is the OAuth
+//! `state`; a callback claims it once (implicit flows are deleted then, PKCE flows marked), and
+//! the auth code of a PKCE flow is exchanged once. Expired flows are swept every minute.
 //!
-//! Tree: `flow_states/v1` (id → [`FlowState`]).
+//! Tree: `flow_states/v1` (id → [`StoredFlow`]).
 
 use crate::call::{call, reply_when_durable, Reply};
 use crate::clock::{Clock, Timestamp};
@@ -36,10 +38,57 @@ pub struct FlowState {
     pub created_at: Timestamp,
 }
 
+/// What an OAuth (external provider) flow adds to its [`FlowState`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExternalFlow {
+    /// Manual linking (`/user/identities/authorize`): the user the identity is added to.
+    pub linking_target: Option<Uuid>,
+    /// The `nonce` sent to the provider, checked against its id_token ("" = none sent).
+    pub nonce: String,
+    /// Set when a callback claimed the flow (a second callback is refused).
+    pub claimed_at: Option<Timestamp>,
+    /// Stored by a PKCE callback for the session the auth code is exchanged for.
+    pub provider_token: String,
+    pub provider_refresh_token: String,
+    /// When the PKCE callback issued the auth code; the exchange window starts here.
+    pub auth_code_issued_at: Option<Timestamp>,
+}
+
+/// The stored record: a flow state and, for OAuth sign-ins, its external part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredFlow {
+    pub flow: FlowState,
+    pub external: Option<ExternalFlow>,
+}
+
+impl StoredFlow {
+    /// The instant the flow's lifetime is measured from: the auth code's issue for a
+    /// completed OAuth callback, else the flow's creation.
+    fn started(&self) -> Timestamp {
+        self.external.as_ref().and_then(|e| e.auth_code_issued_at).unwrap_or(self.flow.created_at)
+    }
+}
+
+/// A flow as a PKCE exchange hands it back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExchangedFlow {
+    pub flow: FlowState,
+    pub external: Option<ExternalFlow>,
+}
+
 /// Everything [`OAuthFlow`] can be asked.
 pub enum OAuthFlowMessage {
     /// Store a new flow state.
     Create { flow: FlowState, reply: Reply<FlowState> },
+    /// Store a new OAuth flow (its id is the `state` sent to the provider).
+    CreateExternal { flow: FlowState, external: ExternalFlow, reply: Reply<()> },
+    /// `/callback`: claim the OAuth flow `id` once. Unknown or expired → 400 `bad_oauth_state`;
+    /// a PKCE flow already claimed → 400 `flow_state_already_used`. Implicit flows are deleted
+    /// here (single use); PKCE flows are marked and wait for [`OAuthFlowMessage::Complete`].
+    Claim { id: Uuid, reply: Reply<ExchangedFlow> },
+    /// A PKCE callback succeeded: attach the user and the provider's tokens; the auth code
+    /// becomes exchangeable. Returns the auth code.
+    Complete { id: Uuid, user_id: Uuid, provider_token: String, provider_refresh_token: String, reply: Reply<String> },
     /// Take (and delete) the flow state for an auth code: 404 `flow_state_not_found`, or 422
     /// `flow_state_expired` past `GOTRUE_EXTERNAL_FLOW_STATE_EXPIRY_DURATION`.
     TakeByAuthCode { auth_code: String, reply: Reply<FlowState> },
@@ -47,7 +96,7 @@ pub enum OAuthFlowMessage {
     CodeForUser { user_id: Uuid, methods: Vec<String>, reply: Reply<String> },
     /// `grant_type=pkce`: check the verifier against the stored challenge and, on success,
     /// take (delete) the flow state. A wrong verifier leaves it in place.
-    Exchange { auth_code: String, code_verifier: String, reply: Reply<FlowState> },
+    Exchange { auth_code: String, code_verifier: String, reply: Reply<ExchangedFlow> },
     /// Number of flow states.
     Count { reply: Reply<usize> },
     /// Periodic: drop expired flow states.
@@ -63,14 +112,14 @@ pub struct OAuthFlowState {
     flusher: Flusher,
     clock: Clock,
     lifetime: Duration,
-    table: Table<FlowState>,
-    by_id: HashMap<Uuid, FlowState>,
+    table: Table<StoredFlow>,
+    by_id: HashMap<Uuid, StoredFlow>,
     by_code: HashMap<String, Uuid>,
 }
 
 impl OAuthFlowState {
     fn load(env: &ActorEnv) -> Result<Self, StoreError> {
-        let table: Table<FlowState> = env.store.table(storage::FLOW_STATES)?;
+        let table: Table<StoredFlow> = env.store.table(storage::FLOW_STATES)?;
         let mut st = OAuthFlowState {
             store: env.store.clone(),
             flusher: env.store.flusher(),
@@ -81,39 +130,111 @@ impl OAuthFlowState {
             by_code: HashMap::new(),
         };
         for (_, f) in st.table.load_all()? {
-            st.by_code.insert(f.auth_code.clone(), f.id);
-            st.by_id.insert(f.id, f);
+            st.by_code.insert(f.flow.auth_code.clone(), f.flow.id);
+            st.by_id.insert(f.flow.id, f);
         }
         Ok(st)
     }
 
+    fn put(&mut self, stored: StoredFlow) -> AuthResult<()> {
+        self.store.apply(vec![self.table.put(stored.flow.id.as_bytes().to_vec(), &stored)?])?;
+        self.by_code.insert(stored.flow.auth_code.clone(), stored.flow.id);
+        self.by_id.insert(stored.flow.id, stored);
+        Ok(())
+    }
+
     fn create(&mut self, flow: FlowState) -> AuthResult<FlowState> {
-        self.store.apply(vec![self.table.put(flow.id.as_bytes().to_vec(), &flow)?])?;
-        self.by_code.insert(flow.auth_code.clone(), flow.id);
-        self.by_id.insert(flow.id, flow.clone());
+        self.put(StoredFlow { flow: flow.clone(), external: None })?;
         Ok(flow)
     }
 
+    fn create_external(&mut self, flow: FlowState, external: ExternalFlow) -> AuthResult<()> {
+        self.put(StoredFlow { flow, external: Some(external) })
+    }
+
+    fn remove(&mut self, id: Uuid) -> AuthResult<Option<StoredFlow>> {
+        if !self.by_id.contains_key(&id) {
+            return Ok(None);
+        }
+        self.store.apply(vec![self.table.remove(id.as_bytes().to_vec())])?;
+        let stored = self.by_id.remove(&id);
+        if let Some(s) = &stored {
+            self.by_code.remove(&s.flow.auth_code);
+        }
+        Ok(stored)
+    }
+
+    fn expired(&self, stored: &StoredFlow) -> bool {
+        self.clock.now() >= stored.started().plus(self.lifetime)
+    }
+
     fn take(&mut self, auth_code: &str) -> AuthResult<FlowState> {
+        self.take_stored(auth_code).map(|s| s.flow)
+    }
+
+    fn take_stored(&mut self, auth_code: &str) -> AuthResult<StoredFlow> {
         let not_found =
             || AuthError::not_found(ErrorCode::FlowStateNotFound, "invalid flow state, no valid flow state found");
         let id = *self.by_code.get(auth_code).ok_or_else(not_found)?;
-        let flow = self.by_id.get(&id).cloned().ok_or_else(not_found)?;
-        self.store.apply(vec![self.table.remove(id.as_bytes().to_vec())])?;
-        self.by_id.remove(&id);
-        self.by_code.remove(auth_code);
-        if self.clock.now() >= flow.created_at.plus(self.lifetime) {
+        let stored = self.remove(id)?.ok_or_else(not_found)?;
+        if self.expired(&stored) {
             return Err(AuthError::unprocessable(
                 ErrorCode::FlowStateExpired,
                 "invalid flow state, flow state has expired",
             ));
         }
-        Ok(flow)
+        Ok(stored)
+    }
+
+    fn claim(&mut self, id: Uuid) -> AuthResult<ExchangedFlow> {
+        let bad_state = |msg: &'static str| AuthError::bad_request(ErrorCode::BadOauthState, msg);
+        let stored = self
+            .by_id
+            .get(&id)
+            .filter(|s| s.external.is_some())
+            .cloned()
+            .ok_or_else(|| bad_state("OAuth state not found or expired"))?;
+        if self.expired(&stored) {
+            return Err(bad_state("OAuth state has expired"));
+        }
+        let mut external = stored.external.clone().unwrap_or_default();
+        if stored.flow.code_challenge.is_empty() {
+            // Implicit: the state is single use; the session goes out in this very callback.
+            self.remove(id)?;
+        } else {
+            if external.claimed_at.is_some() || stored.flow.user_id.is_some() {
+                return Err(AuthError::bad_request(ErrorCode::FlowStateAlreadyUsed, "State has already been used"));
+            }
+            external.claimed_at = Some(self.clock.now());
+            self.put(StoredFlow { flow: stored.flow.clone(), external: Some(external.clone()) })?;
+        }
+        Ok(ExchangedFlow { flow: stored.flow, external: Some(external) })
+    }
+
+    fn complete(&mut self, id: Uuid, user_id: Uuid, token: String, refresh: String) -> AuthResult<String> {
+        let mut stored = self
+            .by_id
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| AuthError::bad_request(ErrorCode::BadOauthState, "OAuth state not found or expired"))?;
+        if stored.flow.user_id.is_some() {
+            return Err(AuthError::bad_request(ErrorCode::FlowStateAlreadyUsed, "State has already been used"));
+        }
+        let now = self.clock.now();
+        stored.flow.user_id = Some(user_id);
+        let external = stored.external.get_or_insert_with(ExternalFlow::default);
+        external.provider_token = token;
+        external.provider_refresh_token = refresh;
+        external.auth_code_issued_at = Some(now);
+        let code = stored.flow.auth_code.clone();
+        self.put(stored)?;
+        Ok(code)
     }
 
     fn code_for_user(&self, user_id: Uuid, methods: &[String]) -> AuthResult<String> {
         self.by_id
             .values()
+            .map(|s| &s.flow)
             .filter(|f| f.user_id == Some(user_id) && methods.contains(&f.authentication_method))
             .max_by_key(|f| f.created_at)
             .map(|f| f.auth_code.clone())
@@ -122,12 +243,13 @@ impl OAuthFlowState {
             })
     }
 
-    fn exchange(&mut self, auth_code: &str, code_verifier: &str) -> AuthResult<FlowState> {
+    fn exchange(&mut self, auth_code: &str, code_verifier: &str) -> AuthResult<ExchangedFlow> {
         let not_found =
             || AuthError::not_found(ErrorCode::FlowStateNotFound, "invalid flow state, no valid flow state found");
         let id = *self.by_code.get(auth_code).ok_or_else(not_found)?;
-        let flow = self.by_id.get(&id).cloned().ok_or_else(not_found)?;
-        if self.clock.now() >= flow.created_at.plus(self.lifetime) {
+        let stored = self.by_id.get(&id).cloned().ok_or_else(not_found)?;
+        let flow = &stored.flow;
+        if self.expired(&stored) {
             return Err(AuthError::unprocessable(
                 ErrorCode::FlowStateExpired,
                 "invalid flow state, flow state has expired",
@@ -142,13 +264,12 @@ impl OAuthFlowState {
         if flow.user_id.is_none() {
             return Err(not_found());
         }
-        self.take(auth_code)
+        let taken = self.take_stored(auth_code)?;
+        Ok(ExchangedFlow { flow: taken.flow, external: taken.external })
     }
 
     fn sweep(&mut self) -> AuthResult<()> {
-        let now = self.clock.now();
-        let doomed: Vec<FlowState> =
-            self.by_id.values().filter(|f| now >= f.created_at.plus(self.lifetime)).cloned().collect();
+        let doomed: Vec<FlowState> = self.by_id.values().filter(|s| self.expired(s)).map(|s| s.flow.clone()).collect();
         if doomed.is_empty() {
             return Ok(());
         }
@@ -185,6 +306,13 @@ impl Actor for OAuthFlow {
         let flusher = st.flusher.clone();
         match msg {
             Create { flow, reply } => reply_when_durable(&flusher, reply, st.create(flow)),
+            CreateExternal { flow, external, reply } => {
+                reply_when_durable(&flusher, reply, st.create_external(flow, external))
+            }
+            Claim { id, reply } => reply_when_durable(&flusher, reply, st.claim(id)),
+            Complete { id, user_id, provider_token, provider_refresh_token, reply } => {
+                reply_when_durable(&flusher, reply, st.complete(id, user_id, provider_token, provider_refresh_token))
+            }
             TakeByAuthCode { auth_code, reply } => reply_when_durable(&flusher, reply, st.take(&auth_code)),
             CodeForUser { user_id, methods, reply } => {
                 reply_when_durable(&flusher, reply, st.code_for_user(user_id, &methods))
@@ -223,6 +351,31 @@ impl OAuthFlows {
     pub async fn create(&self, flow: FlowState) -> AuthResult<FlowState> {
         call(&self.current(), self.timeout, |reply| OAuthFlowMessage::Create { flow, reply }).await
     }
+    /// See [`OAuthFlowMessage::CreateExternal`].
+    pub async fn create_external(&self, flow: FlowState, external: ExternalFlow) -> AuthResult<()> {
+        call(&self.current(), self.timeout, |reply| OAuthFlowMessage::CreateExternal { flow, external, reply }).await
+    }
+    /// See [`OAuthFlowMessage::Claim`].
+    pub async fn claim(&self, id: Uuid) -> AuthResult<ExchangedFlow> {
+        call(&self.current(), self.timeout, |reply| OAuthFlowMessage::Claim { id, reply }).await
+    }
+    /// See [`OAuthFlowMessage::Complete`].
+    pub async fn complete(
+        &self,
+        id: Uuid,
+        user_id: Uuid,
+        provider_token: String,
+        provider_refresh_token: String,
+    ) -> AuthResult<String> {
+        call(&self.current(), self.timeout, |reply| OAuthFlowMessage::Complete {
+            id,
+            user_id,
+            provider_token,
+            provider_refresh_token,
+            reply,
+        })
+        .await
+    }
     /// See [`OAuthFlowMessage::TakeByAuthCode`].
     pub async fn take_by_auth_code(&self, auth_code: &str) -> AuthResult<FlowState> {
         let auth_code = auth_code.to_owned();
@@ -234,7 +387,7 @@ impl OAuthFlows {
         call(&self.current(), self.timeout, |reply| OAuthFlowMessage::CodeForUser { user_id, methods, reply }).await
     }
     /// See [`OAuthFlowMessage::Exchange`].
-    pub async fn exchange(&self, auth_code: &str, code_verifier: &str) -> AuthResult<FlowState> {
+    pub async fn exchange(&self, auth_code: &str, code_verifier: &str) -> AuthResult<ExchangedFlow> {
         let (auth_code, code_verifier) = (auth_code.to_owned(), code_verifier.to_owned());
         call(&self.current(), self.timeout, |reply| OAuthFlowMessage::Exchange { auth_code, code_verifier, reply })
             .await

@@ -33,6 +33,9 @@ pub struct OneTimeToken {
     /// The address the token was sent to.
     pub relates_to: String,
     pub created_at: Timestamp,
+    /// Overrides the issuer's lifetime (`GOTRUE_MAILER_OTP_EXP`), e.g. for SMS codes
+    /// (`GOTRUE_SMS_OTP_EXP`).
+    pub expires_at: Option<Timestamp>,
 }
 
 /// Everything [`OtpIssuer`] can be asked.
@@ -111,7 +114,7 @@ impl OtpIssuerState {
     }
 
     fn is_live(&self, t: &OneTimeToken) -> bool {
-        self.clock.now() < t.created_at.plus(self.lifetime)
+        self.clock.now() < t.expires_at.unwrap_or_else(|| t.created_at.plus(self.lifetime))
     }
 
     fn peek(&self, token_hash: &str) -> Option<OneTimeToken> {
@@ -147,9 +150,7 @@ impl OtpIssuerState {
     }
 
     fn sweep(&mut self) -> AuthResult<()> {
-        let now = self.clock.now();
-        let doomed: Vec<OneTimeToken> =
-            self.by_id.values().filter(|t| now >= t.created_at.plus(self.lifetime)).cloned().collect();
+        let doomed: Vec<OneTimeToken> = self.by_id.values().filter(|t| !self.is_live(t)).cloned().collect();
         self.remove_all(doomed)
     }
 

@@ -14,7 +14,7 @@ use crate::storage::Flusher;
 use crate::ActorEnv;
 use model::{AuditEntry, User};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use state::{AuditQuery, Page, UserEdit, UserRegistryState};
+use state::{AuditQuery, LinkCandidates, Page, UserEdit, UserRegistryState};
 use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -29,6 +29,10 @@ pub enum UserRegistryMessage {
     ByEmail { email: String, reply: Reply<Option<User>> },
     /// Look a user up by phone (digits, no `+`).
     ByPhone { phone: String, reply: Reply<Option<User>> },
+    /// The user holding the identity `(provider, provider_id)`.
+    ByIdentity { provider: String, provider_id: String, reply: Reply<Option<User>> },
+    /// Who holds any of these lower-cased addresses (automatic identity linking).
+    LinkCandidates { emails: Vec<String>, reply: Reply<LinkCandidates> },
     /// Apply an edit to a user; `user_not_found` if absent.
     Update { id: Uuid, edit: UserEdit, reply: Reply<User> },
     /// Hard delete.
@@ -93,6 +97,10 @@ impl Actor for UserRegistry {
             Get { id, reply } => reply_when_durable(flusher, reply, Ok(state.get(id))),
             ByEmail { email, reply } => reply_when_durable(flusher, reply, Ok(state.by_email(&email))),
             ByPhone { phone, reply } => reply_when_durable(flusher, reply, Ok(state.by_phone(&phone))),
+            ByIdentity { provider, provider_id, reply } => {
+                reply_when_durable(flusher, reply, Ok(state.by_identity(&provider, &provider_id)))
+            }
+            LinkCandidates { emails, reply } => reply_when_durable(flusher, reply, Ok(state.link_candidates(&emails))),
             Count { reply } => {
                 let _ = reply.send(Ok(state.count()));
             }
@@ -151,6 +159,17 @@ impl Users {
     pub async fn by_phone(&self, phone: &str) -> AuthResult<Option<User>> {
         let phone = phone.to_owned();
         call(&self.current(), self.timeout, |reply| UserRegistryMessage::ByPhone { phone, reply }).await
+    }
+    /// See [`UserRegistryMessage::ByIdentity`].
+    pub async fn by_identity(&self, provider: &str, provider_id: &str) -> AuthResult<Option<User>> {
+        let (provider, provider_id) = (provider.to_owned(), provider_id.to_owned());
+        call(&self.current(), self.timeout, |reply| UserRegistryMessage::ByIdentity { provider, provider_id, reply })
+            .await
+    }
+    /// See [`UserRegistryMessage::LinkCandidates`]; lower-cases for you.
+    pub async fn link_candidates(&self, emails: &[String]) -> AuthResult<LinkCandidates> {
+        let emails = emails.iter().map(|e| e.to_lowercase()).collect();
+        call(&self.current(), self.timeout, |reply| UserRegistryMessage::LinkCandidates { emails, reply }).await
     }
     /// See [`UserRegistryMessage::Update`].
     pub async fn update(

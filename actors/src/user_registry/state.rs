@@ -7,7 +7,7 @@ use super::model::{AuditEntry, User};
 use crate::clock::Clock;
 use crate::error::{AuthError, AuthResult, ErrorCode, StoreError, DUPLICATE_EMAIL_MSG, DUPLICATE_PHONE_MSG};
 use crate::storage::{self, Op, Store, Table};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -26,6 +26,15 @@ pub enum AuditQuery {
     Type(String),
 }
 
+/// Who already holds a set of addresses (GoTrue's `DetermineAccountLinking` lookups).
+#[derive(Debug, Clone, Default)]
+pub struct LinkCandidates {
+    /// Distinct owners of identities (any non-SSO provider) with one of the addresses.
+    pub identity_owners: Vec<Uuid>,
+    /// Non-SSO users whose own email is one of the addresses.
+    pub users: Vec<User>,
+}
+
 /// A change to one user, run inside the registry against a copy of the record.
 pub type UserEdit = Box<dyn FnOnce(&mut User) -> AuthResult<()> + Send>;
 
@@ -39,6 +48,10 @@ pub struct UserRegistryState {
     by_id: HashMap<Uuid, User>,
     by_email: HashMap<String, Uuid>,
     by_phone: HashMap<String, Uuid>,
+    /// `(provider, provider_id)` → owner; memory only, rebuilt from the records at load.
+    by_identity: HashMap<(String, String), Uuid>,
+    /// Lower-cased identity email → owners; memory only, rebuilt at load.
+    by_identity_email: HashMap<String, BTreeSet<Uuid>>,
     /// User ids in creation order: a listing page is a slice of it, so its cost does not grow
     /// with the number of users.
     order: Vec<Uuid>,
@@ -67,6 +80,8 @@ impl UserRegistryState {
             by_id: HashMap::new(),
             by_email: HashMap::new(),
             by_phone: HashMap::new(),
+            by_identity: HashMap::new(),
+            by_identity_email: HashMap::new(),
             order: Vec::new(),
             audit_table,
             audit,
@@ -79,6 +94,7 @@ impl UserRegistryState {
             if !user.phone.is_empty() {
                 state.by_phone.insert(user.phone.clone(), user.id);
             }
+            state.index_identities(&user);
             state.by_id.insert(user.id, user);
         }
         let mut order: Vec<(crate::clock::Timestamp, Uuid)> =
@@ -125,6 +141,59 @@ impl UserRegistryState {
     /// By phone without `+`.
     pub fn by_phone(&self, phone: &str) -> Option<User> {
         self.by_phone.get(phone).and_then(|id| self.get(*id))
+    }
+
+    /// The user holding the identity `(provider, provider_id)`.
+    pub fn by_identity(&self, provider: &str, provider_id: &str) -> Option<User> {
+        self.by_identity.get(&(provider.to_owned(), provider_id.to_owned())).and_then(|id| self.get(*id))
+    }
+
+    /// Who holds any of `emails` (lower-cased), as identity or as user.
+    pub fn link_candidates(&self, emails: &[String]) -> LinkCandidates {
+        let mut owners = BTreeSet::new();
+        let mut users = Vec::new();
+        for email in emails {
+            for owner in self.by_identity_email.get(email).into_iter().flatten() {
+                let sso = self
+                    .by_id
+                    .get(owner)
+                    .is_some_and(|u| u.identities.iter().all(|i| i.email != *email || i.provider.starts_with("sso:")));
+                if !sso {
+                    owners.insert(*owner);
+                }
+            }
+            if let Some(user) = self.by_email(email).filter(|u| !u.is_sso_user) {
+                if !users.iter().any(|u: &User| u.id == user.id) {
+                    users.push(user);
+                }
+            }
+        }
+        LinkCandidates { identity_owners: owners.into_iter().collect(), users }
+    }
+
+    fn index_identities(&mut self, user: &User) {
+        for i in &user.identities {
+            self.by_identity.insert((i.provider.clone(), i.provider_id.clone()), user.id);
+            if !i.email.is_empty() {
+                self.by_identity_email.entry(i.email.to_lowercase()).or_default().insert(user.id);
+            }
+        }
+    }
+
+    fn unindex_identities(&mut self, user: &User) {
+        for i in &user.identities {
+            let key = (i.provider.clone(), i.provider_id.clone());
+            if self.by_identity.get(&key) == Some(&user.id) {
+                self.by_identity.remove(&key);
+            }
+            let email = i.email.to_lowercase();
+            if let Some(owners) = self.by_identity_email.get_mut(&email) {
+                owners.remove(&user.id);
+                if owners.is_empty() {
+                    self.by_identity_email.remove(&email);
+                }
+            }
+        }
     }
 
     /// Inserts a new user; `email_exists` / `phone_exists` (422) if taken.
@@ -245,6 +314,7 @@ impl UserRegistryState {
         self.store.apply(ops)?;
         self.by_email.remove(&old.email);
         self.by_phone.remove(&old.phone);
+        self.unindex_identities(&old);
         self.by_id.remove(&id);
         self.order.retain(|u| *u != id);
         Ok(())
@@ -261,6 +331,16 @@ impl UserRegistryState {
         }
         if phone_changed && taken(&self.by_phone, &user.phone) {
             return Err(AuthError::unprocessable(ErrorCode::PhoneExists, DUPLICATE_PHONE_MSG));
+        }
+        // One identity, one owner (two concurrent first sign-ins must not create two users).
+        for i in &user.identities {
+            let key = (i.provider.clone(), i.provider_id.clone());
+            if self.by_identity.get(&key).is_some_and(|owner| *owner != user.id) {
+                return Err(AuthError::unprocessable(
+                    ErrorCode::IdentityAlreadyExists,
+                    "Identity is already linked to another user",
+                ));
+            }
         }
         Ok(())
     }
@@ -298,6 +378,10 @@ impl UserRegistryState {
                 self.by_phone.insert(user.phone.clone(), user.id);
             }
         }
+        if let Some(old) = old {
+            self.unindex_identities(old);
+        }
+        self.index_identities(user);
         self.by_id.insert(user.id, user.clone());
         Ok(())
     }
