@@ -3,7 +3,8 @@
 //! The claim under test: a listing page is a slice of the registry's creation-order index, so
 //! its cost depends on `per_page`, not on how many users exist or how deep the page is.
 //!
-//! Groups (each at 1 000 and 100 000 users; 1 000 and 10 000 when `CI` is set):
+//! Groups (each at 1 000 and 100 000 users; 1 000 and 10 000 when `CI` is set or when run as a
+//! smoke test by `cargo test --benches`):
 //! * `listing_actors` — `actors.users.list(page, 50, None, false)` through the real actor tree
 //!   (`Actors::start(Store::temporary(), Settings::for_tests(), Clock::System)`), for page 1 and
 //!   a page in the middle (page 10 of 20 at 1k, page 1000 of 2000 at 100k).
@@ -56,9 +57,14 @@ fn config() -> Criterion {
     }
 }
 
+/// `cargo bench` passes `--bench`; `cargo test --benches` does not (one pass per benchmark).
+fn smoke_test() -> bool {
+    !std::env::args().any(|a| a == "--bench")
+}
+
 /// The user counts compared.
 fn sizes() -> [usize; 2] {
-    if in_ci() {
+    if in_ci() || smoke_test() {
         [1_000, 10_000]
     } else {
         [1_000, 100_000]
@@ -130,6 +136,10 @@ async fn seed(actors: &Actors, count: usize, hash: &str) {
     }
     assert_eq!(actors.users.count().await.expect("count"), count);
     eprintln!("seeded {count} users in {:.1?}", started.elapsed());
+    // Let sled's background flusher (500 ms period) finish writing the seed before measuring.
+    if !smoke_test() {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }
 
 fn bench_actors(c: &mut Criterion, rt: &tokio::runtime::Runtime, hash: &str) {

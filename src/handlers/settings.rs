@@ -2,10 +2,11 @@
 
 use crate::http::response::{self, Resp};
 use crate::state::Ctx;
+use ferrotrue_actors::oauth::ProviderKind;
 use http::StatusCode;
 use serde_json::{json, Map, Value};
 
-/// OAuth providers GoTrue lists; none is configurable before the OAuth issue lands.
+/// OAuth providers GoTrue lists (all `false` unless configured below).
 const PROVIDERS: &[&str] = &[
     "apple",
     "azure",
@@ -39,6 +40,14 @@ pub fn get(cx: &Ctx) -> Resp {
     external.insert("anonymous_users".into(), json!(s.anonymous_enabled));
     for p in PROVIDERS {
         external.insert((*p).into(), json!(false));
+    }
+    // The configured OAuth providers; the generic OpenID Connect one (ferrotrue's addition) is
+    // listed only when enabled, so the default shape stays GoTrue's.
+    let oauth = &cx.config.settings.oauth;
+    for kind in ProviderKind::ALL {
+        if kind != ProviderKind::Oidc || oauth.is_enabled(kind) {
+            external.insert(kind.name().into(), json!(oauth.is_enabled(kind)));
+        }
     }
     external.insert("email".into(), json!(s.email_enabled));
     external.insert("phone".into(), json!(s.phone_enabled));

@@ -55,9 +55,9 @@ pub async fn get(cx: &Ctx, req: &Req) -> AuthResult<Resp> {
     let target = mail::redirect_to(cx, req);
     let presented = Presented::Hash(token);
     let pkce = is_pkce(&presented);
-    let outcome = verify::verify(&cx.actors, vtype, presented, &meta(req)).await;
+    let outcome = verify::verify(&cx.actors, vtype, presented, true, &meta(req)).await;
     Ok(match outcome {
-        Ok(Verified::Session(grant)) => {
+        Ok(Verified::Session { grant, kind }) => {
             let fragment = Serializer::new(String::new())
                 .append_pair("access_token", &grant.access_token)
                 .append_pair("expires_at", &grant.expires_at.to_string())
@@ -65,7 +65,7 @@ pub async fn get(cx: &Ctx, req: &Req) -> AuthResult<Resp> {
                 .append_pair("refresh_token", &grant.refresh_token)
                 .append_pair("sb", "")
                 .append_pair("token_type", "bearer")
-                .append_pair("type", vtype.as_str())
+                .append_pair("type", kind)
                 .finish();
             see_other(&with_fragment(&target, &fragment))
         }
@@ -103,8 +103,8 @@ pub async fn post(cx: &Ctx, req: &Req) -> AuthResult<Resp> {
         }
         _ => return Err(AuthError::validation("Verify requires either a token or a token hash")),
     };
-    match verify::verify(&cx.actors, vtype, presented, &meta(req)).await? {
-        Verified::Session(grant) => Ok(response::json(StatusCode::OK, &SessionJson::from(grant.as_ref()))),
+    match verify::verify(&cx.actors, vtype, presented, false, &meta(req)).await? {
+        Verified::Session { grant, .. } => Ok(response::json(StatusCode::OK, &SessionJson::from(grant.as_ref()))),
         Verified::PkceCode(code) => {
             // A PKCE token verified over POST: hand back the code to exchange.
             Ok(response::json_value(StatusCode::OK, &json!({"code": code})))

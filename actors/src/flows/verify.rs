@@ -85,7 +85,8 @@ pub enum Presented {
 /// What a successful verification yields.
 #[derive(Debug)]
 pub enum Verified {
-    Session(Box<SessionGrant>),
+    /// A session; `kind` is the effective type (`email` resolves to `signup` or `magiclink`).
+    Session { grant: Box<SessionGrant>, kind: &'static str },
     /// A PKCE token: the client exchanges this auth code at `POST /token?grant_type=pkce`.
     PkceCode(String),
     /// First of the two confirmations of a secure email change.
@@ -106,10 +107,15 @@ fn code_expired() -> AuthError {
 }
 
 /// Finds and consumes the token.
-async fn take_token(a: &Actors, vtype: VerifyType, presented: &Presented) -> AuthResult<OneTimeToken> {
+/// Finds the token without consuming it (so a refused verification, e.g. of a banned user,
+/// leaves it usable).
+async fn find_token(a: &Actors, vtype: VerifyType, presented: &Presented) -> AuthResult<OneTimeToken> {
     let types = vtype.token_types();
     match presented {
-        Presented::Hash(hash) => a.otps.consume(hash, types).await.map_err(|_| link_expired()),
+        Presented::Hash(hash) => match a.otps.peek(hash).await? {
+            Some(token) if types.contains(&token.token_type.as_str()) => Ok(token),
+            _ => Err(link_expired()),
+        },
         Presented::Code { email, phone, code } => {
             let is_phone = matches!(vtype, VerifyType::Sms | VerifyType::PhoneChange);
             let email = if is_phone {
@@ -133,7 +139,7 @@ async fn take_token(a: &Actors, vtype: VerifyType, presented: &Presented) -> Aut
                     if types.contains(&token.token_type.as_str())
                         && secure_eq(token.token_hash.as_bytes(), candidate.as_bytes())
                     {
-                        return a.otps.consume(&candidate, types).await.map_err(|_| code_expired());
+                        return Ok(token);
                     }
                 }
             }
@@ -142,13 +148,24 @@ async fn take_token(a: &Actors, vtype: VerifyType, presented: &Presented) -> Aut
     }
 }
 
-/// Verifies a token and applies its effects (SPEC §1.7 side effects).
-pub async fn verify(a: &Actors, vtype: VerifyType, presented: Presented, meta: &RequestMeta) -> AuthResult<Verified> {
-    let token = take_token(a, vtype, &presented).await?;
-    let user = a.users.get(token.user_id).await?.ok_or_else(link_expired)?;
+/// Verifies a token and applies its effects (SPEC §1.7 side effects). `by_link` is true for
+/// `GET /verify`: only a clicked PKCE link yields an auth code; `POST /verify` always yields a
+/// session (GoTrue's `verifyPost`).
+pub async fn verify(
+    a: &Actors,
+    vtype: VerifyType,
+    presented: Presented,
+    by_link: bool,
+    meta: &RequestMeta,
+) -> AuthResult<Verified> {
+    let found = find_token(a, vtype, &presented).await?;
+    let user = a.users.get(found.user_id).await?.ok_or_else(link_expired)?;
     if user.is_banned(a.clock.now()) {
         return Err(AuthError::forbidden(ErrorCode::UserBanned, "User is banned"));
     }
+    let expired = if matches!(presented, Presented::Hash(_)) { link_expired } else { code_expired };
+    let token = a.otps.consume(&found.token_hash, vtype.token_types()).await.map_err(|_| expired())?;
+    let kind = effective_type(vtype, &token);
     let now = a.clock.now();
     let user = match token.token_type.as_str() {
         "email_change_token_current" | "email_change_token_new" => {
@@ -212,7 +229,7 @@ pub async fn verify(a: &Actors, vtype: VerifyType, presented: Presented, meta: &
     };
     // Any successful confirmation clears every outstanding token of the user (GoTrue).
     a.otps.clear_user(user.id).await?;
-    if token.token_hash.starts_with(PKCE_PREFIX) && is_pkce(&presented) {
+    if by_link && token.token_hash.starts_with(PKCE_PREFIX) && is_pkce(&presented) {
         let methods: &[&str] = match token.token_type.as_str() {
             "recovery_token" => &["magiclink", "recovery"],
             "confirmation_token" => &["email/signup", "invite"],
@@ -220,7 +237,16 @@ pub async fn verify(a: &Actors, vtype: VerifyType, presented: Presented, meta: &
         };
         return Ok(Verified::PkceCode(a.oauth.code_for_user(user.id, methods).await?));
     }
-    Ok(Verified::Session(Box::new(sign_in(a, user, "otp", meta).await?)))
+    Ok(Verified::Session { grant: Box::new(sign_in(a, user, "otp", meta).await?), kind })
+}
+
+/// GoTrue reports `type=email` as what the token turned out to be.
+fn effective_type(vtype: VerifyType, token: &OneTimeToken) -> &'static str {
+    match (vtype, token.token_type.as_str()) {
+        (VerifyType::Email, "recovery_token") => "magiclink",
+        (VerifyType::Email, _) => "signup",
+        (other, _) => other.as_str(),
+    }
 }
 
 /// Moves `new_email` into `email`, confirms it, and points the email identity at it.
