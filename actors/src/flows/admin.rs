@@ -67,18 +67,6 @@ async fn password_hash(a: &Actors, p: &AdminUserParams) -> AuthResult<Option<Str
     }
 }
 
-fn merge(target: &JsonText, patch: &Map<String, Value>) -> JsonText {
-    let mut map = target.to_map();
-    for (k, v) in patch {
-        if v.is_null() {
-            map.remove(k);
-        } else {
-            map.insert(k.clone(), v.clone());
-        }
-    }
-    JsonText::from_map(&map)
-}
-
 fn phone_identity(user: &User, phone: &str, verified: bool, now: crate::clock::Timestamp) -> Identity {
     let data = json!({"sub": user.id.to_string(), "phone": phone, "email_verified": false, "phone_verified": verified});
     Identity {
@@ -151,7 +139,7 @@ pub async fn create_user(a: &Actors, admin_role: &str, p: AdminUserParams, aud: 
     user.user_metadata = JsonText::from_map(&p.user_metadata.clone().unwrap_or_default());
     refresh_providers(&mut user);
     if let Some(app) = &p.app_metadata {
-        user.app_metadata = merge(&user.app_metadata, app);
+        user.app_metadata = user.app_metadata.merged(app);
     }
     if let Some(role) = p.role.clone().filter(|r| !r.is_empty()) {
         user.role = role;
@@ -237,10 +225,10 @@ pub async fn update_user(a: &Actors, admin_role: &str, id: Uuid, p: AdminUserPar
                 u.encrypted_password = Some(hash);
             }
             if let Some(meta) = &params.user_metadata {
-                u.user_metadata = merge(&u.user_metadata, meta);
+                u.user_metadata = u.user_metadata.merged(meta);
             }
             if let Some(app) = &params.app_metadata {
-                u.app_metadata = merge(&u.app_metadata, app);
+                u.app_metadata = u.app_metadata.merged(app);
             }
             if let Some(role) = params.role.clone().filter(|r| !r.is_empty()) {
                 u.role = role;

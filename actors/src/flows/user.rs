@@ -10,7 +10,7 @@ use super::validate;
 use super::{audit, AuditActor};
 use crate::crypto::{PasswordCheck, Secret};
 use crate::error::{AuthError, AuthResult, ErrorCode};
-use crate::user_registry::model::{JsonText, User};
+use crate::user_registry::model::User;
 use crate::Actors;
 use serde_json::{Map, Value};
 
@@ -41,19 +41,6 @@ pub fn get(auth: Authenticated, request_aud: &str) -> AuthResult<User> {
         }
     }
     Ok(auth.user)
-}
-
-/// Merges `patch` into `target`; a `null` value deletes the key (GoTrue's metadata update).
-fn merge(target: &JsonText, patch: Map<String, Value>) -> JsonText {
-    let mut map = target.to_map();
-    for (k, v) in patch {
-        if v.is_null() {
-            map.remove(&k);
-        } else {
-            map.insert(k, v);
-        }
-    }
-    JsonText::from_map(&map)
 }
 
 /// `PUT /user`.
@@ -142,10 +129,10 @@ pub async fn update(a: &Actors, auth: Authenticated, input: UserUpdate) -> AuthR
         .users
         .update(user.id, move |u| {
             if let Some(data) = data {
-                u.user_metadata = merge(&u.user_metadata, data);
+                u.user_metadata = u.user_metadata.merged(&data);
             }
             if let Some(app) = app_metadata {
-                u.app_metadata = merge(&u.app_metadata, app);
+                u.app_metadata = u.app_metadata.merged(&app);
             }
             if let Some(hash) = new_hash {
                 u.encrypted_password = Some(hash);

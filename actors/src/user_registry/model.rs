@@ -18,6 +18,20 @@ impl JsonText {
     pub fn from_map(map: &serde_json::Map<String, serde_json::Value>) -> JsonText {
         JsonText(serde_json::Value::Object(map.clone()).to_string())
     }
+    /// This object with `patch` merged in; a `null` value deletes its key (GoTrue's metadata
+    /// update semantics).
+    pub fn merged(&self, patch: &serde_json::Map<String, serde_json::Value>) -> JsonText {
+        let mut map = self.to_map();
+        for (k, v) in patch {
+            if v.is_null() {
+                map.remove(k);
+            } else {
+                map.insert(k.clone(), v.clone());
+            }
+        }
+        JsonText::from_map(&map)
+    }
+
     /// The object; anything unreadable or non-object reads as `{}`.
     pub fn to_map(&self) -> serde_json::Map<String, serde_json::Value> {
         match serde_json::from_str(&self.0) {
