@@ -33,10 +33,17 @@ pub enum SessionManagerMessage {
     EndUserSessions { user_id: Uuid, keep: Option<Uuid>, reply: Reply<()> },
     /// Number of sessions.
     Count { reply: Reply<usize> },
+    /// Periodic: delete refresh tokens revoked more than a day ago.
+    SweepRevoked,
     /// Test hook: panic inside the handler.
     #[cfg(feature = "fault-injection")]
     Panic { reply: Reply<()> },
 }
+
+/// How long a revoked refresh token is kept (GoTrue's cleanup uses 24 h).
+const REVOKED_TOKEN_RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// How often the sweep runs.
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
 /// The actor (no configuration of its own: settings come with [`ActorEnv`]).
 pub struct SessionManager;
@@ -56,6 +63,11 @@ impl Actor for SessionManager {
         let state = SessionManagerState::load(env.store.clone(), env.clock.clone(), env.settings.clone())?;
         tracing::debug!(sessions = state.count(), "session manager loaded");
         Ok(Running { state, flusher: env.store.flusher() })
+    }
+
+    async fn post_start(&self, me: ActorRef<Self::Msg>, _st: &mut Running) -> Result<(), ActorProcessingErr> {
+        me.send_interval(SWEEP_EVERY, || SessionManagerMessage::SweepRevoked);
+        Ok(())
     }
 
     async fn handle(
@@ -83,6 +95,11 @@ impl Actor for SessionManager {
             Count { reply } => {
                 let _ = reply.send(Ok(state.count()));
             }
+            SweepRevoked => match state.sweep_revoked(REVOKED_TOKEN_RETENTION) {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(deleted = n, "swept revoked refresh tokens"),
+                Err(e) => tracing::error!(error = %e, "refresh-token sweep failed"),
+            },
             #[cfg(feature = "fault-injection")]
             Panic { reply } => {
                 drop(reply);

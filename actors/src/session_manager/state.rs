@@ -259,6 +259,28 @@ impl SessionManagerState {
         Ok(())
     }
 
+    /// Deletes refresh tokens revoked more than `older_than` ago (GoTrue's cleanup: 24 h), so
+    /// rotation does not grow memory and disk without bound. A replay of such a token is then
+    /// `refresh_token_not_found` rather than `refresh_token_already_used`.
+    pub fn sweep_revoked(&mut self, older_than: std::time::Duration) -> AuthResult<usize> {
+        let cutoff = crate::clock::Timestamp(
+            self.clock.now().0.saturating_sub(i64::try_from(older_than.as_micros()).unwrap_or(i64::MAX)),
+        );
+        let doomed: Vec<RefreshToken> =
+            self.tokens.values().filter(|t| t.revoked && t.updated_at < cutoff).cloned().collect();
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        self.store.apply(doomed.iter().map(|t| self.token_table.remove(t.digest.to_vec())).collect())?;
+        for t in &doomed {
+            self.tokens.remove(&t.digest);
+            if let Some(list) = self.tokens_by_session.get_mut(&t.session_id) {
+                list.retain(|d| *d != t.digest);
+            }
+        }
+        Ok(doomed.len())
+    }
+
     /// `POST /logout`: ends sessions of `user_id` by scope. A token without a session always
     /// logs out globally.
     pub fn logout(&mut self, user_id: Uuid, current: Option<Uuid>, scope: LogoutScope) -> AuthResult<()> {
@@ -367,6 +389,18 @@ mod tests {
         let t1 = st.create(Uuid::new_v4(), "password", String::new(), String::new()).unwrap().refresh_token;
         clock.advance(Duration::from_secs(61));
         assert_eq!(st.refresh(&t1).unwrap_err().code, ErrorCode::SessionExpired);
+    }
+
+    #[tokio::test]
+    async fn revoked_tokens_are_swept_after_a_day() {
+        let (mut st, clock) = state(Settings::for_tests());
+        let t1 = st.create(Uuid::new_v4(), "password", String::new(), String::new()).unwrap().refresh_token;
+        let t2 = st.refresh(&t1).unwrap().unwrap().refresh_token;
+        assert_eq!(st.sweep_revoked(Duration::from_secs(86_400)).unwrap(), 0, "too young");
+        clock.advance(Duration::from_secs(86_401));
+        assert_eq!(st.sweep_revoked(Duration::from_secs(86_400)).unwrap(), 1);
+        assert_eq!(st.refresh(&t1).unwrap_err().code, ErrorCode::RefreshTokenNotFound);
+        assert!(st.refresh(&t2).unwrap().is_ok(), "the live token is kept");
     }
 
     #[tokio::test]
