@@ -7,20 +7,23 @@
 //! smoke test by `cargo test --benches`):
 //! * `listing_actors` — `actors.users.list(page, 50, None, false)` through the real actor tree
 //!   (`Actors::start(Store::temporary(), Settings::for_tests(), Clock::System)`), for page 1 and
-//!   a page in the middle (page 10 of 20 at 1k, page 1000 of 2000 at 100k).
+//!   a page in the middle (page 10 of 20 at 1k, page 1000 of 2000 at 100k); plus, as a control,
+//!   `filter_miss_scan`: a `filter` that matches nobody, which has to visit every user.
 //! * `listing_http` — `GET /admin/users?page=…&per_page=50` with a service_role token against a
 //!   real server (`ferrotrue::start` on 127.0.0.1:0, `Config::for_tests(tempdir)`), keep-alive
 //!   client, body read in full; same two pages.
 //!
 //! Seeding: users are inserted with `actors.users.create` (no HTTP, no hashing: every user
 //! shares ONE argon2 QUICK hash computed up front), 64 creates in flight at a time so the
-//! group-committed flushes are shared. The actor-level store is `Store::temporary()` (sled in
-//! `/dev/shm`, `Durability::Sync`); the HTTP server's store is on disk under `target/tmp` with
-//! `config.durability = Durability::Relaxed` (sled's background flush) — only to make seeding
-//! 100k users quick; reads, which is all that is measured, do not depend on durability.
+//! group-committed flushes are shared. Both stores keep the server default `Durability::Sync`
+//! (the actor-level one is `Store::temporary()`, i.e. sled in `/dev/shm`; the HTTP server's is on
+//! disk under `target/tmp`): every seeded write is flushed before its create returns, so no
+//! background flush competes with the measurement (100k users seed in ~10-20 s either way; with
+//! `Durability::Relaxed` seeding was no faster, and its background flush could overlap measuring).
 //!
 //! Run: `cargo bench --bench listing` (full), `CI=1 cargo bench --bench listing` (short), or
-//! `cargo test --benches` (every benchmark once, as a smoke test).
+//! `cargo test --benches` (every benchmark once, as a smoke test). `LISTING_SIZES=100000,1000`
+//! picks the user counts and their order.
 
 // A benchmark that cannot set up its fixture should stop loudly, like a test.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -62,12 +65,16 @@ fn smoke_test() -> bool {
     !std::env::args().any(|a| a == "--bench")
 }
 
-/// The user counts compared.
-fn sizes() -> [usize; 2] {
+/// The user counts compared, in order; `LISTING_SIZES=100000,1000` overrides (e.g. to check
+/// that the order of the runs does not matter).
+fn sizes() -> Vec<usize> {
+    if let Ok(list) = std::env::var("LISTING_SIZES") {
+        return list.split(',').map(|n| n.trim().parse().expect("LISTING_SIZES: comma-separated numbers")).collect();
+    }
     if in_ci() || smoke_test() {
-        [1_000, 10_000]
+        vec![1_000, 10_000]
     } else {
-        [1_000, 100_000]
+        vec![1_000, 100_000]
     }
 }
 
@@ -136,7 +143,7 @@ async fn seed(actors: &Actors, count: usize, hash: &str) {
     }
     assert_eq!(actors.users.count().await.expect("count"), count);
     eprintln!("seeded {count} users in {:.1?}", started.elapsed());
-    // Let sled's background flusher (500 ms period) finish writing the seed before measuring.
+    // Let background work after the seed (sled segment writes, allocator) settle before measuring.
     if !smoke_test() {
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
@@ -169,6 +176,24 @@ fn bench_actors(c: &mut Criterion, rt: &tokio::runtime::Runtime, hash: &str) {
                 })
             });
         }
+        // Control: a `filter` that matches nobody must look at every user (as GoTrue's ILIKE
+        // does), so its cost is what "grows with the user count" looks like.
+        let miss = Some("no-such-user".to_owned());
+        let listed = rt.block_on(actors.users.list(1, PER_PAGE, miss.clone(), false)).expect("list");
+        assert_eq!((listed.items.len(), listed.total), (0, 0));
+        g.sample_size(10);
+        g.bench_function(BenchmarkId::new("filter_miss_scan", users), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        black_box(actors.users.list(1, PER_PAGE, miss.clone(), false).await.expect("list"));
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+        g.sample_size(if in_ci() { 10 } else { 50 });
         drop(actors);
         rt.block_on(supervisor.shutdown());
     }
@@ -193,7 +218,9 @@ fn bench_http(c: &mut Criterion, rt: &tokio::runtime::Runtime, hash: &str) {
         let dir = tempfile::tempdir_in(Path::new(env!("CARGO_TARGET_TMPDIR"))).expect("bench temp dir");
         let server = rt.block_on(async {
             let mut config = Config::for_tests(dir.path());
-            config.durability = Durability::Relaxed; // seeding speed only; see the module docs
+            // The server default (`Config::for_tests` has it too): nothing is left to flush when
+            // measuring starts.
+            config.durability = Durability::Sync;
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
             let server = ferrotrue::start(listener, config).await.expect("server starts");
             seed(&server.actors, users, hash).await;

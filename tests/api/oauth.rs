@@ -295,7 +295,13 @@ const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
 /// Asserts a redirect carrying GoTrue's error parameters; returns them (query).
-fn assert_error_redirect(status: StatusCode, to: &str, base: &str, error: &str, code: Option<&str>) -> HashMap<String, String> {
+fn assert_error_redirect(
+    status: StatusCode,
+    to: &str,
+    base: &str,
+    error: &str,
+    code: Option<&str>,
+) -> HashMap<String, String> {
     assert_eq!(status, StatusCode::FOUND, "{to}");
     assert!(to.starts_with(base), "{to}");
     let q = query_of(to);
@@ -330,7 +336,8 @@ async fn github_implicit_sign_up_then_sign_in() {
     idp.github(octocat(), verified("Octo@Example.com")).await;
     let server = server_with(ProviderKind::GitHub, github_config(&idp), |_| {}).await;
 
-    let (to, state) = authorize(&server, "provider=GitHub&scopes=repo&redirect_to=http://app.example.com/welcome").await;
+    let (to, state) =
+        authorize(&server, "provider=GitHub&scopes=repo&redirect_to=http://app.example.com/welcome").await;
     assert!(to.starts_with(&format!("{}/login/oauth/authorize?", idp.uri())), "{to}");
     let q = query_of(&to);
     assert_eq!(q["client_id"], CLIENT_ID);
@@ -347,7 +354,16 @@ async fn github_implicit_sign_up_then_sign_in() {
     let keys: Vec<&str> = to.split('#').nth(1).unwrap().split('&').map(|kv| kv.split('=').next().unwrap()).collect();
     assert_eq!(
         keys,
-        ["access_token", "expires_at", "expires_in", "provider_refresh_token", "provider_token", "refresh_token", "sb", "token_type"]
+        [
+            "access_token",
+            "expires_at",
+            "expires_in",
+            "provider_refresh_token",
+            "provider_token",
+            "refresh_token",
+            "sb",
+            "token_type"
+        ]
     );
     assert_eq!(f["provider_token"], "gh-access");
     assert_eq!(f["provider_refresh_token"], "gh-refresh");
@@ -403,7 +419,8 @@ async fn github_pkce_exchange_returns_the_provider_tokens_once() {
     let (status, to) = callback(&server, &[("code", "good-code"), ("state", &state)]).await;
     assert_state_error(status, &to, "flow_state_already_used");
 
-    let wrong = server.post("/token?grant_type=pkce", json!({"auth_code": code, "code_verifier": "x".repeat(43)})).await;
+    let wrong =
+        server.post("/token?grant_type=pkce", json!({"auth_code": code, "code_verifier": "x".repeat(43)})).await;
     assert_error(wrong, 400, "bad_code_verifier").await;
     let resp = server.post("/token?grant_type=pkce", json!({"auth_code": code, "code_verifier": VERIFIER})).await;
     assert_eq!(resp.status(), 200);
@@ -417,8 +434,8 @@ async fn github_pkce_exchange_returns_the_provider_tokens_once() {
 }
 
 #[tokio::test]
-async fn email_pkce_sessions_carry_no_provider_tokens() {
-    // The PKCE grant is shared with email links: no provider_token there.
+async fn password_sessions_carry_no_provider_tokens() {
+    // Only OAuth sign-ins carry provider tokens.
     let server = TestServer::start().await;
     let session = server.signup(&unique_email()).await;
     assert!(session.get("provider_token").is_none(), "{session}");
@@ -428,10 +445,13 @@ async fn email_pkce_sessions_carry_no_provider_tokens() {
 async fn a_verified_email_links_to_the_existing_account() {
     let idp = Idp::start().await;
     let email = unique_email();
-    idp.github(octocat(), json!([
-        {"email": "other@example.com", "verified": false, "primary": false},
-        {"email": email.to_uppercase(), "verified": true, "primary": true},
-    ]))
+    idp.github(
+        octocat(),
+        json!([
+            {"email": "other@example.com", "verified": false, "primary": false},
+            {"email": email.to_uppercase(), "verified": true, "primary": true},
+        ]),
+    )
     .await;
     let server = server_with(ProviderKind::GitHub, github_config(&idp), |_| {}).await;
     let existing = server.signup(&email).await;
@@ -439,7 +459,8 @@ async fn a_verified_email_links_to_the_existing_account() {
     let f = sign_in_implicit(&server, "github").await;
     let user = me(&server, &f["access_token"]).await;
     assert_eq!(user["id"], existing["user"]["id"], "linked, not a second account");
-    let providers: Vec<&str> = user["identities"].as_array().unwrap().iter().map(|i| i["provider"].as_str().unwrap()).collect();
+    let providers: Vec<&str> =
+        user["identities"].as_array().unwrap().iter().map(|i| i["provider"].as_str().unwrap()).collect();
     assert_eq!(providers, ["email", "github"]);
     assert_eq!(user["app_metadata"]["providers"], json!(["email", "github"]));
     assert_eq!(user["app_metadata"]["provider"], "email");
@@ -514,7 +535,8 @@ async fn a_pre_registered_unconfirmed_account_loses_its_password() {
     let user = me(&server, &f["access_token"]).await;
     assert_eq!(user["id"], squat["id"], "the address's account, now the victim's");
     assert!(user["email_confirmed_at"].is_string());
-    let providers: Vec<&str> = user["identities"].as_array().unwrap().iter().map(|i| i["provider"].as_str().unwrap()).collect();
+    let providers: Vec<&str> =
+        user["identities"].as_array().unwrap().iter().map(|i| i["provider"].as_str().unwrap()).collect();
     assert_eq!(providers, ["github"], "the unconfirmed email identity is gone");
     assert_eq!(user["app_metadata"]["provider"], "github");
     assert!(user["user_metadata"].get("planted").is_none(), "metadata replaced: {user}");
@@ -587,10 +609,14 @@ async fn denied_consent_is_passed_through() {
     let (_, state) = authorize(&server, "provider=github&redirect_to=http://app.example.com/login?next=%2Fhome").await;
     let (status, to) = callback(
         &server,
-        &[("error", "access_denied"), ("error_description", "The user has denied your application access."), ("state", &state)],
+        &[
+            ("error", "access_denied"),
+            ("error_description", "The user has denied your application access."),
+            ("state", &state),
+        ],
     )
     .await;
-    let q = assert_error_redirect(status, &to, "http://app.example.com/login?next=%2Fhome&", "access_denied", None);
+    let q = assert_error_redirect(status, &to, "http://app.example.com/login?next=/home&", "access_denied", None);
     assert_eq!(q["error_description"], "The user has denied your application access.");
     assert_eq!(q["next"], "/home", "the app's own query is kept");
     assert!(idp.mock.received_requests().await.unwrap().is_empty(), "no code exchange");
@@ -645,7 +671,9 @@ async fn a_slow_provider_ends_in_a_redirect_not_a_timeout() {
     let idp = Idp::start().await;
     Mock::given(method("POST"))
         .and(path("/login/oauth/access_token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"access_token": "t"})).set_delay(Duration::from_secs(5)))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"access_token": "t"})).set_delay(Duration::from_secs(5)),
+        )
         .mount(&idp.mock)
         .await;
     let server = server_with(ProviderKind::GitHub, github_config(&idp), |c| {
@@ -661,7 +689,8 @@ async fn a_slow_provider_ends_in_a_redirect_not_a_timeout() {
 async fn sign_up_can_be_disabled() {
     let idp = Idp::start().await;
     idp.github(octocat(), verified("nosignup@example.com")).await;
-    let server = server_with(ProviderKind::GitHub, github_config(&idp), |c| c.settings.signup.disable_signup = true).await;
+    let server =
+        server_with(ProviderKind::GitHub, github_config(&idp), |c| c.settings.signup.disable_signup = true).await;
     let (_, state) = authorize(&server, "provider=github").await;
     let (status, to) = callback(&server, &[("code", "good-code"), ("state", &state)]).await;
     assert_error_redirect(status, &to, SITE, "access_denied", Some("signup_disabled"));
@@ -687,12 +716,17 @@ async fn authorize_checks_provider_pkce_and_forwards_extra_parameters() {
     assert_error(get("").await.unwrap(), 400, "validation_failed").await;
     let body = assert_error(get("provider=github&code_challenge=abc").await.unwrap(), 400, "validation_failed").await;
     assert_eq!(body["message"], "PKCE flow requires code_challenge_method and code_challenge");
-    assert_error(get("provider=github&code_challenge=short&code_challenge_method=s256").await.unwrap(), 400, "validation_failed").await;
+    assert_error(
+        get("provider=github&code_challenge=short&code_challenge_method=s256").await.unwrap(),
+        400,
+        "validation_failed",
+    )
+    .await;
 
     // Extra parameters reach the provider; the ones the server controls do not.
     let (to, state) = authorize(
         &server,
-        "provider=github&login=octocat&allow_signup=false&redirect_uri=https://evil.example/cb&state=evil&client_id=evil&redirect_to=https://evil.example/",
+        "provider=github&login=octocat&allow_signup=false&redirect_uri=https://evil.example/cb&state=evil&client_id=evil&scope=admin&redirect_to=https://evil.example/",
     )
     .await;
     let q = query_of(&to);
@@ -700,6 +734,8 @@ async fn authorize_checks_provider_pkce_and_forwards_extra_parameters() {
     assert_eq!(q["allow_signup"], "false");
     assert_eq!(q["redirect_uri"], server.url("/callback"));
     assert_eq!(q["client_id"], CLIENT_ID);
+    assert_eq!(q["scope"], "user:email");
+    assert_eq!(to.matches("scope=").count(), 1, "{to}");
     assert_ne!(state, "evil");
     // A refused redirect_to falls back to the site URL.
     let flow = server.actors.oauth.claim(Uuid::parse_str(&state).unwrap()).await.unwrap();
@@ -737,8 +773,13 @@ async fn settings_list_the_enabled_providers() {
 async fn gitlab_and_discord_sign_in() {
     let idp = Idp::start().await;
     idp.json("POST", "/oauth/token", 200, json!({"access_token": "gl-access"})).await;
-    idp.json("GET", "/api/v4/user", 200, json!({"id": 7, "name": "Lab User", "email": "lab@example.com",
-        "confirmed_at": "2024-01-01T00:00:00Z", "avatar_url": "https://a/7"}))
+    idp.json(
+        "GET",
+        "/api/v4/user",
+        200,
+        json!({"id": 7, "name": "Lab User", "email": "lab@example.com",
+        "confirmed_at": "2024-01-01T00:00:00Z", "avatar_url": "https://a/7"}),
+    )
     .await;
     idp.json("GET", "/api/v4/user/emails", 200, json!([{"id": 1, "email": "alt@example.com"}])).await;
     let server = server_with(ProviderKind::GitLab, provider(&idp.uri()), |_| {}).await;
@@ -753,7 +794,8 @@ async fn gitlab_and_discord_sign_in() {
     assert_eq!(user["user_metadata"]["picture"], "https://a/7");
 
     let idp = Idp::start().await;
-    idp.json("POST", "/api/oauth2/token", 200, json!({"access_token": "dc-access", "refresh_token": "dc-refresh"})).await;
+    idp.json("POST", "/api/oauth2/token", 200, json!({"access_token": "dc-access", "refresh_token": "dc-refresh"}))
+        .await;
     idp.json("GET", "/api/users/@me", 200, json!({"id": "80351110224678912", "username": "nelly", "discriminator": "1337",
         "global_name": "Nelly", "avatar": "8342729096ea3675442027381ff50dfe", "email": "nelly@example.com", "verified": true}))
     .await;
@@ -786,7 +828,8 @@ async fn generic_openid_provider_by_issuer_url() {
     let issuer = idp.openid("/realm").await;
     let server = server_with(ProviderKind::Oidc, provider(&issuer), |_| {}).await;
 
-    let (to, state) = authorize(&server, &format!("provider=oidc&code_challenge={CHALLENGE}&code_challenge_method=S256")).await;
+    let (to, state) =
+        authorize(&server, &format!("provider=oidc&code_challenge={CHALLENGE}&code_challenge_method=S256")).await;
     assert!(to.starts_with(&format!("{issuer}/authorize?")), "endpoint from discovery: {to}");
     let q = query_of(&to);
     assert_eq!(q["scope"], "openid email profile");
@@ -949,39 +992,61 @@ async fn id_token_grant_verifies_signature_audience_expiry_and_nonce() {
     assert_eq!(claims_of(session["access_token"].as_str().unwrap())["amr"][0]["method"], "oauth");
     // The same subject again: the same user.
     let token = id_token(&oidc_claims(&issuer, "idt-1", "idt@example.com", &sha256_hex(nonce)));
-    let again: Value = id_token_grant(&server, json!({"provider": "oidc", "id_token": token, "nonce": nonce})).await.json().await.unwrap();
+    let again: Value = id_token_grant(&server, json!({"provider": "oidc", "id_token": token, "nonce": nonce}))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(again["user"]["id"], session["user"]["id"]);
     // By issuer instead of provider name.
     let token = id_token(&oidc_claims(&issuer, "idt-1", "idt@example.com", &sha256_hex(nonce)));
-    let resp = id_token_grant(&server, json!({"issuer": issuer, "client_id": CLIENT_ID, "id_token": token, "nonce": nonce})).await;
+    let resp =
+        id_token_grant(&server, json!({"issuer": issuer, "client_id": CLIENT_ID, "id_token": token, "nonce": nonce}))
+            .await;
     assert_eq!(resp.status(), 200);
 
     let claims = oidc_claims(&issuer, "idt-2", "idt2@example.com", &sha256_hex(nonce));
     let forged = sign_with(EVIL_KEY, &claims);
-    assert_oauth_error(id_token_grant(&server, json!({"provider": "oidc", "id_token": forged, "nonce": nonce})).await, "invalid request", "Bad ID token").await;
+    assert_oauth_error(
+        id_token_grant(&server, json!({"provider": "oidc", "id_token": forged, "nonce": nonce})).await,
+        "invalid request",
+        "Bad ID token",
+    )
+    .await;
     let mut tampered = id_token(&claims);
     tampered.pop();
-    assert_oauth_error(id_token_grant(&server, json!({"provider": "oidc", "id_token": tampered, "nonce": nonce})).await, "invalid request", "Bad ID token").await;
+    assert_oauth_error(
+        id_token_grant(&server, json!({"provider": "oidc", "id_token": tampered, "nonce": nonce})).await,
+        "invalid request",
+        "Bad ID token",
+    )
+    .await;
 
     let mut other_aud = claims.clone();
     other_aud["aud"] = json!(["someone-else", "another"]);
-    let resp = id_token_grant(&server, json!({"provider": "oidc", "id_token": id_token(&other_aud), "nonce": nonce})).await;
+    let resp =
+        id_token_grant(&server, json!({"provider": "oidc", "id_token": id_token(&other_aud), "nonce": nonce})).await;
     assert_oauth_error(resp, "invalid request", "Unacceptable audience in id_token: [someone-else another]").await;
 
     let mut expired = claims.clone();
     expired["exp"] = json!(now_secs() - 3600);
-    let resp = id_token_grant(&server, json!({"provider": "oidc", "id_token": id_token(&expired), "nonce": nonce})).await;
+    let resp =
+        id_token_grant(&server, json!({"provider": "oidc", "id_token": id_token(&expired), "nonce": nonce})).await;
     assert_oauth_error(resp, "invalid request", "Bad ID token").await;
 
     let mut other_issuer = claims.clone();
     other_issuer["iss"] = json!("https://impostor.example");
-    let resp = id_token_grant(&server, json!({"provider": "oidc", "id_token": id_token(&other_issuer), "nonce": nonce})).await;
+    let resp =
+        id_token_grant(&server, json!({"provider": "oidc", "id_token": id_token(&other_issuer), "nonce": nonce})).await;
     assert_oauth_error(resp, "invalid request", "Bad ID token").await;
 
-    let resp = id_token_grant(&server, json!({"provider": "oidc", "id_token": id_token(&claims), "nonce": "another-nonce"})).await;
+    let resp =
+        id_token_grant(&server, json!({"provider": "oidc", "id_token": id_token(&claims), "nonce": "another-nonce"}))
+            .await;
     assert_oauth_error(resp, "invalid nonce", "Nonces mismatch").await;
     let resp = id_token_grant(&server, json!({"provider": "oidc", "id_token": id_token(&claims)})).await;
-    assert_oauth_error(resp, "invalid request", "Passed nonce and nonce in id_token should either both exist or not.").await;
+    assert_oauth_error(resp, "invalid request", "Passed nonce and nonce in id_token should either both exist or not.")
+        .await;
 
     let resp = id_token_grant(&server, json!({"provider": "oidc"})).await;
     assert_oauth_error(resp, "invalid request", "id_token required").await;
@@ -1009,7 +1074,9 @@ async fn id_token_grant_needs_an_enabled_oidc_provider() {
     let resp = id_token_grant(&server, json!({"provider": "github", "id_token": token})).await;
     let body = assert_error(resp, 400, "validation_failed").await;
     assert_eq!(body["message"], "Custom OIDC provider \"github\" not allowed");
-    let resp = id_token_grant(&server, json!({"issuer": "https://unknown.example", "client_id": "c", "id_token": token})).await;
+    let resp =
+        id_token_grant(&server, json!({"issuer": "https://unknown.example", "client_id": "c", "id_token": token}))
+            .await;
     assert_error(resp, 400, "validation_failed").await;
 }
 
@@ -1040,7 +1107,12 @@ async fn manual_linking_is_off_by_default() {
     let identity_id = session["user"]["identities"][0]["identity_id"].as_str().unwrap();
     let resp = server.get_auth("/user/identities/authorize?provider=github&skip_http_redirect=true", access).await;
     assert_error(resp, 404, "manual_linking_disabled").await;
-    let resp = server.request(Method::DELETE, &format!("/user/identities/{identity_id}")).bearer_auth(access).send().await.unwrap();
+    let resp = server
+        .request(Method::DELETE, &format!("/user/identities/{identity_id}"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
     assert_error(resp, 404, "manual_linking_disabled").await;
     let resp = server.request(Method::GET, "/user/identities/authorize?provider=github").send().await.unwrap();
     assert_error(resp, 401, "no_authorization").await;
@@ -1059,7 +1131,9 @@ async fn manual_linking_is_off_by_default() {
 async fn link_and_unlink_identities() {
     let idp = Idp::start().await;
     idp.github(octocat(), verified("octo-link@example.com")).await;
-    let server = server_with(ProviderKind::GitHub, github_config(&idp), |c| c.settings.oauth.manual_linking_enabled = true).await;
+    let server =
+        server_with(ProviderKind::GitHub, github_config(&idp), |c| c.settings.oauth.manual_linking_enabled = true)
+            .await;
     let email = unique_email();
     let session = server.signup(&email).await;
     let access = session["access_token"].as_str().unwrap().to_owned();
@@ -1075,11 +1149,17 @@ async fn link_and_unlink_identities() {
     let user = me(&server, &access).await;
     assert_eq!(user["id"], session["user"]["id"]);
     assert_eq!(user["email"], email.as_str(), "linking keeps the account's email");
-    let providers: Vec<&str> = user["identities"].as_array().unwrap().iter().map(|i| i["provider"].as_str().unwrap()).collect();
+    let providers: Vec<&str> =
+        user["identities"].as_array().unwrap().iter().map(|i| i["provider"].as_str().unwrap()).collect();
     assert_eq!(providers, ["email", "github"]);
 
     // Without skip_http_redirect: a 302 to the provider.
-    let resp = browser().get(server.url("/user/identities/authorize?provider=github")).bearer_auth(&access).send().await.unwrap();
+    let resp = browser()
+        .get(server.url("/user/identities/authorize?provider=github"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::FOUND);
     let state = query_of(&location(&resp))["state"].clone();
     let (status, to) = callback(&server, &[("code", "good-code"), ("state", &state)]).await;
@@ -1089,7 +1169,8 @@ async fn link_and_unlink_identities() {
     // Another user cannot take the identity.
     let other = server.signup(&unique_email()).await;
     let other_access = other["access_token"].as_str().unwrap();
-    let resp = server.get_auth("/user/identities/authorize?provider=github&skip_http_redirect=true", other_access).await;
+    let resp =
+        server.get_auth("/user/identities/authorize?provider=github&skip_http_redirect=true", other_access).await;
     let url = resp.json::<Value>().await.unwrap()["url"].as_str().unwrap().to_owned();
     let (status, to) = callback(&server, &[("code", "good-code"), ("state", &query_of(&url)["state"])]).await;
     let q = assert_error_redirect(status, &to, SITE, "server_error", Some("identity_already_exists"));
@@ -1115,7 +1196,8 @@ async fn link_and_unlink_identities() {
     let resp = delete(last, access.clone()).await;
     assert_error(resp, 422, "single_identity_not_deletable").await;
     // The identity is free again: the other user can link it now.
-    let resp = server.get_auth("/user/identities/authorize?provider=github&skip_http_redirect=true", other_access).await;
+    let resp =
+        server.get_auth("/user/identities/authorize?provider=github&skip_http_redirect=true", other_access).await;
     let url = resp.json::<Value>().await.unwrap()["url"].as_str().unwrap().to_owned();
     let (status, _) = callback(&server, &[("code", "good-code"), ("state", &query_of(&url)["state"])]).await;
     assert_eq!(status, StatusCode::FOUND);

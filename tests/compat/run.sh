@@ -11,6 +11,11 @@
 #   * an SMTP sink (aiosmtpd, Maildir handler)             -> FERROTRUE_MAILDIR
 #   * a second server for the email flows (autoconfirm off, real SMTP to the
 #     sink, reauthentication required for password changes) -> FERROTRUE_EMAIL_URL
+#   * an OpenID Connect provider (oauth2-mock-server, tests/compat/js/oidc-provider.mjs):
+#     a generic issuer and a Keycloak-style realm   -> FERROTRUE_OIDC_ISSUER,
+#                                                      FERROTRUE_KEYCLOAK_ISSUER
+#   * a third server with both configured as OAuth providers (generic OIDC and
+#     Keycloak), manual linking on                  -> FERROTRUE_OAUTH_URL
 # runs both suites and stops everything. Exits non-zero if anything failed;
 # prints the server and SMTP logs in that case.
 set -euo pipefail
@@ -62,11 +67,41 @@ if [[ -z "${SMTP_PORT:-}" ]]; then
   echo "compat: could not pick free ports" >&2
   exit 1
 fi
+# Three more, distinct from those: the OAuth server and the two OpenID issuers.
+read -r OAUTH_PORT OIDC_PORT KC_PORT < <("$PYTHON" -c '
+import socket, sys
+taken = {int(p) for p in sys.argv[1:]}
+socks = []
+while len(socks) < 3:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    if s.getsockname()[1] in taken:
+        s.close()
+        continue
+    socks.append(s)
+print(*(s.getsockname()[1] for s in socks))
+for s in socks:
+    s.close()
+' "$PORT" "$EMAIL_PORT" "$SMTP_PORT")
+if [[ -z "${KC_PORT:-}" ]]; then
+  echo "compat: could not pick free ports for the OAuth servers" >&2
+  exit 1
+fi
 WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/ferrotrue-compat.XXXXXX")"
 DATA_DIR="$WORK_DIR/main"
 EMAIL_DATA_DIR="$WORK_DIR/email"
 MAIL_DIR="$WORK_DIR/maildir"
 mkdir -p "$DATA_DIR" "$EMAIL_DATA_DIR" "$MAIL_DIR"/{tmp,new,cur}
+OAUTH_DATA_DIR="$WORK_DIR/oauth"
+mkdir -p "$OAUTH_DATA_DIR"
+OAUTH_LOG="$WORK_DIR/server-oauth.log"
+OIDC_LOG="$WORK_DIR/oidc-provider.log"
+OAUTH_URL="http://127.0.0.1:$OAUTH_PORT"
+OIDC_ISSUER="http://127.0.0.1:$OIDC_PORT"
+KC_ISSUER="http://127.0.0.1:$KC_PORT/realms/ferrotrue"
+OIDC_CLIENT_ID="ferrotrue-compat"
+OAUTH_SERVER_PID=""
+OIDC_PID=""
 LOG="$WORK_DIR/server.log"
 EMAIL_LOG="$WORK_DIR/server-email.log"
 SMTP_LOG="$WORK_DIR/smtp.log"
@@ -102,10 +137,14 @@ cleanup() {
   stop_pid "$SERVER_PID"
   stop_pid "$EMAIL_SERVER_PID"
   stop_pid "$SMTP_PID"
+  stop_pid "$OAUTH_SERVER_PID"
+  stop_pid "$OIDC_PID"
   if [[ $rc -ne 0 || $FAILED -ne 0 ]]; then
     show_log "ferrotrue server log" "$LOG"
     show_log "ferrotrue email-flow server log" "$EMAIL_LOG"
     show_log "aiosmtpd log" "$SMTP_LOG"
+    show_log "ferrotrue OAuth server log" "$OAUTH_LOG"
+    show_log "OpenID provider log" "$OIDC_LOG"
   fi
   rm -rf "$WORK_DIR"
   exit "$rc"
@@ -191,13 +230,64 @@ env \
   "$BIN" >"$EMAIL_LOG" 2>&1 &
 EMAIL_SERVER_PID=$!
 
+echo "==> compat: starting the OpenID provider (oauth2-mock-server) on $OIDC_ISSUER and $KC_ISSUER"
+(cd "$JS" && exec node oidc-provider.mjs "$OIDC_PORT" "$KC_PORT") >"$OIDC_LOG" 2>&1 &
+OIDC_PID=$!
+
+echo "==> compat: starting $BIN on $OAUTH_URL for the OAuth flows (data dir $OAUTH_DATA_DIR)"
+env \
+  PORT="$OAUTH_PORT" \
+  GOTRUE_API_HOST=127.0.0.1 \
+  FERROTRUE_DATA_DIR="$OAUTH_DATA_DIR" \
+  GOTRUE_JWT_SECRET="$JWT_SECRET" \
+  GOTRUE_MAILER_AUTOCONFIRM=true \
+  API_EXTERNAL_URL="$OAUTH_URL" \
+  GOTRUE_SITE_URL=http://localhost:3000 \
+  GOTRUE_URI_ALLOW_LIST='http://localhost:3000/**' \
+  GOTRUE_SECURITY_MANUAL_LINKING_ENABLED=true \
+  GOTRUE_EXTERNAL_ANONYMOUS_USERS_ENABLED=true \
+  GOTRUE_EXTERNAL_OIDC_ENABLED=true \
+  GOTRUE_EXTERNAL_OIDC_CLIENT_ID="$OIDC_CLIENT_ID" \
+  GOTRUE_EXTERNAL_OIDC_SECRET=compat-oidc-secret \
+  GOTRUE_EXTERNAL_OIDC_URL="$OIDC_ISSUER" \
+  GOTRUE_EXTERNAL_KEYCLOAK_ENABLED=true \
+  GOTRUE_EXTERNAL_KEYCLOAK_CLIENT_ID="$OIDC_CLIENT_ID" \
+  GOTRUE_EXTERNAL_KEYCLOAK_SECRET=compat-keycloak-secret \
+  GOTRUE_EXTERNAL_KEYCLOAK_URL="$KC_ISSUER" \
+  GOTRUE_LOG_LEVEL=warn \
+  "$BIN" >"$OAUTH_LOG" 2>&1 &
+OAUTH_SERVER_PID=$!
+
 wait_healthy "$SERVER_PID" "$URL" "server"
 wait_healthy "$EMAIL_SERVER_PID" "$EMAIL_URL" "email-flow server"
+wait_healthy "$OAUTH_SERVER_PID" "$OAUTH_URL" "OAuth server"
+oidc_ready=0
+for _ in $(seq 1 200); do # ~20 s
+  if ! kill -0 "$OIDC_PID" 2>/dev/null; then
+    echo "compat: the OpenID provider exited before answering" >&2
+    exit 1
+  fi
+  if curl -fsS -o /dev/null --max-time 1 "$OIDC_ISSUER/.well-known/openid-configuration" 2>/dev/null \
+    && curl -fsS -o /dev/null --max-time 1 "$KC_ISSUER/.well-known/openid-configuration" 2>/dev/null; then
+    oidc_ready=1
+    break
+  fi
+  sleep 0.1
+done
+if [[ $oidc_ready -ne 1 ]]; then
+  echo "compat: the OpenID provider did not answer within 20 s" >&2
+  exit 1
+fi
+echo "==> compat: OpenID provider is up"
 
 export FERROTRUE_URL="$URL"
 export FERROTRUE_EMAIL_URL="$EMAIL_URL"
 export FERROTRUE_MAILDIR="$MAIL_DIR"
 export FERROTRUE_JWT_SECRET="$JWT_SECRET"
+export FERROTRUE_OAUTH_URL="$OAUTH_URL"
+export FERROTRUE_OIDC_ISSUER="$OIDC_ISSUER"
+export FERROTRUE_KEYCLOAK_ISSUER="$KC_ISSUER"
+export FERROTRUE_OIDC_CLIENT_ID="$OIDC_CLIENT_ID"
 
 # ---- suites -----------------------------------------------------------------
 echo

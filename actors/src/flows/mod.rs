@@ -77,7 +77,8 @@ pub async fn sign_in(a: &Actors, user: User, method: &str, meta: &RequestMeta) -
     let Issued { session, refresh_token } =
         a.sessions.create(user.id, method, meta.user_agent.clone(), meta.ip.clone()).await?;
     let now = a.clock.now();
-    let provider = method_provider(&user);
+    // OAuth sign-ins stamp their own identity (flows::external).
+    let provider = if method == "oauth" { None } else { method_provider(&user) };
     let user = a
         .users
         .update(user.id, move |u| {

@@ -50,8 +50,6 @@ pub struct ExternalFlow {
     /// Stored by a PKCE callback for the session the auth code is exchanged for.
     pub provider_token: String,
     pub provider_refresh_token: String,
-    /// When the PKCE callback issued the auth code; the exchange window starts here.
-    pub auth_code_issued_at: Option<Timestamp>,
 }
 
 /// The stored record: a flow state and, for OAuth sign-ins, its external part.
@@ -59,13 +57,20 @@ pub struct ExternalFlow {
 pub struct StoredFlow {
     pub flow: FlowState,
     pub external: Option<ExternalFlow>,
+    /// When the auth code was handed out (an email link clicked, an OAuth callback done).
+    pub auth_code_issued_at: Option<Timestamp>,
 }
 
 impl StoredFlow {
-    /// The instant the flow's lifetime is measured from: the auth code's issue for a
-    /// completed OAuth callback, else the flow's creation.
+    /// The instant the flow's lifetime is measured from: for magic links (GoTrue's
+    /// `FlowState.IsExpired`) and OAuth flows, the auth code's issue once it happened; else the
+    /// flow's creation.
     fn started(&self) -> Timestamp {
-        self.external.as_ref().and_then(|e| e.auth_code_issued_at).unwrap_or(self.flow.created_at)
+        let from_issue = self.external.is_some() || self.flow.authentication_method == "magiclink";
+        match self.auth_code_issued_at {
+            Some(issued) if from_issue => issued,
+            _ => self.flow.created_at,
+        }
     }
 }
 
@@ -92,7 +97,8 @@ pub enum OAuthFlowMessage {
     /// Take (and delete) the flow state for an auth code: 404 `flow_state_not_found`, or 422
     /// `flow_state_expired` past `GOTRUE_EXTERNAL_FLOW_STATE_EXPIRY_DURATION`.
     TakeByAuthCode { auth_code: String, reply: Reply<FlowState> },
-    /// The auth code of the user's newest flow for one of `methods` (an email link was clicked).
+    /// The auth code of the user's newest flow for one of `methods` (an email link was clicked);
+    /// records when it was issued.
     CodeForUser { user_id: Uuid, methods: Vec<String>, reply: Reply<String> },
     /// `grant_type=pkce`: check the verifier against the stored challenge and, on success,
     /// take (delete) the flow state. A wrong verifier leaves it in place.
@@ -112,6 +118,8 @@ pub struct OAuthFlowState {
     flusher: Flusher,
     clock: Clock,
     lifetime: Duration,
+    /// An email flow whose link was not clicked yet lives as long as the link (the mailed token).
+    link_lifetime: Duration,
     table: Table<StoredFlow>,
     by_id: HashMap<Uuid, StoredFlow>,
     by_code: HashMap<String, Uuid>,
@@ -125,6 +133,7 @@ impl OAuthFlowState {
             flusher: env.store.flusher(),
             clock: env.clock.clone(),
             lifetime: env.settings.flow_state_expiry,
+            link_lifetime: env.settings.otp.exp.max(env.settings.flow_state_expiry),
             table,
             by_id: HashMap::new(),
             by_code: HashMap::new(),
@@ -144,12 +153,12 @@ impl OAuthFlowState {
     }
 
     fn create(&mut self, flow: FlowState) -> AuthResult<FlowState> {
-        self.put(StoredFlow { flow: flow.clone(), external: None })?;
+        self.put(StoredFlow { flow: flow.clone(), external: None, auth_code_issued_at: None })?;
         Ok(flow)
     }
 
     fn create_external(&mut self, flow: FlowState, external: ExternalFlow) -> AuthResult<()> {
-        self.put(StoredFlow { flow, external: Some(external) })
+        self.put(StoredFlow { flow, external: Some(external), auth_code_issued_at: None })
     }
 
     fn remove(&mut self, id: Uuid) -> AuthResult<Option<StoredFlow>> {
@@ -166,6 +175,15 @@ impl OAuthFlowState {
 
     fn expired(&self, stored: &StoredFlow) -> bool {
         self.clock.now() >= stored.started().plus(self.lifetime)
+    }
+
+    /// Expired, and no longer reachable either: an email flow whose link was not clicked yet
+    /// stays while the link is valid (a magic link's window starts at the click).
+    fn sweepable(&self, stored: &StoredFlow) -> bool {
+        if stored.external.is_none() && stored.auth_code_issued_at.is_none() {
+            return self.clock.now() >= stored.flow.created_at.plus(self.link_lifetime);
+        }
+        self.expired(stored)
     }
 
     fn take(&mut self, auth_code: &str) -> AuthResult<FlowState> {
@@ -206,7 +224,7 @@ impl OAuthFlowState {
                 return Err(AuthError::bad_request(ErrorCode::FlowStateAlreadyUsed, "State has already been used"));
             }
             external.claimed_at = Some(self.clock.now());
-            self.put(StoredFlow { flow: stored.flow.clone(), external: Some(external.clone()) })?;
+            self.put(StoredFlow { external: Some(external.clone()), ..stored.clone() })?;
         }
         Ok(ExchangedFlow { flow: stored.flow, external: Some(external) })
     }
@@ -225,22 +243,27 @@ impl OAuthFlowState {
         let external = stored.external.get_or_insert_with(ExternalFlow::default);
         external.provider_token = token;
         external.provider_refresh_token = refresh;
-        external.auth_code_issued_at = Some(now);
+        stored.auth_code_issued_at = Some(now);
         let code = stored.flow.auth_code.clone();
         self.put(stored)?;
         Ok(code)
     }
 
-    fn code_for_user(&self, user_id: Uuid, methods: &[String]) -> AuthResult<String> {
-        self.by_id
+    fn code_for_user(&mut self, user_id: Uuid, methods: &[String]) -> AuthResult<String> {
+        let mut stored = self
+            .by_id
             .values()
-            .map(|s| &s.flow)
-            .filter(|f| f.user_id == Some(user_id) && methods.contains(&f.authentication_method))
-            .max_by_key(|f| f.created_at)
-            .map(|f| f.auth_code.clone())
+            .filter(|s| s.flow.user_id == Some(user_id) && methods.contains(&s.flow.authentication_method))
+            .max_by_key(|s| s.flow.created_at)
+            .cloned()
             .ok_or_else(|| {
                 AuthError::unprocessable(ErrorCode::FlowStateNotFound, "invalid flow state, no valid flow state found")
-            })
+            })?;
+        let code = stored.flow.auth_code.clone();
+        // GoTrue's `RecordAuthCodeIssuedAtTime`: a magic link's exchange window starts now.
+        stored.auth_code_issued_at = Some(self.clock.now());
+        self.put(stored)?;
+        Ok(code)
     }
 
     fn exchange(&mut self, auth_code: &str, code_verifier: &str) -> AuthResult<ExchangedFlow> {
@@ -269,7 +292,8 @@ impl OAuthFlowState {
     }
 
     fn sweep(&mut self) -> AuthResult<()> {
-        let doomed: Vec<FlowState> = self.by_id.values().filter(|s| self.expired(s)).map(|s| s.flow.clone()).collect();
+        let doomed: Vec<FlowState> =
+            self.by_id.values().filter(|s| self.sweepable(s)).map(|s| s.flow.clone()).collect();
         if doomed.is_empty() {
             return Ok(());
         }
@@ -413,6 +437,103 @@ pub fn pkce_matches(method: &str, challenge: &str, verifier: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn state(clock: &Clock) -> OAuthFlowState {
+        let env = ActorEnv {
+            store: Store::temporary().unwrap(),
+            settings: std::sync::Arc::new(crate::settings::Settings::for_tests()),
+            clock: clock.clone(),
+        };
+        OAuthFlowState::load(&env).unwrap()
+    }
+
+    fn oauth_flow(challenge: &str, now: Timestamp) -> FlowState {
+        FlowState {
+            id: Uuid::new_v4(),
+            auth_code: Uuid::new_v4().to_string(),
+            code_challenge: challenge.into(),
+            code_challenge_method: if challenge.is_empty() { String::new() } else { "s256".into() },
+            provider: "github".into(),
+            authentication_method: "oauth".into(),
+            user_id: None,
+            redirect_to: "http://localhost:3000".into(),
+            created_at: now,
+        }
+    }
+
+    #[tokio::test]
+    async fn implicit_flows_are_claimed_once() {
+        let clock = Clock::fixed(Timestamp(1_000_000_000));
+        let mut st = state(&clock);
+        let flow = oauth_flow("", clock.now());
+        st.create_external(flow.clone(), ExternalFlow::default()).unwrap();
+        assert_eq!(st.claim(flow.id).unwrap().flow, flow);
+        assert_eq!(st.claim(flow.id).unwrap_err().code, ErrorCode::BadOauthState);
+        // An email flow's id is not an OAuth state.
+        let email = st.create(oauth_flow("", clock.now())).unwrap();
+        assert_eq!(st.claim(email.id).unwrap_err().code, ErrorCode::BadOauthState);
+    }
+
+    #[tokio::test]
+    async fn pkce_flows_are_claimed_completed_and_exchanged_once() {
+        let clock = Clock::fixed(Timestamp(1_000_000_000));
+        let mut st = state(&clock);
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let flow = oauth_flow("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", clock.now());
+        st.create_external(flow.clone(), ExternalFlow::default()).unwrap();
+        // Not exchangeable before the callback completed it.
+        assert_eq!(st.exchange(&flow.auth_code, verifier).unwrap_err().code, ErrorCode::FlowStateNotFound);
+        st.claim(flow.id).unwrap();
+        assert_eq!(st.claim(flow.id).unwrap_err().code, ErrorCode::FlowStateAlreadyUsed);
+        // The exchange window starts when the code is issued, not at /authorize.
+        clock.advance(Duration::from_secs(290));
+        let user = Uuid::new_v4();
+        let code = st.complete(flow.id, user, "tok".into(), "ref".into()).unwrap();
+        assert_eq!(code, flow.auth_code);
+        clock.advance(Duration::from_secs(200));
+        let out = st.exchange(&code, verifier).unwrap();
+        assert_eq!(out.flow.user_id, Some(user));
+        let ext = out.external.unwrap();
+        assert_eq!((ext.provider_token.as_str(), ext.provider_refresh_token.as_str()), ("tok", "ref"));
+        assert_eq!(st.exchange(&code, verifier).unwrap_err().code, ErrorCode::FlowStateNotFound);
+    }
+
+    #[tokio::test]
+    async fn expired_flows_are_refused_and_swept() {
+        let clock = Clock::fixed(Timestamp(1_000_000_000));
+        let mut st = state(&clock);
+        let flow = oauth_flow("", clock.now());
+        st.create_external(flow.clone(), ExternalFlow::default()).unwrap();
+        clock.advance(Duration::from_secs(301));
+        let err = st.claim(flow.id).unwrap_err();
+        assert_eq!((err.code, err.msg.as_ref()), (ErrorCode::BadOauthState, "OAuth state has expired"));
+        st.sweep().unwrap();
+        assert!(st.by_id.is_empty() && st.by_code.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_magic_link_window_starts_at_the_click() {
+        let clock = Clock::fixed(Timestamp(1_000_000_000));
+        let mut st = state(&clock);
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let user = Uuid::new_v4();
+        let mut link = oauth_flow("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", clock.now());
+        (link.authentication_method, link.provider, link.user_id) = ("magiclink".into(), "email".into(), Some(user));
+        let mut signup = link.clone();
+        (signup.id, signup.auth_code, signup.authentication_method) =
+            (Uuid::new_v4(), Uuid::new_v4().to_string(), "email/signup".into());
+        st.create(link.clone()).unwrap();
+        st.create(signup.clone()).unwrap();
+        // Ten minutes later: both are past the flow lifetime, but their links still work, so
+        // the sweeper keeps them.
+        clock.advance(Duration::from_secs(600));
+        st.sweep().unwrap();
+        assert_eq!(st.by_id.len(), 2);
+        let code = st.code_for_user(user, &["magiclink".into()]).unwrap();
+        assert_eq!(st.exchange(&code, verifier).unwrap().flow.id, link.id, "magic link: counted from the click");
+        let code = st.code_for_user(user, &["email/signup".into()]).unwrap();
+        assert_eq!(st.exchange(&code, verifier).unwrap_err().code, ErrorCode::FlowStateExpired);
+    }
 
     #[test]
     fn pkce_s256_and_plain() {

@@ -478,6 +478,57 @@ mod tests {
         assert_eq!(st.get(a.id).unwrap().email, "a@example.com");
     }
 
+    #[tokio::test]
+    async fn identities_are_indexed_and_owned_once() {
+        use crate::user_registry::model::Identity;
+        let identity = |provider: &str, sub: &str, email: &str| Identity {
+            id: Uuid::new_v4(),
+            provider_id: sub.into(),
+            provider: provider.into(),
+            identity_data: JsonText::empty(),
+            email: email.into(),
+            last_sign_in_at: None,
+            created_at: Timestamp(1),
+            updated_at: Timestamp(1),
+        };
+        let store = Store::temporary().unwrap();
+        let mut st = UserRegistryState::load(store.clone(), Clock::System).unwrap();
+        let mut a = sample_user("a@example.com", "");
+        a.identities = vec![identity("github", "1", "gh@example.com")];
+        let a = st.create(a).unwrap();
+        assert_eq!(st.by_identity("github", "1").unwrap().id, a.id);
+        assert!(st.by_identity("gitlab", "1").is_none());
+        let found = st.link_candidates(&["gh@example.com".into(), "a@example.com".into()]);
+        assert_eq!(found.identity_owners, vec![a.id]);
+        assert_eq!(found.users.len(), 1);
+        // A second owner of the same identity is refused.
+        let mut b = sample_user("b@example.com", "");
+        b.identities = vec![identity("github", "1", "")];
+        assert_eq!(st.create(b).unwrap_err().code, ErrorCode::IdentityAlreadyExists);
+        // Unlinking frees it; the indexes follow edits and survive a reload.
+        st.update(
+            a.id,
+            Box::new(|u| {
+                u.identities.clear();
+                Ok(())
+            }),
+        )
+        .unwrap();
+        assert!(st.by_identity("github", "1").is_none());
+        assert!(st.link_candidates(&["gh@example.com".into()]).identity_owners.is_empty());
+        st.update(
+            a.id,
+            Box::new(move |u| {
+                u.identities.push(identity("google", "g", "g@example.com"));
+                Ok(())
+            }),
+        )
+        .unwrap();
+        let st = UserRegistryState::load(store, Clock::System).unwrap();
+        assert_eq!(st.by_identity("google", "g").unwrap().id, a.id);
+        assert_eq!(st.link_candidates(&["g@example.com".into()]).identity_owners, vec![a.id]);
+    }
+
     proptest! {
         #[test]
         fn user_records_round_trip(email in "[a-z]{1,12}@[a-z]{1,8}\\.com", meta in "\\PC{0,40}", banned in proptest::option::of(any::<i64>()), anon in any::<bool>()) {
