@@ -1,8 +1,6 @@
-//! Calling actors: every call has a timeout, every transport failure becomes a 500, and a
-//! reply to a write is sent only once the write is durable.
+//! Calling actors: every call has a timeout, and every transport failure becomes a 500.
 
 use crate::error::{AuthError, AuthResult};
-use crate::storage::Flusher;
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, Message, RpcReplyPort};
 use std::time::Duration;
@@ -27,17 +25,12 @@ pub async fn call<M: Message, T: Send + 'static>(
     }
 }
 
-/// Sends `result` once everything written so far is durable. Runs in its own task so the
-/// actor's mailbox keeps moving while the disk syncs (and many replies share one sync).
-/// Error replies wait too: "commit then fail" paths (reuse detection) wrote before failing.
-/// `let _ =`: a caller that gave up must not crash anything.
-pub fn reply_when_durable<T: Send + 'static>(flusher: &Flusher, reply: Reply<T>, result: AuthResult<T>) {
-    let flusher = flusher.clone();
-    tokio::spawn(async move {
-        let result = match flusher.flush().await {
-            Ok(()) => result,
-            Err(e) => Err(AuthError::from(e)),
-        };
-        let _ = reply.send(result);
-    });
+/// Replies to a caller. `let _ =`: a caller that gave up must not crash the actor.
+///
+/// Writes are already in sled when this runs (write-through); making them *durable* is the
+/// HTTP layer's job: every response waits for [`crate::Actors::durable`] (one group-committed
+/// sync for all the writes the request made or observed), so a request that touches three
+/// actors pays for one sync, not three.
+pub fn send_reply<T>(reply: Reply<T>, result: AuthResult<T>) {
+    let _ = reply.send(result);
 }

@@ -65,6 +65,16 @@ pub struct Actors {
     pub settings: Arc<Settings>,
     /// `redirect_to` policy (site URL + allow list).
     pub redirects: Arc<redirect::RedirectPolicy>,
+    flusher: storage::Flusher,
+}
+
+impl Actors {
+    /// Resolves once every write made so far (by any actor) is synced to disk — one group
+    /// commit shared by all concurrent callers. The HTTP layer awaits it before every response;
+    /// flows await it before anything leaves the server (a mail with a link, an SMS code).
+    pub async fn durable(&self) -> error::AuthResult<()> {
+        self.flusher.flush().await.map_err(error::AuthError::from)
+    }
 }
 
 /// The running supervision tree.
@@ -98,6 +108,7 @@ impl Actors {
     /// Spawns the supervision tree over `store`.
     pub async fn start(store: Store, settings: Settings, clock: Clock) -> Result<(Actors, Supervisor), StartError> {
         let settings = Arc::new(settings);
+        let flusher = store.flusher();
         let env = ActorEnv { store, settings: settings.clone(), clock: clock.clone() };
         let (refs_tx, refs_rx) = oneshot::channel();
         let (root, join) =
@@ -116,6 +127,7 @@ impl Actors {
             redirects: Arc::new(redirect::RedirectPolicy::new(&settings.mail.site_url, &settings.mail.uri_allow_list)),
             clock,
             settings,
+            flusher,
         };
         Ok((actors, Supervisor { root, join }))
     }

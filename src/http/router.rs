@@ -46,7 +46,17 @@ pub async fn route(cx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> Resp {
         if req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
             preflight(cx)
         } else {
-            let guarded = AssertUnwindSafe(dispatch(cx, req, peer)).catch_unwind();
+            // Nothing acknowledged may be lost: whatever the request wrote (or read from an
+            // in-flight write) is synced before the response leaves — errors included, since some
+            // paths commit then fail (refresh-token reuse revokes the family).
+            let work = async {
+                let result = dispatch(cx, req, peer).await;
+                match cx.actors.durable().await {
+                    Ok(()) => result,
+                    Err(e) => Err(e),
+                }
+            };
+            let guarded = AssertUnwindSafe(work).catch_unwind();
             match tokio::time::timeout(cx.config.max_request_duration, guarded).await {
                 Ok(Ok(Ok(resp))) => resp,
                 Ok(Ok(Err(err))) => render(&err, version, &request_id),

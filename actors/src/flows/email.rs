@@ -175,6 +175,8 @@ pub async fn send_link(a: &Actors, user: &User, link: Link<'_>) -> AuthResult<()
         RedirectTo: link.redirect_to.to_owned(),
         Data: serde_json::Value::Object(user.user_metadata.to_map()),
     };
+    // The token must survive a crash before its mail can leave.
+    a.durable().await?;
     a.mail.send_auth(link.kind.template(), link.address, data).await
 }
 

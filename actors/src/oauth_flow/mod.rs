@@ -6,10 +6,10 @@
 //!
 //! Tree: `flow_states/v1` (id → [`StoredFlow`]).
 
-use crate::call::{call, reply_when_durable, Reply};
+use crate::call::{call, send_reply, Reply};
 use crate::clock::{Clock, Timestamp};
 use crate::error::{AuthError, AuthResult, ErrorCode, StoreError};
-use crate::storage::{self, Flusher, Store, Table};
+use crate::storage::{self, Store, Table};
 use crate::ActorEnv;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::{Deserialize, Serialize};
@@ -115,7 +115,6 @@ pub struct OAuthFlow;
 /// Flow states in memory plus their table.
 pub struct OAuthFlowState {
     store: Store,
-    flusher: Flusher,
     clock: Clock,
     lifetime: Duration,
     /// An email flow whose link was not clicked yet lives as long as the link (the mailed token).
@@ -130,7 +129,6 @@ impl OAuthFlowState {
         let table: Table<StoredFlow> = env.store.table(storage::FLOW_STATES)?;
         let mut st = OAuthFlowState {
             store: env.store.clone(),
-            flusher: env.store.flusher(),
             clock: env.clock.clone(),
             lifetime: env.settings.flow_state_expiry,
             link_lifetime: env.settings.otp.exp.max(env.settings.flow_state_expiry),
@@ -327,23 +325,16 @@ impl Actor for OAuthFlow {
         st: &mut OAuthFlowState,
     ) -> Result<(), ActorProcessingErr> {
         use OAuthFlowMessage::*;
-        let flusher = st.flusher.clone();
         match msg {
-            Create { flow, reply } => reply_when_durable(&flusher, reply, st.create(flow)),
-            CreateExternal { flow, external, reply } => {
-                reply_when_durable(&flusher, reply, st.create_external(flow, external))
-            }
-            Claim { id, reply } => reply_when_durable(&flusher, reply, st.claim(id)),
+            Create { flow, reply } => send_reply(reply, st.create(flow)),
+            CreateExternal { flow, external, reply } => send_reply(reply, st.create_external(flow, external)),
+            Claim { id, reply } => send_reply(reply, st.claim(id)),
             Complete { id, user_id, provider_token, provider_refresh_token, reply } => {
-                reply_when_durable(&flusher, reply, st.complete(id, user_id, provider_token, provider_refresh_token))
+                send_reply(reply, st.complete(id, user_id, provider_token, provider_refresh_token))
             }
-            TakeByAuthCode { auth_code, reply } => reply_when_durable(&flusher, reply, st.take(&auth_code)),
-            CodeForUser { user_id, methods, reply } => {
-                reply_when_durable(&flusher, reply, st.code_for_user(user_id, &methods))
-            }
-            Exchange { auth_code, code_verifier, reply } => {
-                reply_when_durable(&flusher, reply, st.exchange(&auth_code, &code_verifier))
-            }
+            TakeByAuthCode { auth_code, reply } => send_reply(reply, st.take(&auth_code)),
+            CodeForUser { user_id, methods, reply } => send_reply(reply, st.code_for_user(user_id, &methods)),
+            Exchange { auth_code, code_verifier, reply } => send_reply(reply, st.exchange(&auth_code, &code_verifier)),
             Count { reply } => {
                 let _ = reply.send(Ok(st.by_id.len()));
             }

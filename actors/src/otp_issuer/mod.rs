@@ -6,10 +6,10 @@
 //! Tokens are stored only as hashes (`token_hash`); one token per user and type, a new one
 //! replaces the old. Tree: `one_time_tokens/v1` (id → [`OneTimeToken`]).
 
-use crate::call::{call, reply_when_durable, Reply};
+use crate::call::{call, send_reply, Reply};
 use crate::clock::{Clock, Timestamp};
 use crate::error::{AuthError, AuthResult, ErrorCode, StoreError};
-use crate::storage::{self, Flusher, Store, Table};
+use crate::storage::{self, Store, Table};
 use crate::ActorEnv;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::{Deserialize, Serialize};
@@ -63,7 +63,6 @@ pub struct OtpIssuer;
 /// Tokens in memory plus their table.
 pub struct OtpIssuerState {
     store: Store,
-    flusher: Flusher,
     clock: Clock,
     lifetime: Duration,
     table: Table<OneTimeToken>,
@@ -81,7 +80,6 @@ impl OtpIssuerState {
         let table: Table<OneTimeToken> = env.store.table(storage::ONE_TIME_TOKENS)?;
         let mut st = OtpIssuerState {
             store: env.store.clone(),
-            flusher: env.store.flusher(),
             clock: env.clock.clone(),
             lifetime: env.settings.otp.exp,
             table,
@@ -194,15 +192,12 @@ impl Actor for OtpIssuer {
         st: &mut OtpIssuerState,
     ) -> Result<(), ActorProcessingErr> {
         use OtpIssuerMessage::*;
-        let flusher = st.flusher.clone();
         match msg {
-            Issue { token, reply } => reply_when_durable(&flusher, reply, st.issue(token)),
-            Consume { token_hash, types, reply } => {
-                reply_when_durable(&flusher, reply, st.consume(&token_hash, &types))
-            }
-            Peek { token_hash, reply } => reply_when_durable(&flusher, reply, Ok(st.peek(&token_hash))),
-            ForUser { user_id, types, reply } => reply_when_durable(&flusher, reply, Ok(st.for_user(user_id, &types))),
-            ClearUser { user_id, reply } => reply_when_durable(&flusher, reply, st.clear_user(user_id)),
+            Issue { token, reply } => send_reply(reply, st.issue(token)),
+            Consume { token_hash, types, reply } => send_reply(reply, st.consume(&token_hash, &types)),
+            Peek { token_hash, reply } => send_reply(reply, Ok(st.peek(&token_hash))),
+            ForUser { user_id, types, reply } => send_reply(reply, Ok(st.for_user(user_id, &types))),
+            ClearUser { user_id, reply } => send_reply(reply, st.clear_user(user_id)),
             Count { reply } => {
                 let _ = reply.send(Ok(st.by_id.len()));
             }

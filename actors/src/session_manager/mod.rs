@@ -6,9 +6,8 @@
 pub mod model;
 pub mod state;
 
-use crate::call::{call, reply_when_durable, Reply};
+use crate::call::{call, send_reply, Reply};
 use crate::error::AuthResult;
-use crate::storage::Flusher;
 use crate::ActorEnv;
 use model::Session;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -48,10 +47,9 @@ const SWEEP_EVERY: Duration = Duration::from_secs(600);
 /// The actor (no configuration of its own: settings come with [`ActorEnv`]).
 pub struct SessionManager;
 
-/// State plus the group-commit handle used for replies.
+/// The manager's state.
 pub struct Running {
     state: SessionManagerState,
-    flusher: Flusher,
 }
 
 impl Actor for SessionManager {
@@ -62,7 +60,7 @@ impl Actor for SessionManager {
     async fn pre_start(&self, _me: ActorRef<Self::Msg>, env: ActorEnv) -> Result<Running, ActorProcessingErr> {
         let state = SessionManagerState::load(env.store.clone(), env.clock.clone(), env.settings.clone())?;
         tracing::debug!(sessions = state.count(), "session manager loaded");
-        Ok(Running { state, flusher: env.store.flusher() })
+        Ok(Running { state })
     }
 
     async fn post_start(&self, me: ActorRef<Self::Msg>, _st: &mut Running) -> Result<(), ActorProcessingErr> {
@@ -77,21 +75,18 @@ impl Actor for SessionManager {
         st: &mut Running,
     ) -> Result<(), ActorProcessingErr> {
         use SessionManagerMessage::*;
-        let Running { state, flusher } = st;
+        let Running { state } = st;
         match msg {
             Create { user_id, method, user_agent, ip, reply } => {
-                reply_when_durable(flusher, reply, state.create(user_id, &method, user_agent, ip))
+                send_reply(reply, state.create(user_id, &method, user_agent, ip))
             }
-            // Commit then fail: a reuse revokes the family durably, then reports the error.
-            Refresh { token, reply } => reply_when_durable(flusher, reply, state.refresh(&token).and_then(|r| r)),
-            Owner { token, reply } => reply_when_durable(flusher, reply, state.owner(&token)),
-            Get { id, reply } => reply_when_durable(flusher, reply, Ok(state.get(id))),
-            Logout { user_id, current, scope, reply } => {
-                reply_when_durable(flusher, reply, state.logout(user_id, current, scope))
-            }
-            EndUserSessions { user_id, keep, reply } => {
-                reply_when_durable(flusher, reply, state.end_user_sessions(user_id, keep))
-            }
+            // Commit then fail: a reuse revokes the family (written), then reports the error;
+            // the error response waits for the sync like any other.
+            Refresh { token, reply } => send_reply(reply, state.refresh(&token).and_then(|r| r)),
+            Owner { token, reply } => send_reply(reply, state.owner(&token)),
+            Get { id, reply } => send_reply(reply, Ok(state.get(id))),
+            Logout { user_id, current, scope, reply } => send_reply(reply, state.logout(user_id, current, scope)),
+            EndUserSessions { user_id, keep, reply } => send_reply(reply, state.end_user_sessions(user_id, keep)),
             Count { reply } => {
                 let _ = reply.send(Ok(state.count()));
             }

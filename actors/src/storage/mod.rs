@@ -2,10 +2,11 @@
 //!
 //! * Every actor owns a few [`Table`]s (one sled tree each) and writes through them before it
 //!   replies: memory is never ahead of what was written.
-//! * **Durability**: sled only syncs every 500 ms on its own. A reply to a write goes out only
-//!   after [`Store::durable`] resolves, and [`Flusher`] makes that a *group commit*: every
-//!   writer queued while one `flush_async` runs shares the next one, so a burst of N writes
-//!   costs about one sync, not N.
+//! * **Durability**: sled only syncs every 500 ms on its own. An HTTP response goes out only
+//!   after [`Flusher::flush`] resolves (via `Actors::durable`), and the flusher makes that a
+//!   *group commit*: every caller queued while one `flush_async` runs shares the next one, so a
+//!   burst of N requests costs about one sync, not N — and a request that wrote to three actors
+//!   waits for one sync, not three.
 //! * Multi-tree writes go through [`Store::apply`], one sled transaction, so a crash never leaves
 //!   an index pointing at a missing record.
 

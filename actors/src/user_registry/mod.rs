@@ -3,14 +3,13 @@
 //!
 //! Trees: `users/v1` (id → [`User`]), `users_by_email/v1`, `users_by_phone/v1` (key → id),
 //! `audit_log/v1` (big-endian sequence → [`AuditEntry`]).
-//! Every write is durable before its reply leaves (see [`crate::call::reply_when_durable`]).
+//! Every write is durable before its reply leaves (see [`crate::call::send_reply`]).
 
 pub mod model;
 pub mod state;
 
-use crate::call::{call, reply_when_durable, Reply};
+use crate::call::{call, send_reply, Reply};
 use crate::error::AuthResult;
-use crate::storage::Flusher;
 use crate::ActorEnv;
 use model::{AuditEntry, User};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -55,10 +54,9 @@ pub enum UserRegistryMessage {
 /// The actor. Configuration only; the maps live in [`UserRegistryState`].
 pub struct UserRegistry;
 
-/// State plus the group-commit handle used for replies.
+/// State plus the audit retention setting.
 pub struct Running {
     state: UserRegistryState,
-    flusher: Flusher,
     audit_retention: Option<Duration>,
 }
 
@@ -70,7 +68,7 @@ impl Actor for UserRegistry {
     async fn pre_start(&self, _me: ActorRef<Self::Msg>, env: ActorEnv) -> Result<Running, ActorProcessingErr> {
         let state = UserRegistryState::load(env.store.clone(), env.clock.clone())?;
         tracing::debug!(users = state.count(), "user registry loaded");
-        Ok(Running { state, flusher: env.store.flusher(), audit_retention: env.settings.audit_retention })
+        Ok(Running { state, audit_retention: env.settings.audit_retention })
     }
 
     async fn post_start(&self, me: ActorRef<Self::Msg>, st: &mut Running) -> Result<(), ActorProcessingErr> {
@@ -87,27 +85,27 @@ impl Actor for UserRegistry {
         st: &mut Running,
     ) -> Result<(), ActorProcessingErr> {
         use UserRegistryMessage::*;
-        let Running { state, flusher, audit_retention } = st;
+        let Running { state, audit_retention } = st;
         match msg {
-            Create { user, reply } => reply_when_durable(flusher, reply, state.create(*user)),
-            Update { id, edit, reply } => reply_when_durable(flusher, reply, state.update(id, edit)),
-            Delete { id, reply } => reply_when_durable(flusher, reply, state.delete(id)),
-            // Reads go through the flusher too: a record may have been written by a request
-            // whose own sync is still running, and nobody may see it before it is durable.
-            Get { id, reply } => reply_when_durable(flusher, reply, Ok(state.get(id))),
-            ByEmail { email, reply } => reply_when_durable(flusher, reply, Ok(state.by_email(&email))),
-            ByPhone { phone, reply } => reply_when_durable(flusher, reply, Ok(state.by_phone(&phone))),
+            Create { user, reply } => send_reply(reply, state.create(*user)),
+            Update { id, edit, reply } => send_reply(reply, state.update(id, edit)),
+            Delete { id, reply } => send_reply(reply, state.delete(id)),
+            // A read may see a write whose sync is still running; the reader's response waits
+            // for that sync too (the HTTP layer's `Actors::durable`), so nothing leaks early.
+            Get { id, reply } => send_reply(reply, Ok(state.get(id))),
+            ByEmail { email, reply } => send_reply(reply, Ok(state.by_email(&email))),
+            ByPhone { phone, reply } => send_reply(reply, Ok(state.by_phone(&phone))),
             ByIdentity { provider, provider_id, reply } => {
-                reply_when_durable(flusher, reply, Ok(state.by_identity(&provider, &provider_id)))
+                send_reply(reply, Ok(state.by_identity(&provider, &provider_id)))
             }
-            LinkCandidates { emails, reply } => reply_when_durable(flusher, reply, Ok(state.link_candidates(&emails))),
+            LinkCandidates { emails, reply } => send_reply(reply, Ok(state.link_candidates(&emails))),
             Count { reply } => {
                 let _ = reply.send(Ok(state.count()));
             }
             List { page, per_page, filter, ascending, reply } => {
                 let _ = reply.send(Ok(state.list(page, per_page, filter.as_deref(), ascending)));
             }
-            RecordAudit { entry, reply } => reply_when_durable(flusher, reply, state.record_audit(*entry)),
+            RecordAudit { entry, reply } => send_reply(reply, state.record_audit(*entry)),
             AuditPage { page, per_page, query, reply } => {
                 let _ = reply.send(Ok(state.audit_page(page, per_page, query.as_ref())));
             }
