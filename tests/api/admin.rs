@@ -1326,7 +1326,7 @@ async fn audit_records_generate_link_and_invite_users() {
     let invited = unique_email();
     generate(&server, json!({"type": "invite", "email": invited})).await;
     let signed = unique_email();
-    generate(&server, json!({"type": "signup", "email": signed})).await;
+    generate(&server, json!({"type": "signup", "email": signed, "password": PASSWORD})).await;
     let (entries, _, _) = audit(&server, "?query=author:service_role").await;
     let pairs: Vec<(&str, &str)> =
         entries.iter().map(|e| (action(e), e["payload"]["traits"]["user_email"].as_str().unwrap_or(""))).collect();

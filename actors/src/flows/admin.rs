@@ -31,6 +31,11 @@ pub struct AdminUserParams {
     pub ban_duration: Option<String>,
 }
 
+/// GoTrue's traits for an admin action on a user.
+fn user_traits<'a>(id: &'a str, user: &'a User) -> [(&'static str, &'a str); 3] {
+    [("user_id", id), ("user_email", &user.email), ("user_phone", &user.phone)]
+}
+
 fn user_not_found() -> AuthError {
     AuthError::not_found(ErrorCode::UserNotFound, "User not found")
 }
@@ -127,16 +132,19 @@ pub async fn create_user(a: &Actors, admin_role: &str, p: AdminUserParams, aud: 
         let identity = phone_identity(&user, phone, false, now);
         user.identities.push(identity);
     }
-    user.user_metadata = JsonText::from_map(&p.user_metadata.clone().unwrap_or_default());
     if p.email_confirm == Some(true) && email.is_some() {
         confirm(&mut user, Channel::Email, now);
     }
     if p.phone_confirm == Some(true) && phone.is_some() {
         confirm(&mut user, Channel::Phone, now);
     }
-    // `confirm` records the verification in user_metadata; admin-created users keep exactly the
-    // metadata they were given.
-    user.user_metadata = JsonText::from_map(&p.user_metadata.clone().unwrap_or_default());
+    // Admin-created users keep the metadata they were given; like GoTrue's `User.Confirm`, an
+    // email confirmation adds `email_verified: true` (a phone confirmation adds nothing).
+    let mut meta = p.user_metadata.clone().unwrap_or_default();
+    if user.email_confirmed_at.is_some() {
+        meta.insert("email_verified".into(), json!(true));
+    }
+    user.user_metadata = JsonText::from_map(&meta);
     refresh_providers(&mut user);
     if let Some(app) = &p.app_metadata {
         user.app_metadata = user.app_metadata.merged(app);
@@ -147,7 +155,9 @@ pub async fn create_user(a: &Actors, admin_role: &str, p: AdminUserParams, aud: 
     user.banned_until = banned;
     let user = a.users.create(user).await?;
     let id = user.id.to_string();
-    audit(a, AuditActor::Admin(admin_role), "user_signedup", &[("user_id", &id), ("user_email", &user.email)]).await?;
+    let [t1, t2, t3] = user_traits(&id, &user);
+    let provider = if user.email.is_empty() { "phone" } else { "email" };
+    audit(a, AuditActor::Admin(admin_role), "user_signedup", &[t1, t2, t3, ("provider", provider)]).await?;
     Ok(user)
 }
 
@@ -205,21 +215,16 @@ pub async fn update_user(a: &Actors, admin_role: &str, id: Uuid, p: AdminUserPar
                     }
                 }
             }
-            match params.email_confirm {
-                Some(true) if u.email_confirmed_at.is_none() && !u.email.is_empty() => {
-                    confirm(u, Channel::Email, now);
-                    u.is_anonymous = false;
-                }
-                Some(false) => u.email_confirmed_at = None,
-                _ => {}
+            // GoTrue acts on `true` only; `false` leaves confirmations as they are.
+            if params.email_confirm == Some(true) && u.email_confirmed_at.is_none() && !u.email.is_empty() {
+                confirm(u, Channel::Email, now);
+                u.is_anonymous = false;
             }
-            match params.phone_confirm {
-                Some(true) if u.phone_confirmed_at.is_none() && !u.phone.is_empty() => {
-                    confirm(u, Channel::Phone, now);
-                    u.is_anonymous = false;
-                }
-                Some(false) => u.phone_confirmed_at = None,
-                _ => {}
+            if params.phone_confirm == Some(true) && u.phone_confirmed_at.is_none() && !u.phone.is_empty() {
+                let meta = u.user_metadata.clone();
+                confirm(u, Channel::Phone, now);
+                u.user_metadata = meta; // a phone confirmation leaves user_metadata alone
+                u.is_anonymous = false;
             }
             if let Some(hash) = hash {
                 u.encrypted_password = Some(hash);
@@ -247,8 +252,7 @@ pub async fn update_user(a: &Actors, admin_role: &str, id: Uuid, p: AdminUserPar
         a.sessions.end_user_sessions(id, None).await?;
     }
     let uid = current.id.to_string();
-    audit(a, AuditActor::Admin(admin_role), "user_modified", &[("user_id", &uid), ("user_email", &updated.email)])
-        .await?;
+    audit(a, AuditActor::Admin(admin_role), "user_modified", &user_traits(&uid, &updated)).await?;
     Ok(updated)
 }
 
@@ -281,7 +285,7 @@ pub async fn delete_user(a: &Actors, admin_role: &str, id: Uuid, soft: bool) -> 
         a.users.delete(id).await?;
     }
     let uid = user.id.to_string();
-    audit(a, AuditActor::Admin(admin_role), "user_deleted", &[("user_id", &uid), ("user_email", &user.email)]).await
+    audit(a, AuditActor::Admin(admin_role), "user_deleted", &user_traits(&uid, &user)).await
 }
 
 /// `GET /admin/users`.
@@ -300,7 +304,9 @@ pub async fn audit_log(a: &Actors, page: usize, per_page: usize, query: Option<&
     let query = match query.filter(|q| !q.is_empty()) {
         None => None,
         Some(q) => {
-            let (scope, text) = q.split_once(':').unwrap_or((q, ""));
+            let (scope, text) = q.split_once(':').ok_or_else(|| {
+                AuthError::validation(format!("Invalid query scope: {q} (use author:, action: or type:)"))
+            })?;
             let text = text.trim().to_lowercase();
             Some(match scope.trim() {
                 "author" => AuditQuery::Author(text),
@@ -353,11 +359,17 @@ pub async fn generate_link(a: &Actors, admin_role: &str, input: GenerateLinkInpu
         }
         (LinkKind::Signup | LinkKind::Invite | LinkKind::MagicLink, None) => {
             // A magic link for an unknown address silently becomes a sign-up (GoTrue).
-            let kind = if kind == LinkKind::MagicLink { LinkKind::Signup } else { kind };
+            let converted = kind == LinkKind::MagicLink;
+            let kind = if converted { LinkKind::Signup } else { kind };
             let hash = match input.password.as_ref().filter(|p| !p.expose().is_empty()) {
                 Some(p) => {
                     validate::new_password(&a.settings.password, p)?;
                     Some(a.hasher.hash(p).await?)
+                }
+                // GoTrue validates a signup link like a sign-up (a magic link turned sign-up
+                // gets a random password nobody knows, i.e. none).
+                None if kind == LinkKind::Signup && !converted => {
+                    return Err(AuthError::validation("Signup requires a valid password"));
                 }
                 None => None,
             };
@@ -407,5 +419,11 @@ pub async fn generate_link(a: &Actors, admin_role: &str, input: GenerateLinkInpu
             Ok(())
         })
         .await?;
-    Ok(GeneratedLink { user, link: issued, verification_type: kind.verify_type(), redirect_to: input.redirect_to })
+    // GoTrue answers with the link type as requested (the link itself says `email_change`).
+    let verification_type = match kind {
+        LinkKind::EmailChangeCurrent => "email_change_current",
+        LinkKind::EmailChangeNew => "email_change_new",
+        other => other.verify_type(),
+    };
+    Ok(GeneratedLink { user, link: issued, verification_type, redirect_to: input.redirect_to })
 }
