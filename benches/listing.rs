@@ -14,12 +14,11 @@
 //!   client, body read in full; same two pages.
 //!
 //! Seeding: users are inserted with `actors.users.create` (no HTTP, no hashing: every user
-//! shares ONE argon2 QUICK hash computed up front), 64 creates in flight at a time so the
-//! group-committed flushes are shared. Both stores keep the server default `Durability::Sync`
-//! (the actor-level one is `Store::temporary()`, i.e. sled in `/dev/shm`; the HTTP server's is on
-//! disk under `target/tmp`): every seeded write is flushed before its create returns, so no
-//! background flush competes with the measurement (100k users seed in ~10-20 s either way; with
-//! `Durability::Relaxed` seeding was no faster, and its background flush could overlap measuring).
+//! shares ONE argon2 QUICK hash computed up front), 64 creates in flight at a time, then one
+//! `actors.durable()` so the whole seed is synced before measuring. Both stores keep the server
+//! default `Durability::Sync` (the actor-level one is `Store::temporary()`, i.e. sled in
+//! `/dev/shm`; the HTTP server's is on disk under `target/tmp`). Read-only requests find nothing
+//! to flush, so what is measured is the listing itself.
 //!
 //! Run: `cargo bench --bench listing` (full), `CI=1 cargo bench --bench listing` (short), or
 //! `cargo test --benches` (every benchmark once, as a smoke test). `LISTING_SIZES=100000,1000`
@@ -141,6 +140,8 @@ async fn seed(actors: &Actors, count: usize, hash: &str) {
         }
         next = end;
     }
+    // One group commit for the whole seed: nothing is left to flush when measuring starts.
+    actors.durable().await.expect("seed is durable");
     assert_eq!(actors.users.count().await.expect("count"), count);
     eprintln!("seeded {count} users in {:.1?}", started.elapsed());
     // Let background work after the seed (sled segment writes, allocator) settle before measuring.

@@ -16,6 +16,11 @@
 #                                                      FERROTRUE_KEYCLOAK_ISSUER
 #   * a third server with both configured as OAuth providers (generic OIDC and
 #     Keycloak), manual linking on                  -> FERROTRUE_OAUTH_URL
+#   * a send-SMS hook receiver (tests/compat/sms_hook.py) checking the Standard
+#     Webhooks signature and appending each payload as a JSON line to a file
+#                                                   -> FERROTRUE_SMS_LOG
+#   * a fourth server for the phone flows (SMS autoconfirm off, codes through
+#     that hook, email autoconfirm on)              -> FERROTRUE_PHONE_URL
 # runs both suites and stops everything. Exits non-zero if anything failed;
 # prints the server and SMTP logs in that case.
 set -euo pipefail
@@ -87,6 +92,28 @@ if [[ -z "${KC_PORT:-}" ]]; then
   echo "compat: could not pick free ports for the OAuth servers" >&2
   exit 1
 fi
+# Two more, distinct from all of those: the phone-flow server and the send-SMS hook.
+read -r PHONE_PORT HOOK_PORT < <("$PYTHON" -c '
+import socket, sys
+taken = {int(p) for p in sys.argv[1:]}
+socks = []
+while len(socks) < 2:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    if s.getsockname()[1] in taken:
+        s.close()
+        continue
+    socks.append(s)
+print(*(s.getsockname()[1] for s in socks))
+for s in socks:
+    s.close()
+' "$PORT" "$EMAIL_PORT" "$SMTP_PORT" "$OAUTH_PORT" "$OIDC_PORT" "$KC_PORT")
+if [[ -z "${HOOK_PORT:-}" ]]; then
+  echo "compat: could not pick free ports for the phone flows" >&2
+  exit 1
+fi
+# The send-SMS hook secret: 32 random bytes, as GOTRUE_HOOK_SEND_SMS_SECRETS wants it.
+SMS_HOOK_SECRET="v1,whsec_$("$PYTHON" -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())')"
 WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/ferrotrue-compat.XXXXXX")"
 DATA_DIR="$WORK_DIR/main"
 EMAIL_DATA_DIR="$WORK_DIR/email"
@@ -102,6 +129,16 @@ KC_ISSUER="http://127.0.0.1:$KC_PORT/realms/ferrotrue"
 OIDC_CLIENT_ID="ferrotrue-compat"
 OAUTH_SERVER_PID=""
 OIDC_PID=""
+PHONE_DATA_DIR="$WORK_DIR/phone"
+mkdir -p "$PHONE_DATA_DIR"
+PHONE_LOG="$WORK_DIR/server-phone.log"
+HOOK_LOG="$WORK_DIR/sms-hook.log"
+SMS_LOG="$WORK_DIR/sms.jsonl"
+: >"$SMS_LOG"
+PHONE_URL="http://127.0.0.1:$PHONE_PORT"
+HOOK_URL="http://127.0.0.1:$HOOK_PORT"
+PHONE_SERVER_PID=""
+HOOK_PID=""
 LOG="$WORK_DIR/server.log"
 EMAIL_LOG="$WORK_DIR/server-email.log"
 SMTP_LOG="$WORK_DIR/smtp.log"
@@ -139,12 +176,17 @@ cleanup() {
   stop_pid "$SMTP_PID"
   stop_pid "$OAUTH_SERVER_PID"
   stop_pid "$OIDC_PID"
+  stop_pid "$PHONE_SERVER_PID"
+  stop_pid "$HOOK_PID"
   if [[ $rc -ne 0 || $FAILED -ne 0 ]]; then
     show_log "ferrotrue server log" "$LOG"
     show_log "ferrotrue email-flow server log" "$EMAIL_LOG"
     show_log "aiosmtpd log" "$SMTP_LOG"
     show_log "ferrotrue OAuth server log" "$OAUTH_LOG"
     show_log "OpenID provider log" "$OIDC_LOG"
+    show_log "ferrotrue phone-flow server log" "$PHONE_LOG"
+    show_log "send-SMS hook log" "$HOOK_LOG"
+    show_log "send-SMS hook payloads" "$SMS_LOG"
   fi
   rm -rf "$WORK_DIR"
   exit "$rc"
@@ -258,9 +300,51 @@ env \
   "$BIN" >"$OAUTH_LOG" 2>&1 &
 OAUTH_SERVER_PID=$!
 
+echo "==> compat: starting the send-SMS hook receiver on $HOOK_URL (payloads to $SMS_LOG)"
+"$VENV/bin/python" "$HERE/sms_hook.py" "$HOOK_PORT" "$SMS_HOOK_SECRET" "$SMS_LOG" >"$HOOK_LOG" 2>&1 &
+HOOK_PID=$!
+hook_ready=0
+for _ in $(seq 1 100); do # ~10 s
+  if ! kill -0 "$HOOK_PID" 2>/dev/null; then
+    echo "compat: the send-SMS hook receiver exited before accepting connections" >&2
+    exit 1
+  fi
+  if curl -fsS -o /dev/null --max-time 1 "$HOOK_URL/" 2>/dev/null; then
+    hook_ready=1
+    break
+  fi
+  sleep 0.1
+done
+if [[ $hook_ready -ne 1 ]]; then
+  echo "compat: the send-SMS hook receiver did not accept connections within 10 s" >&2
+  exit 1
+fi
+
+echo "==> compat: starting $BIN on $PHONE_URL for the phone flows (data dir $PHONE_DATA_DIR)"
+env \
+  PORT="$PHONE_PORT" \
+  GOTRUE_API_HOST=127.0.0.1 \
+  FERROTRUE_DATA_DIR="$PHONE_DATA_DIR" \
+  GOTRUE_JWT_SECRET="$JWT_SECRET" \
+  GOTRUE_MAILER_AUTOCONFIRM=true \
+  GOTRUE_EXTERNAL_PHONE_ENABLED=true \
+  GOTRUE_SMS_AUTOCONFIRM=false \
+  GOTRUE_HOOK_SEND_SMS_ENABLED=true \
+  GOTRUE_HOOK_SEND_SMS_URI="$HOOK_URL/sms" \
+  GOTRUE_HOOK_SEND_SMS_SECRETS="$SMS_HOOK_SECRET" \
+  GOTRUE_SMS_MAX_FREQUENCY=0s \
+  GOTRUE_RATE_LIMIT_SMS_SENT=1000 \
+  GOTRUE_SMS_OTP_EXP=300 \
+  API_EXTERNAL_URL="$PHONE_URL" \
+  GOTRUE_SITE_URL=http://localhost:3000 \
+  GOTRUE_LOG_LEVEL=warn \
+  "$BIN" >"$PHONE_LOG" 2>&1 &
+PHONE_SERVER_PID=$!
+
 wait_healthy "$SERVER_PID" "$URL" "server"
 wait_healthy "$EMAIL_SERVER_PID" "$EMAIL_URL" "email-flow server"
 wait_healthy "$OAUTH_SERVER_PID" "$OAUTH_URL" "OAuth server"
+wait_healthy "$PHONE_SERVER_PID" "$PHONE_URL" "phone-flow server"
 oidc_ready=0
 for _ in $(seq 1 200); do # ~20 s
   if ! kill -0 "$OIDC_PID" 2>/dev/null; then
@@ -288,6 +372,8 @@ export FERROTRUE_OAUTH_URL="$OAUTH_URL"
 export FERROTRUE_OIDC_ISSUER="$OIDC_ISSUER"
 export FERROTRUE_KEYCLOAK_ISSUER="$KC_ISSUER"
 export FERROTRUE_OIDC_CLIENT_ID="$OIDC_CLIENT_ID"
+export FERROTRUE_PHONE_URL="$PHONE_URL"
+export FERROTRUE_SMS_LOG="$SMS_LOG"
 
 # ---- suites -----------------------------------------------------------------
 echo

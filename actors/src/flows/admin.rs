@@ -72,20 +72,6 @@ async fn password_hash(a: &Actors, p: &AdminUserParams) -> AuthResult<Option<Str
     }
 }
 
-fn phone_identity(user: &User, phone: &str, verified: bool, now: crate::clock::Timestamp) -> Identity {
-    let data = json!({"sub": user.id.to_string(), "phone": phone, "email_verified": false, "phone_verified": verified});
-    Identity {
-        id: Uuid::new_v4(),
-        provider_id: user.id.to_string(),
-        provider: "phone".into(),
-        identity_data: JsonText(data.to_string()),
-        email: String::new(),
-        last_sign_in_at: None,
-        created_at: now,
-        updated_at: now,
-    }
-}
-
 /// `POST /admin/users`. Ignores `DISABLE_SIGNUP`.
 pub async fn create_user(a: &Actors, admin_role: &str, p: AdminUserParams, aud: &str) -> AuthResult<User> {
     let email = p.email.as_deref().filter(|e| !e.is_empty()).map(validate::email).transpose()?;
@@ -129,7 +115,7 @@ pub async fn create_user(a: &Actors, admin_role: &str, p: AdminUserParams, aud: 
     user.confirmation_sent_at = None;
     if let (Some(_), Some(phone)) = (&email, &phone) {
         user.phone = phone.clone();
-        let identity = phone_identity(&user, phone, false, now);
+        let identity = Identity::for_address(user.id, "phone", phone, false, now);
         user.identities.push(identity);
     }
     if p.email_confirm == Some(true) && email.is_some() {
@@ -185,19 +171,7 @@ pub async fn update_user(a: &Actors, admin_role: &str, id: Uuid, p: AdminUserPar
                         identity.email = email;
                         identity.updated_at = now;
                     }
-                    None => {
-                        let data = json!({"sub": u.id.to_string(), "email": email, "email_verified": false, "phone_verified": false});
-                        u.identities.push(Identity {
-                            id: Uuid::new_v4(),
-                            provider_id: u.id.to_string(),
-                            provider: "email".into(),
-                            identity_data: JsonText(data.to_string()),
-                            email,
-                            last_sign_in_at: None,
-                            created_at: now,
-                            updated_at: now,
-                        });
-                    }
+                    None => u.identities.push(Identity::for_address(u.id, "email", &email, false, now)),
                 }
             }
             if let Some(phone) = phone.filter(|ph| *ph != u.phone) {
@@ -210,7 +184,7 @@ pub async fn update_user(a: &Actors, admin_role: &str, id: Uuid, p: AdminUserPar
                         identity.updated_at = now;
                     }
                     None => {
-                        let identity = phone_identity(u, &phone, false, now);
+                        let identity = Identity::for_address(u.id, "phone", &phone, false, now);
                         u.identities.push(identity);
                     }
                 }

@@ -13,7 +13,6 @@ use crate::otp_issuer::OneTimeToken;
 use crate::user_registry::model::{Identity, JsonText, User};
 use crate::Actors;
 use serde_json::{json, Value};
-use uuid::Uuid;
 
 /// GoTrue's message for the first half of a secure email change.
 pub const EMAIL_CHANGE_HALF_MSG: &str =
@@ -272,20 +271,7 @@ pub(crate) fn apply_email_change(u: &mut User, now: crate::clock::Timestamp) -> 
             identity.email = email;
             identity.updated_at = now;
         }
-        None => {
-            let data =
-                json!({"sub": u.id.to_string(), "email": email, "email_verified": true, "phone_verified": false});
-            u.identities.push(Identity {
-                id: Uuid::new_v4(),
-                provider_id: u.id.to_string(),
-                provider: "email".into(),
-                identity_data: JsonText(data.to_string()),
-                email,
-                last_sign_in_at: None,
-                created_at: now,
-                updated_at: now,
-            });
-        }
+        None => u.identities.push(Identity::for_address(u.id, "email", &email, true, now)),
     }
     refresh_providers(u);
     Ok(())
@@ -309,20 +295,7 @@ pub(crate) fn apply_phone_change(u: &mut User, now: crate::clock::Timestamp) -> 
             identity.identity_data = JsonText::from_map(&data);
             identity.updated_at = now;
         }
-        None => {
-            let data =
-                json!({"sub": u.id.to_string(), "phone": phone, "email_verified": false, "phone_verified": true});
-            u.identities.push(Identity {
-                id: Uuid::new_v4(),
-                provider_id: u.id.to_string(),
-                provider: "phone".into(),
-                identity_data: JsonText(data.to_string()),
-                email: String::new(),
-                last_sign_in_at: None,
-                created_at: now,
-                updated_at: now,
-            });
-        }
+        None => u.identities.push(Identity::for_address(u.id, "phone", &phone, true, now)),
     }
     let mut meta = u.user_metadata.to_map();
     meta.insert("phone_verified".into(), json!(true));

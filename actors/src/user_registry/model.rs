@@ -104,6 +104,29 @@ pub struct Identity {
     pub updated_at: Timestamp,
 }
 
+impl Identity {
+    /// The identity of an email or phone login (`provider` is `email` or `phone`): its subject
+    /// is the user id, its data `{sub, email|phone, email_verified, phone_verified}`.
+    pub fn for_address(user_id: Uuid, provider: &str, address: &str, verified: bool, now: Timestamp) -> Identity {
+        let is_email = provider == "email";
+        let mut data = serde_json::Map::new();
+        data.insert("sub".into(), serde_json::json!(user_id.to_string()));
+        data.insert(provider.into(), serde_json::json!(address));
+        data.insert("email_verified".into(), serde_json::json!(is_email && verified));
+        data.insert("phone_verified".into(), serde_json::json!(!is_email && verified));
+        Identity {
+            id: Uuid::new_v4(),
+            provider_id: user_id.to_string(),
+            provider: provider.into(),
+            identity_data: JsonText::from_map(&data),
+            email: if is_email { address.to_owned() } else { String::new() },
+            last_sign_in_at: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 /// One audit-log entry (GoTrue's `audit_log_entries`): who did what, when, from where.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {
