@@ -2,6 +2,8 @@
 //! Every test starts the real server on an ephemeral loopback port with a temporary sled
 //! directory and talks real HTTP to it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on the unexpected
+
 mod admin;
 mod cli;
 mod common;

@@ -190,7 +190,8 @@ test('updateUserById: metadata merge, ban_duration bans and "none" unbans', asyn
 
   const merged = await admin.updateUserById(user.id, { user_metadata: { a: null, b: 2 }, app_metadata: { tier: 'gold' } })
   assertNoError(merged.error, 'updateUserById metadata')
-  assert.deepEqual(merged.data.user.user_metadata, { keep: true, b: 2 })
+  // email_confirm: true merged email_verified (GoTrue's Confirm); a: null deleted a.
+  assert.deepEqual(merged.data.user.user_metadata, { keep: true, b: 2, email_verified: true })
   assert.equal(merged.data.user.app_metadata.tier, 'gold')
   assert.equal(merged.data.user.app_metadata.provider, 'email')
 

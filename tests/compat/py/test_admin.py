@@ -180,7 +180,8 @@ def test_update_user_metadata_ban_and_password(admin, make_client):
     session = make_client().sign_in_with_password({"email": email, "password": password}).session
 
     merged = admin.update_user_by_id(user.id, {"user_metadata": {"a": None, "b": 2}, "app_metadata": {"tier": "gold"}})
-    assert merged.user.user_metadata == {"keep": True, "b": 2}
+    # email_confirm: True merged email_verified (GoTrue's Confirm); a: None deleted a.
+    assert merged.user.user_metadata == {"keep": True, "b": 2, "email_verified": True}
     assert merged.user.app_metadata["tier"] == "gold"
     assert merged.user.app_metadata["provider"] == "email"
 
