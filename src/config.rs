@@ -185,8 +185,14 @@ fn read_sms(env: &mut Env<'_>, sms: &mut SmsSettings, autoconfirm: bool) {
     }
     if env.bool("GOTRUE_HOOK_SEND_SMS_ENABLED", false) {
         let uri = env.string("GOTRUE_HOOK_SEND_SMS_URI", "");
-        let local = ["http://localhost", "http://127.0.0.1", "http://[::1]", "http://host.docker.internal"];
-        let uri_ok = uri.starts_with("https://") || local.iter().any(|p| uri.starts_with(p));
+        // https anywhere; plain http only to this machine (GoTrue compares the parsed host).
+        let uri_ok = match url::Url::parse(&uri) {
+            Ok(u) if u.scheme() == "https" => true,
+            Ok(u) if u.scheme() == "http" => {
+                matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]" | "::1" | "host.docker.internal"))
+            }
+            _ => false,
+        };
         if !uri_ok {
             env.errors.push(format!("GOTRUE_HOOK_SEND_SMS_URI={uri:?} must be https:// (or http:// to localhost)"));
         }
@@ -484,13 +490,20 @@ mod tests {
         );
         assert_eq!(s.otp_exp, Duration::from_secs(120));
         assert_eq!(s.hook.as_ref().unwrap().uri, "http://localhost:9000/sms");
-        let bad = vars(&[
-            ("GOTRUE_JWT_SECRET", "s"),
-            ("GOTRUE_HOOK_SEND_SMS_ENABLED", "true"),
-            ("GOTRUE_HOOK_SEND_SMS_URI", "http://evil.example/sms"),
-            ("GOTRUE_HOOK_SEND_SMS_SECRETS", "v1,whsec_AAAA"),
-        ]);
-        assert!(Config::from_vars(&bad).unwrap_err().to_string().contains("GOTRUE_HOOK_SEND_SMS_URI"));
+        for uri in [
+            "http://evil.example/sms",
+            "http://localhost@evil.example/sms",
+            "http://127.0.0.1.nip.io/sms",
+            "ftp://localhost/x",
+        ] {
+            let bad = vars(&[
+                ("GOTRUE_JWT_SECRET", "s"),
+                ("GOTRUE_HOOK_SEND_SMS_ENABLED", "true"),
+                ("GOTRUE_HOOK_SEND_SMS_URI", uri),
+                ("GOTRUE_HOOK_SEND_SMS_SECRETS", "v1,whsec_AAAA"),
+            ]);
+            assert!(Config::from_vars(&bad).unwrap_err().to_string().contains("GOTRUE_HOOK_SEND_SMS_URI"), "{uri}");
+        }
     }
 
     #[test]

@@ -757,7 +757,13 @@ async fn soft_delete_keeps_a_tombstone() {
     let phone = unique_phone();
     let user = create(
         &server,
-        json!({"email": email, "phone": phone, "password": PASSWORD, "email_confirm": true, "user_metadata": {"full_name": "Gone"}}),
+        json!({
+            "email": email,
+            "phone": phone,
+            "password": PASSWORD,
+            "email_confirm": true,
+            "user_metadata": {"full_name": "Gone"},
+        }),
     )
     .await;
     let id = id_of(&user);
@@ -979,7 +985,13 @@ async fn generate_link_signup() {
     let email = unique_email();
     let link = generate(
         &server,
-        json!({"type": "signup", "email": email, "password": "gen-password-1", "data": {"full_name": "Gen"}, "redirect_to": redirect}),
+        json!({
+            "type": "signup",
+            "email": email,
+            "password": "gen-password-1",
+            "data": {"full_name": "Gen"},
+            "redirect_to": redirect,
+        }),
     )
     .await;
     assert_eq!(link["verification_type"], "signup");
@@ -1016,7 +1028,8 @@ async fn generate_link_signup() {
     assert_eq!(session["user"]["email"], email);
 
     // A redirect_to outside the allow list falls back to the site URL.
-    let body = json!({"type": "signup", "email": unique_email(), "password": PASSWORD, "redirect_to": "https://evil.example.org/x"});
+    let evil = "https://evil.example.org/x";
+    let body = json!({"type": "signup", "email": unique_email(), "password": PASSWORD, "redirect_to": evil});
     let link = generate(&server, body).await;
     assert_eq!(link["redirect_to"], "http://localhost:3000");
 

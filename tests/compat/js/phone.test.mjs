@@ -127,7 +127,7 @@ test('phone signUp sends a code through the hook; verifyOtp(sms) confirms; passw
 
   // Unconfirmed: the password alone does not sign in.
   const early = await makePhoneClient().client.signInWithPassword({ phone, password })
-  assert.ok(early.error, 'password sign-in before confirmation must fail')
+  assertApiErr(early.error, 400, 'phone_not_confirmed', 'signInWithPassword before confirmation')
   assert.equal(early.data.session, null)
 
   const v = await client.verifyOtp({ phone, token: sms.sms.otp, type: 'sms' })
@@ -238,6 +238,11 @@ test("updateUser({phone}) on an e-mail user sends a code to the new number; veri
   assert.equal(got.user.email, email)
   assert.ok(got.user.phone_confirmed_at, 'phone_confirmed_at is set')
   assert.ok(!got.user.new_phone, `new_phone is cleared: ${got.user.new_phone}`)
+  // GoTrue adds a phone identity when a phone change is confirmed on a user without one.
+  const phoneIdentity = (got.user.identities || []).find((i) => i.provider === 'phone')
+  assert.ok(phoneIdentity, `phone identity: ${JSON.stringify(got.user.identities)}`)
+  assert.equal(phoneIdentity.identity_data.phone, digits)
+  assert.ok((got.user.identities || []).some((i) => i.provider === 'email'), 'the email identity stays')
 })
 
 test('a wrong code is otp_expired (403) and leaves the right one usable; a used code is spent; an invalid phone is validation_failed', async () => {
