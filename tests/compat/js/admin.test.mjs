@@ -106,7 +106,11 @@ test('createUser: confirmed email user with metadata; getUserById; the password 
 test('createUser: phone user, duplicates and missing address are API errors', async () => {
   const admin = makeAdmin()
   const phone = randomPhoneDigits()
-  const { data, error } = await admin.createUser({ phone: `+${phone}`, password: randomPassword(), phone_confirm: true })
+  const { data, error } = await admin.createUser({
+    phone: `+${phone}`,
+    password: randomPassword(),
+    phone_confirm: true,
+  })
   assertNoError(error, 'createUser phone')
   assert.equal(data.user.phone, phone)
   assert.equal(typeof data.user.phone_confirmed_at, 'string')
@@ -188,7 +192,10 @@ test('updateUserById: metadata merge, ban_duration bans and "none" unbans', asyn
   const before = await client.signInWithPassword({ email, password })
   assertNoError(before.error, 'sign in before the ban')
 
-  const merged = await admin.updateUserById(user.id, { user_metadata: { a: null, b: 2 }, app_metadata: { tier: 'gold' } })
+  const merged = await admin.updateUserById(user.id, {
+    user_metadata: { a: null, b: 2 },
+    app_metadata: { tier: 'gold' },
+  })
   assertNoError(merged.error, 'updateUserById metadata')
   // email_confirm: true merged email_verified (GoTrue's Confirm); a: null deleted a.
   assert.deepEqual(merged.data.user.user_metadata, { keep: true, b: 2, email_verified: true })
@@ -242,7 +249,8 @@ test('deleteUser: hard delete removes the user; soft delete leaves a tombstone',
   assertNoError(tomb.error, 'getUserById of a soft-deleted user')
   assert.equal(typeof tomb.data.user.deleted_at, 'string')
   assert.notEqual(tomb.data.user.email, soft.email)
-  assertAuthError((await signIn(soft.email, soft.password)).error, 400, 'invalid_credentials', 'sign in after soft delete')
+  const afterSoft = await signIn(soft.email, soft.password)
+  assertAuthError(afterSoft.error, 400, 'invalid_credentials', 'sign in after soft delete')
   assertApiError(await rawRefresh(softSession.refresh_token), 400, 'refresh_token_not_found')
 })
 
@@ -294,7 +302,10 @@ test('generateLink: signup / magiclink properties and user; the link, code and h
   assertNoError(magic.error, 'generateLink magiclink')
   assert.equal(magic.data.properties.verification_type, 'magiclink')
   assert.equal(magic.data.user.id, existing.user.id)
-  const byHash = await makeClient().client.verifyOtp({ token_hash: magic.data.properties.hashed_token, type: 'magiclink' })
+  const byHash = await makeClient().client.verifyOtp({
+    token_hash: magic.data.properties.hashed_token,
+    type: 'magiclink',
+  })
   assertNoError(byHash.error, 'verifyOtp with token_hash')
   assert.equal(byHash.data.user.id, existing.user.id)
 
