@@ -132,26 +132,14 @@ fn pagination(req: &Req) -> AuthResult<(usize, usize)> {
 }
 
 /// `X-Total-Count` and GoTrue's `Link` header (`page` first: auth-js reads the character after
-/// the first `=`). Other query keys (`filter`, `sort`, `query`) follow, so following a link keeps
-/// the listing's filter.
-fn paginate(mut resp: Resp, req: &Req, path: &str, page: usize, per_page: usize, total: usize) -> Resp {
+/// the first `=`).
+fn paginate(mut resp: Resp, path: &str, page: usize, per_page: usize, total: usize) -> Resp {
     let last = total.div_ceil(per_page).max(1);
-    let mut rest: Vec<(&String, &String)> =
-        req.query.iter().filter(|(k, v)| k.as_str() != "page" && k.as_str() != "per_page" && !v.is_empty()).collect();
-    rest.sort();
-    let extra: String = rest
-        .into_iter()
-        .fold(url::form_urlencoded::Serializer::new(String::new()), |mut s, (k, v)| {
-            s.append_pair(k, v);
-            s
-        })
-        .finish();
-    let extra = if extra.is_empty() { extra } else { format!("&{extra}") };
     let mut links = Vec::new();
     if page < last {
-        links.push(format!("<{path}?page={}&per_page={per_page}{extra}>; rel=\"next\"", page + 1));
+        links.push(format!("<{path}?page={}&per_page={per_page}>; rel=\"next\"", page + 1));
     }
-    links.push(format!("<{path}?page={last}&per_page={per_page}{extra}>; rel=\"last\""));
+    links.push(format!("<{path}?page={last}&per_page={per_page}>; rel=\"last\""));
     let headers = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&total.to_string()) {
         headers.insert("x-total-count", v);
@@ -179,7 +167,7 @@ async fn list_users(cx: &Ctx, req: &Req, path: &str) -> AuthResult<Resp> {
     let listed = admin::list_users(&cx.actors, page, per_page, filter, ascending).await?;
     let users: Vec<UserJson> = listed.items.iter().map(UserJson::from).collect();
     let body = json!({"users": users, "aud": cx.config.settings.jwt.aud});
-    Ok(paginate(response::json_value(StatusCode::OK, &body), req, path, page, per_page, listed.total))
+    Ok(paginate(response::json_value(StatusCode::OK, &body), path, page, per_page, listed.total))
 }
 
 async fn create_user(cx: &Ctx, req: &Req, role: &str) -> AuthResult<Resp> {
@@ -253,5 +241,5 @@ async fn audit(cx: &Ctx, req: &Req, path: &str) -> AuthResult<Resp> {
             })
         })
         .collect();
-    Ok(paginate(response::json_value(StatusCode::OK, &Value::Array(entries)), req, path, page, per_page, listed.total))
+    Ok(paginate(response::json_value(StatusCode::OK, &Value::Array(entries)), path, page, per_page, listed.total))
 }
