@@ -1378,3 +1378,13 @@ async fn audit_retention_setting_is_accepted() {
     let (entries, total, _) = audit(&server, "").await;
     assert!(total >= 1 && entries.iter().any(|e| action(e) == "user_signedup"), "{entries:?}");
 }
+
+#[tokio::test]
+async fn update_with_an_empty_password_is_a_weak_password() {
+    // GoTrue checks the strength of any password given to PUT, the empty one included.
+    let server = TestServer::start().await;
+    let user = create(&server, json!({"email": unique_email(), "password": PASSWORD, "email_confirm": true})).await;
+    let resp =
+        admin(&server, Method::PUT, &format!("/admin/users/{}", id_of(&user)), Some(json!({"password": ""}))).await;
+    assert_error(resp, 422, "weak_password").await;
+}

@@ -56,9 +56,11 @@ fn banned_until(a: &Actors, raw: &str) -> AuthResult<Option<crate::clock::Timest
 }
 
 /// Hash for a new password (strength-checked) or an imported hash (format-checked).
-async fn password_hash(a: &Actors, p: &AdminUserParams) -> AuthResult<Option<String>> {
-    match (p.password.as_ref().filter(|s| !s.expose().is_empty()), p.password_hash.as_deref().filter(|h| !h.is_empty()))
-    {
+/// On update an empty `password` is checked (and refused) like any other, as GoTrue does; on
+/// create it means "no password".
+async fn password_hash(a: &Actors, p: &AdminUserParams, updating: bool) -> AuthResult<Option<String>> {
+    let password = p.password.as_ref().filter(|s| updating || !s.expose().is_empty());
+    match (password, p.password_hash.as_deref().filter(|h| !h.is_empty())) {
         (Some(_), Some(_)) => Err(AuthError::validation("Only a password or a password hash should be provided")),
         (Some(password), None) => {
             validate::new_password(&a.settings.password, password)?;
@@ -95,7 +97,7 @@ pub async fn create_user(a: &Actors, admin_role: &str, p: AdminUserParams, aud: 
             ));
         }
     }
-    let hash = password_hash(a, &p).await?;
+    let hash = password_hash(a, &p, false).await?;
     let banned = p.ban_duration.as_deref().map(|d| banned_until(a, d)).transpose()?.flatten();
     let now = a.clock.now();
     let aud = p.aud.clone().filter(|x| !x.is_empty()).unwrap_or_else(|| aud.to_owned());
@@ -153,7 +155,7 @@ pub async fn update_user(a: &Actors, admin_role: &str, id: Uuid, p: AdminUserPar
     let current = get_user(a, id).await?;
     let email = p.email.as_deref().filter(|e| !e.is_empty()).map(validate::email).transpose()?;
     let phone = p.phone.as_deref().filter(|e| !e.is_empty()).map(validate::phone).transpose()?;
-    let hash = password_hash(a, &p).await?;
+    let hash = password_hash(a, &p, true).await?;
     let ban = p.ban_duration.as_deref().map(|d| banned_until(a, d)).transpose()?;
     let now = a.clock.now();
     let password_changed = hash.is_some();
