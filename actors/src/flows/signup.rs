@@ -240,31 +240,13 @@ pub(crate) fn new_user(
     };
     let mut user = User {
         id,
-        aud: aud.to_owned(),
-        role: a.settings.jwt.default_group.clone(),
         email: if channel == Channel::Email { address.to_owned() } else { String::new() },
         phone: if channel == Channel::Phone { address.to_owned() } else { String::new() },
         encrypted_password: password_hash,
-        email_confirmed_at: None,
-        phone_confirmed_at: None,
-        invited_at: None,
-        confirmation_sent_at: None,
-        recovery_sent_at: None,
-        new_email: String::new(),
-        email_change_sent_at: None,
-        new_phone: String::new(),
-        phone_change_sent_at: None,
-        reauthentication_sent_at: None,
-        last_sign_in_at: None,
         app_metadata: JsonText::from_map(&provider_metadata(provider)),
         user_metadata: JsonText::from_map(&identity_data),
         identities: vec![identity],
-        created_at: now,
-        updated_at: now,
-        banned_until: None,
-        deleted_at: None,
-        is_anonymous: false,
-        is_sso_user: false,
+        ..User::blank(aud, &a.settings.jwt.default_group, now)
     };
     if confirmed {
         confirm(&mut user, channel, now);

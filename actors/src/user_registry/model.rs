@@ -76,6 +76,39 @@ pub struct User {
 }
 
 impl User {
+    /// A user with nothing set but its id, audience, role and creation time; callers fill in
+    /// the rest with struct-update syntax (`User { email, ..User::blank(..) }`).
+    pub fn blank(aud: &str, role: &str, now: Timestamp) -> User {
+        User {
+            id: Uuid::new_v4(),
+            aud: aud.to_owned(),
+            role: role.to_owned(),
+            email: String::new(),
+            phone: String::new(),
+            encrypted_password: None,
+            email_confirmed_at: None,
+            phone_confirmed_at: None,
+            invited_at: None,
+            confirmation_sent_at: None,
+            recovery_sent_at: None,
+            new_email: String::new(),
+            email_change_sent_at: None,
+            new_phone: String::new(),
+            phone_change_sent_at: None,
+            reauthentication_sent_at: None,
+            last_sign_in_at: None,
+            app_metadata: JsonText::empty(),
+            user_metadata: JsonText::empty(),
+            identities: Vec::new(),
+            created_at: now,
+            updated_at: now,
+            banned_until: None,
+            deleted_at: None,
+            is_anonymous: false,
+            is_sso_user: false,
+        }
+    }
+
     /// GoTrue's generated `confirmed_at`: the earlier of the two confirmations.
     pub fn confirmed_at(&self) -> Option<Timestamp> {
         match (self.email_confirmed_at, self.phone_confirmed_at) {

@@ -396,32 +396,12 @@ mod tests {
 
     pub(crate) fn sample_user(email: &str, phone: &str) -> User {
         User {
-            id: Uuid::new_v4(),
-            aud: "authenticated".into(),
-            role: "authenticated".into(),
             email: email.into(),
             phone: phone.into(),
             encrypted_password: Some("$argon2id$x".into()),
             email_confirmed_at: Some(Timestamp(1)),
-            phone_confirmed_at: None,
-            invited_at: None,
-            confirmation_sent_at: None,
-            recovery_sent_at: None,
-            new_email: String::new(),
-            email_change_sent_at: None,
-            new_phone: String::new(),
-            phone_change_sent_at: None,
-            reauthentication_sent_at: None,
-            last_sign_in_at: None,
             app_metadata: JsonText(r#"{"provider":"email"}"#.into()),
-            user_metadata: JsonText::empty(),
-            identities: Vec::new(),
-            created_at: Timestamp(1),
-            updated_at: Timestamp(1),
-            banned_until: None,
-            deleted_at: None,
-            is_anonymous: false,
-            is_sso_user: false,
+            ..User::blank("authenticated", "authenticated", Timestamp(1))
         }
     }
 

@@ -263,32 +263,11 @@ fn new_external_user(a: &Actors, provider: &str, sub: &str, email: &str, data: &
     app.insert("provider".into(), json!(provider));
     app.insert("providers".into(), json!([provider]));
     User {
-        id: Uuid::new_v4(),
-        aud: aud.to_owned(),
-        role: a.settings.jwt.default_group.clone(),
         email: email.to_owned(),
-        phone: String::new(),
-        encrypted_password: None,
-        email_confirmed_at: None,
-        phone_confirmed_at: None,
-        invited_at: None,
-        confirmation_sent_at: None,
-        recovery_sent_at: None,
-        new_email: String::new(),
-        email_change_sent_at: None,
-        new_phone: String::new(),
-        phone_change_sent_at: None,
-        reauthentication_sent_at: None,
-        last_sign_in_at: None,
         app_metadata: JsonText::from_map(&app),
         user_metadata: JsonText::from_map(data),
         identities: vec![new_identity(provider, sub, data, now)],
-        created_at: now,
-        updated_at: now,
-        banned_until: None,
-        deleted_at: None,
-        is_anonymous: false,
-        is_sso_user: false,
+        ..User::blank(aud, &a.settings.jwt.default_group, now)
     }
 }
 
@@ -412,32 +391,9 @@ mod tests {
 
     fn new_user_for_test() -> User {
         User {
-            id: Uuid::new_v4(),
-            aud: "authenticated".into(),
-            role: "authenticated".into(),
             email: "a@example.com".into(),
-            phone: String::new(),
-            encrypted_password: None,
-            email_confirmed_at: None,
-            phone_confirmed_at: None,
-            invited_at: None,
-            confirmation_sent_at: None,
-            recovery_sent_at: None,
-            new_email: String::new(),
-            email_change_sent_at: None,
-            new_phone: String::new(),
-            phone_change_sent_at: None,
-            reauthentication_sent_at: None,
-            last_sign_in_at: None,
             app_metadata: JsonText(r#"{"provider":"email"}"#.into()),
-            user_metadata: JsonText::empty(),
-            identities: Vec::new(),
-            created_at: Timestamp(1),
-            updated_at: Timestamp(1),
-            banned_until: None,
-            deleted_at: None,
-            is_anonymous: false,
-            is_sso_user: false,
+            ..User::blank("authenticated", "authenticated", Timestamp(1))
         }
     }
 }
