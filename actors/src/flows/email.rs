@@ -150,6 +150,37 @@ pub struct Link<'a> {
     pub new_email: &'a str,
 }
 
+/// The per-user send spacing clock of a link kind: GoTrue's `*_sent_at` column.
+fn sent_at(user: &User, kind: LinkKind) -> Option<Timestamp> {
+    match kind {
+        LinkKind::Signup | LinkKind::Invite => user.confirmation_sent_at,
+        LinkKind::MagicLink | LinkKind::Recovery => user.recovery_sent_at,
+        LinkKind::EmailChangeCurrent | LinkKind::EmailChangeNew => user.email_change_sent_at,
+        LinkKind::Reauthentication => user.reauthentication_sent_at,
+    }
+}
+
+/// The common shape of a user-requested mail: spacing check on the kind's clock, send, then
+/// start the clock — only after a successful send, so a failed delivery can be retried at once.
+/// Returns the user with the clock stamped.
+pub async fn send_spaced(a: &Actors, user: &User, link: Link<'_>) -> AuthResult<User> {
+    let kind = link.kind;
+    check_spacing(a, sent_at(user, kind))?;
+    send_link(a, user, link).await?;
+    let now = a.clock.now();
+    a.users
+        .update(user.id, move |u| {
+            match kind {
+                LinkKind::Signup | LinkKind::Invite => u.confirmation_sent_at = Some(now),
+                LinkKind::MagicLink | LinkKind::Recovery => u.recovery_sent_at = Some(now),
+                LinkKind::EmailChangeCurrent | LinkKind::EmailChangeNew => u.email_change_sent_at = Some(now),
+                LinkKind::Reauthentication => u.reauthentication_sent_at = Some(now),
+            }
+            Ok(())
+        })
+        .await
+}
+
 /// A token as issued, before (or instead of) mailing it.
 #[derive(Debug, Clone)]
 pub struct IssuedLink {

@@ -1,7 +1,7 @@
 //! `POST /otp` (email branch) and `POST /magiclink`. Port of otp.go / magic_link.go
 //! (SPEC §1.4, §1.5).
 
-use super::email::{check_spacing, send_link, Link, LinkKind, Pkce};
+use super::email::{send_spaced, Link, LinkKind, Pkce};
 use super::signup::{new_user, Channel};
 use super::{audit, validate, AuditActor};
 use crate::error::{AuthError, AuthResult, ErrorCode};
@@ -107,41 +107,11 @@ pub async fn magic_link(a: &Actors, input: OtpInput) -> AuthResult<()> {
             user
         }
     };
-    let now = a.clock.now();
-    if user.email_confirmed_at.is_none() {
-        check_spacing(a, user.confirmation_sent_at)?;
-        let link = Link {
-            kind: LinkKind::Signup,
-            address: &email,
-            redirect_to: &input.redirect_to,
-            pkce: input.pkce.as_ref(),
-            new_email: "",
-        };
-        send_link(a, &user, link).await?;
-        audit(a, AuditActor::User(&user), "user_confirmation_requested", &[]).await?;
-        a.users
-            .update(user.id, move |u| {
-                u.confirmation_sent_at = Some(now);
-                Ok(())
-            })
-            .await?;
-        return Ok(());
-    }
-    check_spacing(a, user.recovery_sent_at)?;
-    let link = Link {
-        kind: LinkKind::MagicLink,
-        address: &email,
-        redirect_to: &input.redirect_to,
-        pkce: input.pkce.as_ref(),
-        new_email: "",
-    };
-    send_link(a, &user, link).await?;
-    audit(a, AuditActor::User(&user), "user_recovery_requested", &[]).await?;
-    a.users
-        .update(user.id, move |u| {
-            u.recovery_sent_at = Some(now);
-            Ok(())
-        })
-        .await?;
+    let kind = if user.email_confirmed_at.is_none() { LinkKind::Signup } else { LinkKind::MagicLink };
+    let link =
+        Link { kind, address: &email, redirect_to: &input.redirect_to, pkce: input.pkce.as_ref(), new_email: "" };
+    send_spaced(a, &user, link).await?;
+    let action = if kind == LinkKind::Signup { "user_confirmation_requested" } else { "user_recovery_requested" };
+    audit(a, AuditActor::User(&user), action, &[]).await?;
     Ok(())
 }

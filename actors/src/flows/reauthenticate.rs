@@ -2,7 +2,7 @@
 //! reauthenticate.go (SPEC §1.14).
 
 use super::auth::Authenticated;
-use super::email::{check_spacing, send_link, token_hash, Link, LinkKind};
+use super::email::{send_spaced, token_hash, Link, LinkKind};
 use super::{audit, AuditActor};
 use crate::crypto::secure_eq;
 use crate::error::{AuthError, AuthResult, ErrorCode};
@@ -35,18 +35,10 @@ pub async fn reauthenticate(a: &Actors, auth: Authenticated) -> AuthResult<Strin
     if user.email_confirmed_at.is_none() {
         return Err(AuthError::unprocessable(ErrorCode::EmailNotConfirmed, "Please verify your email first."));
     }
-    check_spacing(a, user.reauthentication_sent_at)?;
     let link =
         Link { kind: LinkKind::Reauthentication, address: &user.email, redirect_to: "", pkce: None, new_email: "" };
-    send_link(a, &user, link).await?;
+    send_spaced(a, &user, link).await?;
     audit(a, AuditActor::User(&user), "user_reauthenticate_requested", &[]).await?;
-    let now = a.clock.now();
-    a.users
-        .update(user.id, move |u| {
-            u.reauthentication_sent_at = Some(now);
-            Ok(())
-        })
-        .await?;
     Ok(String::new())
 }
 

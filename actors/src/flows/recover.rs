@@ -1,6 +1,6 @@
 //! `POST /recover`. Port of recover.go (SPEC §1.8): never reveals whether the address exists.
 
-use super::email::{check_spacing, send_link, Link, LinkKind, Pkce};
+use super::email::{send_spaced, Link, LinkKind, Pkce};
 use super::{audit, validate, AuditActor};
 use crate::error::{AuthError, AuthResult, ErrorCode};
 use crate::Actors;
@@ -15,16 +15,8 @@ pub async fn recover(a: &Actors, email: &str, redirect_to: &str, pkce: Option<Pk
     }
     let email = validate::email(email)?;
     let Some(user) = a.users.by_email(&email).await? else { return Ok(()) };
-    check_spacing(a, user.recovery_sent_at)?;
     let link = Link { kind: LinkKind::Recovery, address: &email, redirect_to, pkce: pkce.as_ref(), new_email: "" };
-    send_link(a, &user, link).await?;
+    send_spaced(a, &user, link).await?;
     audit(a, AuditActor::User(&user), "user_recovery_requested", &[]).await?;
-    let now = a.clock.now();
-    a.users
-        .update(user.id, move |u| {
-            u.recovery_sent_at = Some(now);
-            Ok(())
-        })
-        .await?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `POST /resend`. Port of resend.go (SPEC §1.9): unknown users, confirmed sign-ups and absent
 //! email changes are a silent `{}`.
 
-use super::email::{check_spacing, send_link, Link, LinkKind, Pkce};
+use super::email::{send_spaced, Link, LinkKind, Pkce};
 use super::user::send_email_change;
 use super::validate;
 use crate::error::{AuthError, AuthResult};
@@ -29,12 +29,10 @@ pub async fn resend(a: &Actors, input: ResendInput) -> AuthResult<()> {
     }
     let email = validate::email(&input.email)?;
     let Some(user) = a.users.by_email(&email).await? else { return Ok(()) };
-    let now = a.clock.now();
     if input.kind == "signup" {
         if user.email_confirmed_at.is_some() {
             return Ok(());
         }
-        check_spacing(a, user.confirmation_sent_at)?;
         let link = Link {
             kind: LinkKind::Signup,
             address: &email,
@@ -42,13 +40,7 @@ pub async fn resend(a: &Actors, input: ResendInput) -> AuthResult<()> {
             pkce: input.pkce.as_ref(),
             new_email: "",
         };
-        send_link(a, &user, link).await?;
-        a.users
-            .update(user.id, move |u| {
-                u.confirmation_sent_at = Some(now);
-                Ok(())
-            })
-            .await?;
+        send_spaced(a, &user, link).await?;
         return Ok(());
     }
     if user.new_email.is_empty() {

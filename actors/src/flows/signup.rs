@@ -2,7 +2,7 @@
 //! sign-in path (§1.20). Unconfirmed email sign-ups get a confirmation mail (link + code,
 //! optionally PKCE); phone confirmation by SMS arrives with the phone issue.
 
-use super::email::{check_spacing, send_link, Link, LinkKind, Pkce};
+use super::email::{send_spaced, Link, LinkKind, Pkce};
 use super::validate;
 use super::{audit, sign_in, AuditActor, RequestMeta, SessionGrant};
 use crate::crypto::{PasswordCheck, Secret};
@@ -101,14 +101,20 @@ pub async fn signup(a: &Actors, input: SignupInput) -> AuthResult<SignupOutcome>
     Ok(SignupOutcome::User(Box::new(user)))
 }
 
-/// Sends (or, for phones, records) the confirmation of an unconfirmed sign-up.
+/// Sends the confirmation of an unconfirmed sign-up: a mail with link and code, or an SMS code.
 async fn send_confirmation(a: &Actors, user: User, channel: Channel, input: &SignupInput) -> AuthResult<User> {
-    if channel == Channel::Phone {
+    let user = if channel == Channel::Phone {
         super::phone::check_spacing(a, user.confirmation_sent_at)?;
         let sms_channel = super::phone::channel(&input.channel)?;
         super::phone::send_code(a, &user, super::phone::PhoneCode::Confirmation, &user.phone, &sms_channel).await?;
+        let now = a.clock.now();
+        a.users
+            .update(user.id, move |u| {
+                u.confirmation_sent_at = Some(now);
+                Ok(())
+            })
+            .await?
     } else {
-        check_spacing(a, user.confirmation_sent_at)?;
         let link = Link {
             kind: LinkKind::Signup,
             address: &user.email,
@@ -116,16 +122,10 @@ async fn send_confirmation(a: &Actors, user: User, channel: Channel, input: &Sig
             pkce: input.pkce.as_ref(),
             new_email: "",
         };
-        send_link(a, &user, link).await?;
-    }
+        send_spaced(a, &user, link).await?
+    };
     audit(a, AuditActor::User(&user), "user_confirmation_requested", &[]).await?;
-    let now = a.clock.now();
-    a.users
-        .update(user.id, move |u| {
-            u.confirmation_sent_at = Some(now);
-            Ok(())
-        })
-        .await
+    Ok(user)
 }
 
 fn provider_name(channel: Channel) -> &'static str {
