@@ -5,8 +5,9 @@
 //! * `password` — argon2id hash/verify at the production cost (`OWASP`) and at the test cost
 //!   (`QUICK`), so the hashing cost can be told apart from everything else.
 //! * `codec`    — the versioned bincode envelope on a realistic `User` record.
-//! * `actors`   — refresh-token rotation and session creation through the real actors, with
-//!   the reply held back until the write is durable (group-committed sled flush):
+//! * `actors`   — refresh-token rotation and session creation through the real actors, each
+//!   followed by `Actors::durable()` as the HTTP layer does before responding (group-committed
+//!   sled flush):
 //!   * `tmpfs_sync`: `Store::temporary()` (sled puts temporary databases in `/dev/shm`, so the
 //!     "sync" is a flush to memory);
 //!   * `disk_sync`:  `Store::open` under `target/tmp` with `Durability::Sync` (the server default);
@@ -247,6 +248,7 @@ fn bench_actors(c: &mut Criterion) {
     for backing in [Backing::TmpfsSync, Backing::DiskSync, Backing::DiskRelaxed] {
         let running = start(&rt, backing);
         let sessions = running.actors.sessions.clone();
+        let durable = running.actors.clone();
         // A fresh chain, used at the start and whenever a failed rotation broke one.
         let new_chain = {
             let sessions = sessions.clone();
@@ -274,6 +276,7 @@ fn bench_actors(c: &mut Criterion) {
                                 new_chain().await
                             }
                         };
+                        durable.durable().await.expect("sync");
                     }
                     start.elapsed()
                 })
@@ -299,14 +302,17 @@ fn bench_actors(c: &mut Criterion) {
                     for _ in 0..iters {
                         let rotations = tokens.iter().map(|t| {
                             let (s, t, f, chain) = (sessions.clone(), t.clone(), failures.clone(), new_chain.clone());
+                            let d = durable.clone();
                             tokio::spawn(async move {
-                                match s.refresh(&t).await {
+                                let next = match s.refresh(&t).await {
                                     Ok(issued) => issued.refresh_token,
                                     Err(e) => {
                                         f.record("refresh_x16_concurrent", &e);
                                         chain().await
                                     }
-                                }
+                                };
+                                d.durable().await.expect("sync");
+                                next
                             })
                         });
                         let next = futures_util::future::join_all(rotations.collect::<Vec<_>>()).await;
@@ -328,6 +334,7 @@ fn bench_actors(c: &mut Criterion) {
                         if let Err(e) = black_box(sessions.create(Uuid::new_v4(), "password", ua(), ip()).await) {
                             failures.record("create_session", &e);
                         }
+                        durable.durable().await.expect("sync");
                     }
                     start.elapsed()
                 })
@@ -359,6 +366,7 @@ fn bench_actors(c: &mut Criterion) {
                                         .refresh_token
                                 }
                             };
+                            actors.durable().await.expect("sync");
                         }
                         start.elapsed()
                     })
