@@ -1,4 +1,4 @@
-//! `GET /health`. Port of api.go `HealthCheck`.
+//! `GET /health` (api.go `HealthCheck`) and `GET /.well-known/jwks.json` (jwks.go).
 
 use crate::http::response::{self, Resp};
 use http::StatusCode;
@@ -14,4 +14,13 @@ pub fn get() -> Resp {
             "description": "GoTrue is a user registration and authentication API",
         }),
     )
+}
+
+/// `GET /.well-known/jwks.json`: the public signing keys. Symmetric (HS256) keys are never
+/// published, so with `GOTRUE_JWT_SECRET` the set is empty, as in GoTrue; clients such as
+/// auth-js `getClaims()` then fall back to asking `/user`.
+pub fn jwks() -> Resp {
+    let mut resp = response::json_value(StatusCode::OK, &json!({"keys": []}));
+    resp.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("public, max-age=600"));
+    resp
 }

@@ -18,6 +18,7 @@ use std::panic::AssertUnwindSafe;
 /// Paths we serve, for telling 405 from 404.
 const KNOWN_PATHS: &[&str] = &[
     "/health",
+    "/.well-known/jwks.json",
     "/settings",
     "/signup",
     "/token",
@@ -115,6 +116,7 @@ async fn dispatch(cx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> AuthRes
     let method = req.parts.method.clone();
     match (method, path.as_str()) {
         (Method::GET | Method::HEAD, "/health") => Ok(handlers::health::get()),
+        (Method::GET, "/.well-known/jwks.json") => Ok(handlers::health::jwks()),
         (Method::GET, "/settings") => Ok(handlers::settings::get(cx)),
         (Method::POST, "/signup") => handlers::signup::post(cx, &req).await,
         (Method::POST, "/token") => handlers::token::post(cx, &req).await,

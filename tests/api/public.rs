@@ -183,3 +183,13 @@ async fn public_endpoints_ignore_an_authorization_header() {
     let resp = server.request(Method::GET, "/settings").header("Authorization", "Basic eDp5").send().await;
     assert_eq!(resp.expect("request").status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn jwks_is_an_empty_set_with_a_symmetric_secret() {
+    let server = TestServer::start().await;
+    let resp = server.http.get(server.url("/.well-known/jwks.json")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers().get("cache-control").and_then(|v| v.to_str().ok()), Some("public, max-age=600"));
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"keys": []}));
+}
