@@ -15,7 +15,7 @@ use ferrotrue_actors::flows::external::{
     self, AuthorizeInput, CallbackError, CallbackFailure, CallbackInput, CallbackOutcome, IdTokenInput,
 };
 use ferrotrue_actors::flows::SessionGrant;
-use http::{header, HeaderValue, Method, StatusCode};
+use http::{header, Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 use url::form_urlencoded::Serializer;
@@ -60,7 +60,7 @@ fn authorize_input(cx: &Ctx, req: &Req) -> AuthorizeInput {
 /// `GET /authorize` → 302 to the provider.
 async fn authorize(cx: &Ctx, req: &Req) -> AuthResult<Resp> {
     let url = external::authorize(&cx.actors, authorize_input(cx, req)).await?;
-    Ok(redirect(StatusCode::FOUND, &url))
+    Ok(response::redirect(StatusCode::FOUND, &url))
 }
 
 /// `GET /user/identities/authorize` (U) → `{url}` with `skip_http_redirect=true`, else 302.
@@ -70,7 +70,7 @@ async fn link(cx: &Ctx, req: &Req) -> AuthResult<Resp> {
     if req.query("skip_http_redirect") == Some("true") {
         return Ok(response::json_value(StatusCode::OK, &json!({ "url": url })));
     }
-    Ok(redirect(StatusCode::FOUND, &url))
+    Ok(response::redirect(StatusCode::FOUND, &url))
 }
 
 /// `DELETE /user/identities/{identity_id}` (U) → `{}`.
@@ -92,10 +92,10 @@ async fn callback(cx: &Ctx, req: &Req) -> AuthResult<Resp> {
     let input = CallbackInput { params, aud: cx.request_aud(req.header("x-jwt-aud")), meta: meta(req) };
     Ok(match external::callback(&cx.actors, input).await {
         Ok(CallbackOutcome::Session { redirect_to, grant }) => {
-            redirect(StatusCode::FOUND, &with_fragment(&redirect_to, &session_fragment(&grant)))
+            response::redirect(StatusCode::FOUND, &response::with_fragment(&redirect_to, &session_fragment(&grant)))
         }
         Ok(CallbackOutcome::Code { redirect_to, code }) => {
-            redirect(StatusCode::FOUND, &with_query(&redirect_to, &[("code", &code)]))
+            response::redirect(StatusCode::FOUND, &response::with_query(&redirect_to, &[("code", &code)]))
         }
         Err(failure) => failure_redirect(&failure),
     })
@@ -138,16 +138,16 @@ fn failure_redirect(f: &CallbackFailure) -> Resp {
         params.push(("error_code", code));
     }
     params.push(("error_description", &description));
-    let target = with_query(&f.redirect_to, &params);
+    let target = response::with_query(&f.redirect_to, &params);
     if f.state_error {
-        return redirect(StatusCode::SEE_OTHER, &target);
+        return response::redirect(StatusCode::SEE_OTHER, &target);
     }
     let mut fragment = Serializer::new(String::new());
     for (k, v) in &params {
         fragment.append_pair(k, v);
     }
     fragment.append_pair("sb", "");
-    redirect(StatusCode::FOUND, &with_fragment(&target, &fragment.finish()))
+    response::redirect(StatusCode::FOUND, &response::with_fragment(&target, &fragment.finish()))
 }
 
 /// The OAuth `error` for a GoTrue error (`oauthErrorMap`, with three codes as access_denied).
@@ -165,51 +165,6 @@ fn oauth_error_of(err: &AuthError) -> &'static str {
         503 => "temporarily_unavailable",
         _ => "server_error",
     }
-}
-
-/// A redirect; characters a header cannot carry are percent-encoded.
-fn redirect(status: StatusCode, location: &str) -> Resp {
-    let mut safe = String::with_capacity(location.len());
-    for c in location.chars() {
-        if c.is_ascii_graphic() {
-            safe.push(c);
-        } else {
-            let mut buf = [0u8; 4];
-            for b in c.encode_utf8(&mut buf).bytes() {
-                safe.push_str(&format!("%{b:02X}"));
-            }
-        }
-    }
-    let mut resp = response::empty(status);
-    if let Ok(v) = HeaderValue::from_str(&safe) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    resp
-}
-
-/// `target` with its fragment replaced.
-fn with_fragment(target: &str, fragment: &str) -> String {
-    let base = target.split('#').next().unwrap_or(target);
-    format!("{base}#{fragment}")
-}
-
-/// `target` with `pairs` added to its query, before any fragment.
-fn with_query(target: &str, pairs: &[(&str, &str)]) -> String {
-    let (base, fragment) = match target.split_once('#') {
-        Some((b, f)) => (b, Some(f)),
-        None => (target, None),
-    };
-    let mut extra = Serializer::new(String::new());
-    for (k, v) in pairs {
-        extra.append_pair(k, v);
-    }
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let mut out = format!("{base}{sep}{}", extra.finish());
-    if let Some(f) = fragment {
-        out.push('#');
-        out.push_str(f);
-    }
-    out
 }
 
 /// `grant_type=id_token` body (GoTrue's `IdTokenGrantParams`).
@@ -260,9 +215,9 @@ mod tests {
 
     #[test]
     fn query_and_fragment_helpers() {
-        assert_eq!(with_query("http://a/b#x", &[("code", "1")]), "http://a/b?code=1#x");
-        assert_eq!(with_query("http://a/b?k=v", &[("e", "a b")]), "http://a/b?k=v&e=a+b");
-        assert_eq!(with_fragment("http://a/b#old", "n=1"), "http://a/b#n=1");
+        assert_eq!(response::with_query("http://a/b#x", &[("code", "1")]), "http://a/b?code=1#x");
+        assert_eq!(response::with_query("http://a/b?k=v", &[("e", "a b")]), "http://a/b?k=v&e=a+b");
+        assert_eq!(response::with_fragment("http://a/b#old", "n=1"), "http://a/b#n=1");
     }
 
     #[test]
@@ -276,7 +231,7 @@ mod tests {
 
     #[test]
     fn locations_are_header_safe() {
-        let resp = redirect(StatusCode::FOUND, "https://app.example/é x");
+        let resp = response::redirect(StatusCode::FOUND, "https://app.example/é x");
         assert_eq!(resp.headers()[header::LOCATION], "https://app.example/%C3%A9%20x");
     }
 }

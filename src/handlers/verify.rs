@@ -67,16 +67,19 @@ pub async fn get(cx: &Ctx, req: &Req) -> AuthResult<Resp> {
                 .append_pair("token_type", "bearer")
                 .append_pair("type", kind)
                 .finish();
-            see_other(&with_fragment(&target, &fragment))
+            response::redirect(StatusCode::SEE_OTHER, &response::with_fragment(&target, &fragment))
         }
-        Ok(Verified::PkceCode(code)) => see_other(&with_query(&target, &[("code", &code)])),
+        Ok(Verified::PkceCode(code)) => {
+            response::redirect(StatusCode::SEE_OTHER, &response::with_query(&target, &[("code", &code)]))
+        }
         Ok(Verified::EmailChangeHalfDone) => {
             let fragment = Serializer::new(String::new())
                 .append_pair("message", EMAIL_CHANGE_HALF_MSG)
                 .append_pair("sb", "")
                 .finish();
-            let target = if pkce { with_query(&target, &[("message", EMAIL_CHANGE_HALF_MSG)]) } else { target };
-            see_other(&with_fragment(&target, &fragment))
+            let target =
+                if pkce { response::with_query(&target, &[("message", EMAIL_CHANGE_HALF_MSG)]) } else { target };
+            response::redirect(StatusCode::SEE_OTHER, &response::with_fragment(&target, &fragment))
         }
         Err(err) => error_redirect(&target, &err, pkce),
     })
@@ -115,40 +118,6 @@ pub async fn post(cx: &Ctx, req: &Req) -> AuthResult<Resp> {
     }
 }
 
-fn see_other(location: &str) -> Resp {
-    let mut resp = response::empty(StatusCode::SEE_OTHER);
-    if let Ok(v) = HeaderValue::from_str(location) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    resp
-}
-
-/// `target` with its fragment replaced.
-fn with_fragment(target: &str, fragment: &str) -> String {
-    let base = target.split('#').next().unwrap_or(target);
-    format!("{base}#{fragment}")
-}
-
-/// `target` with `pairs` added to its query (before any fragment).
-fn with_query(target: &str, pairs: &[(&str, &str)]) -> String {
-    let (base, fragment) = match target.split_once('#') {
-        Some((b, f)) => (b, Some(f)),
-        None => (target, None),
-    };
-    let extra = pairs.iter().fold(Serializer::new(String::new()), |mut s, (k, v)| {
-        s.append_pair(k, v);
-        s
-    });
-    let mut extra = extra;
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let mut out = format!("{base}{sep}{}", extra.finish());
-    if let Some(f) = fragment {
-        out.push('#');
-        out.push_str(f);
-    }
-    out
-}
-
 /// GoTrue's error redirect: `#error=…&error_code=…&error_description=…&sb=` (PKCE: also the
 /// query).
 fn error_redirect(target: &str, err: &AuthError, pkce: bool) -> Resp {
@@ -170,6 +139,6 @@ fn error_redirect(target: &str, err: &AuthError, pkce: bool) -> Resp {
         fragment.append_pair(k, v);
     }
     fragment.append_pair("sb", "");
-    let target = if pkce { with_query(target, &params) } else { target.to_owned() };
-    see_other(&with_fragment(&target, &fragment.finish()))
+    let target = if pkce { response::with_query(target, &params) } else { target.to_owned() };
+    response::redirect(StatusCode::SEE_OTHER, &response::with_fragment(&target, &fragment.finish()))
 }

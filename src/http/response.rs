@@ -37,3 +37,48 @@ pub fn empty(status: StatusCode) -> Resp {
     *resp.status_mut() = status;
     resp
 }
+
+/// A redirect; characters a header cannot carry are percent-encoded.
+pub fn redirect(status: StatusCode, location: &str) -> Resp {
+    let mut safe = String::with_capacity(location.len());
+    for c in location.chars() {
+        if c.is_ascii_graphic() {
+            safe.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                safe.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    let mut resp = empty(status);
+    if let Ok(v) = HeaderValue::from_str(&safe) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+/// `target` with its fragment replaced.
+pub fn with_fragment(target: &str, fragment: &str) -> String {
+    let base = target.split('#').next().unwrap_or(target);
+    format!("{base}#{fragment}")
+}
+
+/// `target` with `pairs` added to its query, before any fragment.
+pub fn with_query(target: &str, pairs: &[(&str, &str)]) -> String {
+    let (base, fragment) = match target.split_once('#') {
+        Some((b, f)) => (b, Some(f)),
+        None => (target, None),
+    };
+    let mut extra = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        extra.append_pair(k, v);
+    }
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let mut out = format!("{base}{sep}{}", extra.finish());
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    out
+}
