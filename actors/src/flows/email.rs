@@ -126,13 +126,24 @@ pub fn numeric_otp(len: usize) -> String {
 /// 429 `over_email_send_rate_limit` while the last mail of this kind is younger than
 /// `GOTRUE_SMTP_MAX_FREQUENCY`.
 pub fn check_spacing(a: &Actors, last_sent: Option<Timestamp>) -> AuthResult<()> {
+    spacing(a, last_sent, a.settings.smtp.max_frequency, ErrorCode::OverEmailSendRateLimit)
+}
+
+/// GoTrue's per-user send spacing, shared by mail and SMS: `code` (429) with the whole
+/// seconds left while `last_sent + frequency` is in the future.
+pub fn spacing(
+    a: &Actors,
+    last_sent: Option<Timestamp>,
+    frequency: std::time::Duration,
+    code: ErrorCode,
+) -> AuthResult<()> {
     let Some(last) = last_sent else { return Ok(()) };
-    let next = last.plus(a.settings.smtp.max_frequency);
+    let next = last.plus(frequency);
     let now = a.clock.now();
     if now < next {
         let wait = (next.0 - now.0 + 999_999) / 1_000_000;
         return Err(AuthError::too_many_requests(
-            ErrorCode::OverEmailSendRateLimit,
+            code,
             format!("For security purposes, you can only request this after {wait} seconds."),
         ));
     }

@@ -47,15 +47,7 @@ pub async fn phone_otp(a: &Actors, input: OtpInput) -> AuthResult<String> {
     let user = match a.users.by_phone(&phone).await? {
         Some(user) => user,
         None => {
-            if !input.create_user {
-                return Err(AuthError::unprocessable(ErrorCode::OtpDisabled, "Signups not allowed for otp"));
-            }
-            if policy.disable_signup {
-                return Err(AuthError::unprocessable(
-                    ErrorCode::SignupDisabled,
-                    "Signups not allowed for this instance",
-                ));
-            }
+            may_sign_up(a, &input)?;
             let mut user = new_user(a, Channel::Phone, &phone, None, input.data.clone(), &input.aud, false);
             user.confirmation_sent_at = None;
             let user = a.users.create(user).await?;
@@ -75,6 +67,18 @@ pub async fn phone_otp(a: &Actors, input: OtpInput) -> AuthResult<String> {
     Ok(message_id)
 }
 
+/// An unknown address may sign up through `/otp` only with `create_user` (default true) and
+/// sign-ups enabled.
+fn may_sign_up(a: &Actors, input: &OtpInput) -> AuthResult<()> {
+    if !input.create_user {
+        return Err(AuthError::unprocessable(ErrorCode::OtpDisabled, "Signups not allowed for otp"));
+    }
+    if a.settings.signup.disable_signup {
+        return Err(AuthError::unprocessable(ErrorCode::SignupDisabled, "Signups not allowed for this instance"));
+    }
+    Ok(())
+}
+
 /// `POST /magiclink`: a confirmation mail for new or unconfirmed users, a sign-in link for
 /// confirmed ones.
 pub async fn magic_link(a: &Actors, input: OtpInput) -> AuthResult<()> {
@@ -89,15 +93,7 @@ pub async fn magic_link(a: &Actors, input: OtpInput) -> AuthResult<()> {
     let user = match a.users.by_email(&email).await? {
         Some(user) => user,
         None => {
-            if !input.create_user {
-                return Err(AuthError::unprocessable(ErrorCode::OtpDisabled, "Signups not allowed for otp"));
-            }
-            if policy.disable_signup {
-                return Err(AuthError::unprocessable(
-                    ErrorCode::SignupDisabled,
-                    "Signups not allowed for this instance",
-                ));
-            }
+            may_sign_up(a, &input)?;
             // Internal sign-up without a password (GoTrue sets a random one nobody knows).
             let mut user =
                 new_user(a, Channel::Email, &email, None, input.data.clone(), &input.aud, policy.mailer_autoconfirm);

@@ -44,17 +44,7 @@ pub fn channel(raw: &str) -> AuthResult<String> {
 
 /// 429 `over_sms_send_rate_limit` while the last code is younger than `GOTRUE_SMS_MAX_FREQUENCY`.
 pub fn check_spacing(a: &Actors, last_sent: Option<Timestamp>) -> AuthResult<()> {
-    let Some(last) = last_sent else { return Ok(()) };
-    let next = last.plus(a.settings.sms.max_frequency);
-    let now = a.clock.now();
-    if now < next {
-        let wait = (next.0 - now.0 + 999_999) / 1_000_000;
-        return Err(AuthError::too_many_requests(
-            ErrorCode::OverSmsSendRateLimit,
-            format!("For security purposes, you can only request this after {wait} seconds."),
-        ));
-    }
-    Ok(())
+    super::email::spacing(a, last_sent, a.settings.sms.max_frequency, ErrorCode::OverSmsSendRateLimit)
 }
 
 fn test_otp(a: &Actors, phone: &str) -> Option<String> {
