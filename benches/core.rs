@@ -60,21 +60,10 @@ fn realistic_user() -> User {
     let password = hash_now(HashCost::QUICK, &Secret("correct horse battery staple".into())).unwrap_or_default();
     User {
         id,
-        aud: "authenticated".into(),
-        role: "authenticated".into(),
         email: email.clone(),
-        phone: String::new(),
         encrypted_password: Some(password),
         email_confirmed_at: Some(now),
-        phone_confirmed_at: None,
-        invited_at: None,
         confirmation_sent_at: Some(now),
-        recovery_sent_at: None,
-        new_email: String::new(),
-        email_change_sent_at: None,
-        new_phone: String::new(),
-        phone_change_sent_at: None,
-        reauthentication_sent_at: None,
         last_sign_in_at: Some(now),
         app_metadata: JsonText(r#"{"provider":"email","providers":["email"]}"#.into()),
         user_metadata: JsonText(r#"{"full_name":"Jane Doe","avatar_url":"https://example.com/a/jane.png","locale":"en-GB","newsletter":true}"#.into()),
@@ -90,12 +79,7 @@ fn realistic_user() -> User {
             created_at: now,
             updated_at: now,
         }],
-        created_at: now,
-        updated_at: now,
-        banned_until: None,
-        deleted_at: None,
-        is_anonymous: false,
-        is_sso_user: false,
+        ..User::blank("authenticated", "authenticated", now)
     }
 }
 

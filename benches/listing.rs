@@ -89,21 +89,10 @@ fn bench_user(n: usize, hash: &str) -> User {
     let email = format!("bench-user-{n:06}@example.com");
     User {
         id,
-        aud: "authenticated".into(),
-        role: "authenticated".into(),
         email: email.clone(),
-        phone: String::new(),
         encrypted_password: Some(hash.to_owned()),
         email_confirmed_at: Some(now),
-        phone_confirmed_at: None,
-        invited_at: None,
         confirmation_sent_at: Some(now),
-        recovery_sent_at: None,
-        new_email: String::new(),
-        email_change_sent_at: None,
-        new_phone: String::new(),
-        phone_change_sent_at: None,
-        reauthentication_sent_at: None,
         last_sign_in_at: Some(now),
         app_metadata: JsonText(r#"{"provider":"email","providers":["email"]}"#.into()),
         user_metadata: JsonText(format!(r#"{{"full_name":"Bench User {n}","locale":"en-GB"}}"#)),
@@ -119,12 +108,7 @@ fn bench_user(n: usize, hash: &str) -> User {
             created_at: now,
             updated_at: now,
         }],
-        created_at: now,
-        updated_at: now,
-        banned_until: None,
-        deleted_at: None,
-        is_anonymous: false,
-        is_sso_user: false,
+        ..User::blank("authenticated", "authenticated", now)
     }
 }
 
