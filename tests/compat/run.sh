@@ -195,24 +195,31 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# wait_healthy <pid> <url> <name>: polls GET /health for up to ~20 s.
-wait_healthy() {
-  local pid=$1 url=$2 name=$3 server_rc
-  for _ in $(seq 1 200); do
+# wait_ready <pid> <name> <seconds> <probe...>: runs the probe every 0.1 s until it succeeds,
+# failing early if the process exits and after <seconds> otherwise.
+wait_ready() {
+  local pid=$1 name=$2 seconds=$3 rc
+  shift 3
+  for _ in $(seq 1 $((seconds * 10))); do
     if ! kill -0 "$pid" 2>/dev/null; then
-      server_rc=0
-      wait "$pid" || server_rc=$?
-      echo "compat: $name exited before becoming healthy (exit code $server_rc)" >&2
+      rc=0
+      wait "$pid" || rc=$?
+      echo "compat: $name exited before becoming ready (exit code $rc)" >&2
       return 1
     fi
-    if curl -fsS -o /dev/null --max-time 1 "$url/health" 2>/dev/null; then
-      echo "==> compat: $name is healthy"
+    if "$@" >/dev/null 2>&1; then
+      echo "==> compat: $name is ready"
       return 0
     fi
     sleep 0.1
   done
-  echo "compat: $name did not answer GET $url/health within 20 s" >&2
+  echo "compat: $name was not ready within $seconds s" >&2
   return 1
+}
+
+# wait_healthy <pid> <url> <name>: GET /health answers within ~20 s.
+wait_healthy() {
+  wait_ready "$1" "$3" 20 curl -fsS -o /dev/null --max-time 1 "$2/health"
 }
 
 echo "==> compat: starting $BIN on $URL (data dir $DATA_DIR)"
@@ -234,23 +241,8 @@ echo "==> compat: starting aiosmtpd on 127.0.0.1:$SMTP_PORT (Maildir $MAIL_DIR)"
 "$VENV/bin/python" -m aiosmtpd -n -l "127.0.0.1:$SMTP_PORT" \
   -c aiosmtpd.handlers.Mailbox "$MAIL_DIR" >"$SMTP_LOG" 2>&1 &
 SMTP_PID=$!
-smtp_ready=0
-for _ in $(seq 1 100); do # ~10 s
-  if ! kill -0 "$SMTP_PID" 2>/dev/null; then
-    echo "compat: aiosmtpd exited before accepting connections" >&2
-    exit 1
-  fi
-  if "$VENV/bin/python" -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.5).close()' \
-    "$SMTP_PORT" 2>/dev/null; then
-    smtp_ready=1
-    break
-  fi
-  sleep 0.1
-done
-if [[ $smtp_ready -ne 1 ]]; then
-  echo "compat: aiosmtpd did not accept connections within 10 s" >&2
-  exit 1
-fi
+wait_ready "$SMTP_PID" "aiosmtpd" 10 "$VENV/bin/python" -c \
+  'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.5).close()' "$SMTP_PORT"
 
 echo "==> compat: starting $BIN on $EMAIL_URL for the email flows (data dir $EMAIL_DATA_DIR)"
 env \
@@ -303,22 +295,7 @@ OAUTH_SERVER_PID=$!
 echo "==> compat: starting the send-SMS hook receiver on $HOOK_URL (payloads to $SMS_LOG)"
 "$VENV/bin/python" "$HERE/sms_hook.py" "$HOOK_PORT" "$SMS_HOOK_SECRET" "$SMS_LOG" >"$HOOK_LOG" 2>&1 &
 HOOK_PID=$!
-hook_ready=0
-for _ in $(seq 1 100); do # ~10 s
-  if ! kill -0 "$HOOK_PID" 2>/dev/null; then
-    echo "compat: the send-SMS hook receiver exited before accepting connections" >&2
-    exit 1
-  fi
-  if curl -fsS -o /dev/null --max-time 1 "$HOOK_URL/" 2>/dev/null; then
-    hook_ready=1
-    break
-  fi
-  sleep 0.1
-done
-if [[ $hook_ready -ne 1 ]]; then
-  echo "compat: the send-SMS hook receiver did not accept connections within 10 s" >&2
-  exit 1
-fi
+wait_ready "$HOOK_PID" "the send-SMS hook receiver" 10 curl -fsS -o /dev/null --max-time 1 "$HOOK_URL/"
 
 echo "==> compat: starting $BIN on $PHONE_URL for the phone flows (data dir $PHONE_DATA_DIR)"
 env \
@@ -345,24 +322,11 @@ wait_healthy "$SERVER_PID" "$URL" "server"
 wait_healthy "$EMAIL_SERVER_PID" "$EMAIL_URL" "email-flow server"
 wait_healthy "$OAUTH_SERVER_PID" "$OAUTH_URL" "OAuth server"
 wait_healthy "$PHONE_SERVER_PID" "$PHONE_URL" "phone-flow server"
-oidc_ready=0
-for _ in $(seq 1 200); do # ~20 s
-  if ! kill -0 "$OIDC_PID" 2>/dev/null; then
-    echo "compat: the OpenID provider exited before answering" >&2
-    exit 1
-  fi
-  if curl -fsS -o /dev/null --max-time 1 "$OIDC_ISSUER/.well-known/openid-configuration" 2>/dev/null \
-    && curl -fsS -o /dev/null --max-time 1 "$KC_ISSUER/.well-known/openid-configuration" 2>/dev/null; then
-    oidc_ready=1
-    break
-  fi
-  sleep 0.1
-done
-if [[ $oidc_ready -ne 1 ]]; then
-  echo "compat: the OpenID provider did not answer within 20 s" >&2
-  exit 1
-fi
-echo "==> compat: OpenID provider is up"
+oidc_ready() {
+  curl -fsS -o /dev/null --max-time 1 "$OIDC_ISSUER/.well-known/openid-configuration" \
+    && curl -fsS -o /dev/null --max-time 1 "$KC_ISSUER/.well-known/openid-configuration"
+}
+wait_ready "$OIDC_PID" "the OpenID provider" 20 oidc_ready
 
 export FERROTRUE_URL="$URL"
 export FERROTRUE_EMAIL_URL="$EMAIL_URL"
