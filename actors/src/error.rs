@@ -110,6 +110,8 @@ pub struct AuthError {
     pub weak_password: Option<Vec<String>>,
     /// Rendered as GoTrue's OAuth shape `{error, error_description}` (always 400) when set.
     pub oauth_error: Option<&'static str>,
+    /// Seconds for a `Retry-After` header (rate limits, shed load).
+    pub retry_after: Option<u64>,
     #[source]
     pub internal: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
@@ -117,7 +119,15 @@ pub struct AuthError {
 impl AuthError {
     /// Builds an error of the given kind; prefer the named constructors below.
     pub fn new(kind: ErrorKind, code: ErrorCode, msg: impl Into<Cow<'static, str>>) -> Self {
-        AuthError { kind, code, msg: msg.into(), weak_password: None, oauth_error: None, internal: None }
+        AuthError {
+            kind,
+            code,
+            msg: msg.into(),
+            weak_password: None,
+            oauth_error: None,
+            retry_after: None,
+            internal: None,
+        }
     }
     /// Go's `NewBadRequestError`.
     pub fn bad_request(code: ErrorCode, msg: impl Into<Cow<'static, str>>) -> Self {
@@ -166,6 +176,11 @@ impl AuthError {
         let mut err = Self::bad_request(ErrorCode::ValidationFailed, description);
         err.oauth_error = Some(error);
         err
+    }
+    /// Adds a `Retry-After: <seconds>` header to the response (at least 1 s).
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
     }
     /// Go's `.WithInternalError(err)`: attach the cause for the log, never for the client.
     pub fn with_source(mut self, err: impl std::error::Error + Send + Sync + 'static) -> Self {

@@ -79,6 +79,9 @@ pub fn render(err: &AuthError, version: ApiVersion, request_id: &str) -> Resp {
     if let Ok(v) = HeaderValue::from_str(code) {
         headers.insert("x-sb-error-code", v);
     }
+    if let Some(seconds) = err.retry_after {
+        headers.insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
     if version == ApiVersion::V20240101 {
         headers.insert("x-supabase-api-version", HeaderValue::from_static(API_VERSION_2024));
     }
