@@ -58,6 +58,10 @@ pub struct Config {
     /// `GOTRUE_MAILER_TEMPLATES_<TYPE>` as given (URL, file path or inline text); resolved to
     /// text into `settings.mail.templates` at start-up.
     pub mail_template_sources: Vec<(String, String)>,
+    /// Per-client rate limits (`GOTRUE_RATE_LIMIT_*`), on by default (see SECURITY.md).
+    pub limits: crate::config_security::RateLimits,
+    /// `GOTRUE_SECURITY_CAPTCHA_*` when enabled.
+    pub captcha: Option<crate::config_security::CaptchaSettings>,
     /// Everything below HTTP.
     pub settings: Settings,
 }
@@ -358,8 +362,11 @@ impl Config {
             log_level: env.string("GOTRUE_LOG_LEVEL", "info"),
             secret_source: SecretSource::Environment,
             mail_template_sources: template_sources,
+            limits: crate::config_security::read_rate_limits(vars, &mut env.errors),
+            captcha: crate::config_security::read_captcha(vars, &mut env.errors),
             settings: s,
         };
+        env.errors.extend(crate::config_security::unimplemented_settings(vars));
         match crate::config_oauth::read(vars) {
             Ok(oauth) => config.settings.oauth = oauth,
             Err(errors) => env.errors.extend(errors),
@@ -398,6 +405,8 @@ impl Config {
             log_level: "warn".into(),
             secret_source: SecretSource::Explicit,
             mail_template_sources: Vec::new(),
+            limits: crate::config_security::RateLimits::generous(),
+            captcha: None,
             settings: Settings::for_tests(),
         }
     }
@@ -424,11 +433,24 @@ fn load_or_generate_secret(dir: &Path) -> Result<(Secret, SecretSource), String>
             return Ok((Secret(existing), SecretSource::DataDir));
         }
     }
-    std::fs::create_dir_all(dir).map_err(|e| format!("FERROTRUE_DATA_DIR={}: cannot create it: {e}", dir.display()))?;
+    create_private_dir(dir).map_err(|e| format!("FERROTRUE_DATA_DIR={}: cannot create it: {e}", dir.display()))?;
     let secret = ferrotrue_actors::crypto::random_secret();
     write_private(&path, &secret)
         .map_err(|e| format!("FERROTRUE_DATA_DIR={}: cannot write {SECRET_FILE}: {e}", dir.display()))?;
     Ok((Secret(secret), SecretSource::Generated))
+}
+
+/// Creates `dir` (and missing parents) accessible only by its owner (0700); an existing
+/// directory is left as it is.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
 }
 
 /// Writes a file readable only by its owner.

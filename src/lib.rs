@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod config_oauth;
+pub mod config_security;
 pub mod dto;
 pub mod handlers;
 pub mod http;
@@ -120,13 +121,18 @@ impl Server {
 pub async fn start(listener: TcpListener, mut config: Config) -> Result<Server, StartupError> {
     let addr = listener.local_addr().map_err(StartupError::Listener)?;
     load_templates(&mut config).await?;
-    std::fs::create_dir_all(&config.data_dir)
+    config::create_private_dir(&config.data_dir)
         .map_err(|e| StartupError::DataDir(config.data_dir.display().to_string(), e))?;
+    warn_if_open(&config.data_dir);
     let db_path = config.db_path();
+    config::create_private_dir(&db_path).map_err(|e| StartupError::DataDir(db_path.display().to_string(), e))?;
     let store = Store::open(&db_path, config.cache_bytes, config.durability)
         .map_err(|e| StartupError::Store(db_path.display().to_string(), e))?;
+    restrict_database_files(&db_path);
     let (actors, mut supervisor) = Actors::start(store.clone(), config.settings.clone(), Clock::System).await?;
-    let cx = Arc::new(Ctx { actors: actors.clone(), config: Arc::new(config) });
+    let limits = Arc::new(http::limits::Limits::new(&config.limits));
+    spawn_limit_sweeper(Arc::downgrade(&limits));
+    let cx = Arc::new(Ctx { actors: actors.clone(), config: Arc::new(config), limits });
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let shutdown = async {
@@ -144,6 +150,66 @@ pub async fn start(listener: TcpListener, mut config: Config) -> Result<Server, 
         tracing::info!("stopped");
     });
     Ok(Server { addr, actors, stop: Some(stop_tx), task })
+}
+
+/// Warns when other local users can read or enter the data directory (it holds the database
+/// and possibly the generated JWT secret). An existing directory is the operator's: we do not
+/// change its mode, we say how.
+fn warn_if_open(dir: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(dir) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    "the data directory {} is accessible to other users (mode {mode:03o}); it holds the database \
+                     and secrets: run `chmod 700 {}`",
+                    dir.display(),
+                    dir.display()
+                );
+            }
+        }
+    }
+}
+
+/// The database directory is ours: 0700, and every file in it 0600, whatever an older version
+/// or the umask left (sled creates files with the process umask; the binary sets 077).
+fn restrict_database_files(db: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fn walk(dir: &std::path::Path) {
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+            let Ok(entries) = std::fs::read_dir(dir) else { return };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                match entry.file_type() {
+                    Ok(t) if t.is_dir() => walk(&path),
+                    Ok(t) if t.is_file() => {
+                        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        walk(db);
+    }
+}
+
+/// Forgets idle rate-limit clients once a minute, until the server is gone.
+fn spawn_limit_sweeper(limits: std::sync::Weak<http::limits::Limits>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            match limits.upgrade() {
+                Some(limits) => limits.sweep(),
+                None => return,
+            }
+        }
+    });
 }
 
 /// Serves on `listener` until `shutdown` resolves.

@@ -88,6 +88,23 @@ fn log_startup(config: &Config, url: &str) {
         ),
         SecretSource::Environment | SecretSource::Explicit => {}
     }
+    if s.jwt.secret.expose().len() < 32 {
+        tracing::warn!(
+            "GOTRUE_JWT_SECRET is shorter than 32 bytes ({} bytes): access tokens signed with it can be \
+             brute-forced offline; use at least 32 random bytes (e.g. `openssl rand -base64 32`)",
+            s.jwt.secret.expose().len()
+        );
+    }
+    let limits = &config.limits;
+    tracing::info!(
+        client = match (&limits.header, limits.sb_forwarded_for) {
+            (_, true) => "Sb-Forwarded-For, else the peer address".to_owned(),
+            (Some(h), false) => format!("first value of {h}, else the peer address"),
+            (None, false) => "the peer address (set GOTRUE_RATE_LIMIT_HEADER behind a proxy)".to_owned(),
+        },
+        captcha = config.captcha.as_ref().map_or("off".to_owned(), |c| format!("{:?}", c.provider)),
+        "rate limits per client are on"
+    );
     if s.smtp.host.is_empty() && !s.signup.mailer_autoconfirm {
         tracing::warn!(
             "GOTRUE_SMTP_HOST is not set: confirmation, magic-link and recovery mails are dropped (as GoTrue does)"
@@ -118,6 +135,10 @@ fn log_startup(config: &Config, url: &str) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Everything this process creates (database files, the generated secret, snapshots) is
+    // for its owner only.
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {}

@@ -8,6 +8,8 @@ use std::sync::Arc;
 pub struct Ctx {
     pub actors: Actors,
     pub config: Arc<Config>,
+    /// Per-client rate limits and the password throttle.
+    pub limits: Arc<crate::http::limits::Limits>,
 }
 
 impl Ctx {

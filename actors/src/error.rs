@@ -75,6 +75,7 @@ error_codes! {
     SingleIdentityNotDeletable => "single_identity_not_deletable",
     EmailConflictIdentityNotDeletable => "email_conflict_identity_not_deletable",
     UnexpectedAudience => "unexpected_audience",
+    CaptchaFailed => "captcha_failed",
 }
 
 /// HTTP-free status family; `src/http/error.rs` maps it to a status code.

@@ -2,6 +2,8 @@
 //! task per connection, graceful shutdown (stop accepting, drain in-flight requests).
 
 pub mod error;
+pub mod guard;
+pub mod limits;
 pub mod request;
 pub mod response;
 pub mod router;

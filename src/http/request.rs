@@ -19,6 +19,8 @@ pub struct Req {
     pub body: Bytes,
     pub query: HashMap<String, String>,
     pub peer: SocketAddr,
+    /// Who the rate limits attribute this request to (see `http::limits`).
+    pub client: super::limits::Client,
 }
 
 /// Reads at most `limit` bytes: 413 `request_entity_too_large` beyond, 400 on a broken body.

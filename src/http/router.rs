@@ -40,6 +40,10 @@ const CORS_EXPOSE: &str = "X-Total-Count, Link, X-Supabase-Api-Version";
 
 /// Handles one request end to end.
 pub async fn route(cx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> Resp {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let client = cx.limits.client(req.headers(), peer);
     let version = ApiVersion::from_header(req.headers().get("x-supabase-api-version").and_then(|v| v.to_str().ok()));
     let origin = req.headers().get(header::ORIGIN).cloned();
     let request_id = uuid::Uuid::new_v4().to_string();
@@ -51,7 +55,7 @@ pub async fn route(cx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> Resp {
             // in-flight write) is synced before the response leaves — errors included, since some
             // paths commit then fail (refresh-token reuse revokes the family).
             let work = async {
-                let result = dispatch(cx, req, peer).await;
+                let result = dispatch(cx, req, peer, client).await;
                 match cx.actors.durable().await {
                     Ok(()) => result,
                     Err(e) => Err(e),
@@ -83,7 +87,37 @@ pub async fn route(cx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> Resp {
     if let Ok(id) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-request-id", id);
     }
+    access_log(&method, &path, &resp, started, &request_id, client, peer);
     resp
+}
+
+/// One line per request: never the query string (it can carry tokens) nor a body; the path is
+/// Debug-escaped so nothing a client sends can forge a line. Failed authentications (a 4xx
+/// from a sign-in, verification or token route) are marked as such.
+fn access_log(
+    method: &Method,
+    path: &str,
+    resp: &Resp,
+    started: std::time::Instant,
+    request_id: &str,
+    client: super::limits::Client,
+    peer: SocketAddr,
+) {
+    let status = resp.status().as_u16();
+    let latency_us = started.elapsed().as_micros() as u64;
+    let error_code = resp.headers().get("x-sb-error-code").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let auth_route = matches!(path, "/token" | "/verify" | "/reauthenticate" | "/user" | "/callback")
+        || path.starts_with("/admin")
+        || path.starts_with("/factors");
+    if auth_route && (400..500).contains(&status) {
+        tracing::info!(
+            target: "ferrotrue::access",
+            %method, ?path, status, latency_us, request_id, ?client, %peer, error_code,
+            "authentication failed"
+        );
+    } else {
+        tracing::info!(target: "ferrotrue::access", %method, ?path, status, latency_us, request_id, ?client, %peer, error_code, "request");
+    }
 }
 
 /// CORS preflight (rs/cors semantics: any origin, credentials allowed).
@@ -103,7 +137,12 @@ fn preflight(cx: &Ctx) -> Resp {
     resp
 }
 
-async fn dispatch(cx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> AuthResult<Resp> {
+async fn dispatch(
+    cx: &Ctx,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    client: super::limits::Client,
+) -> AuthResult<Resp> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().trim_end_matches('/').to_owned();
     let path = if path.is_empty() { "/".to_owned() } else { path };
@@ -112,7 +151,8 @@ async fn dispatch(cx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> AuthRes
     }
     let body = read_body(body, MAX_BODY_BYTES).await?;
     let query = query_map(parts.uri.query());
-    let req = Req { parts, body, query, peer };
+    let req = Req { parts, body, query, peer, client };
+    super::guard::check(cx, &req, &path, client).await?;
     let method = req.parts.method.clone();
     match (method, path.as_str()) {
         (Method::GET | Method::HEAD, "/health") => Ok(handlers::health::get()),
