@@ -218,8 +218,22 @@ pub fn read_rate_limits(vars: &HashMap<String, String>, errors: &mut Vec<String>
         sso: read_rate(vars, errors, "GOTRUE_RATE_LIMIT_SSO", 30.0, FIVE_MINUTES, Some(30)),
         web3: read_rate(vars, errors, "GOTRUE_RATE_LIMIT_WEB3", 30.0, FIVE_MINUTES, Some(30)),
         mfa: read_rate(vars, errors, "GOTRUE_MFA_RATE_LIMIT_CHALLENGE_AND_VERIFY", 15.0, MINUTE, Some(30)),
-        password_per_client: PASSWORD_PER_CLIENT,
-        password_per_account: PASSWORD_PER_ACCOUNT,
+        // ferrotrue's own: sign-in attempts per account per minute (burst: the same number from
+        // one client, twice that over all clients).
+        password_per_client: match vars.get("FERROTRUE_RATE_LIMIT_PASSWORD_PER_CLIENT") {
+            None => PASSWORD_PER_CLIENT,
+            Some(_) => {
+                let n = read_rate(vars, errors, "FERROTRUE_RATE_LIMIT_PASSWORD_PER_CLIENT", 5.0, MINUTE, None);
+                Bucket { burst: n.burst, ..n }
+            }
+        },
+        password_per_account: match vars.get("FERROTRUE_RATE_LIMIT_PASSWORD_PER_ACCOUNT") {
+            None => PASSWORD_PER_ACCOUNT,
+            Some(_) => {
+                let n = read_rate(vars, errors, "FERROTRUE_RATE_LIMIT_PASSWORD_PER_ACCOUNT", 10.0, MINUTE, None);
+                Bucket { burst: n.burst.saturating_mul(2), ..n }
+            }
+        },
     }
 }
 
@@ -289,6 +303,15 @@ mod tests {
         assert_eq!(limits.anonymous, Bucket { burst: 5, period: Some(Duration::from_secs(720)) });
         assert_eq!(limits.otp, Bucket { burst: 30, period: None }, "0: the burst, then nothing (tollbooth)");
         assert_eq!(limits.header.as_deref(), Some("X-Real-IP"));
+        let limits = read_rate_limits(
+            &vars(&[
+                ("FERROTRUE_RATE_LIMIT_PASSWORD_PER_CLIENT", "10"),
+                ("FERROTRUE_RATE_LIMIT_PASSWORD_PER_ACCOUNT", "30"),
+            ]),
+            &mut errors,
+        );
+        assert_eq!(limits.password_per_client, Bucket { burst: 10, period: Some(Duration::from_secs(6)) });
+        assert_eq!(limits.password_per_account, Bucket { burst: 60, period: Some(Duration::from_secs(2)) });
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod persistence;
 mod phone;
 mod public;
 mod security_limits;
+mod security_process;
 mod signup;
 mod smtp;
 mod supervision;

@@ -112,6 +112,16 @@ if [[ -z "${HOOK_PORT:-}" ]]; then
   echo "compat: could not pick free ports for the phone flows" >&2
   exit 1
 fi
+# Every request of the suites comes from 127.0.0.1, so the per-client rate limits (on by default
+# in ferrotrue, keyed by the peer address) are raised, as GoTrue's own test setups raise theirs.
+RAISED_LIMITS=(
+  GOTRUE_RATE_LIMIT_OTP=100000
+  GOTRUE_RATE_LIMIT_VERIFY=100000
+  GOTRUE_RATE_LIMIT_TOKEN_REFRESH=100000
+  GOTRUE_RATE_LIMIT_ANONYMOUS_USERS=100000
+  FERROTRUE_RATE_LIMIT_PASSWORD_PER_CLIENT=100000
+  FERROTRUE_RATE_LIMIT_PASSWORD_PER_ACCOUNT=100000
+)
 # The send-SMS hook secret: 32 random bytes, as GOTRUE_HOOK_SEND_SMS_SECRETS wants it.
 SMS_HOOK_SECRET="v1,whsec_$("$PYTHON" -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())')"
 WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/ferrotrue-compat.XXXXXX")"
@@ -223,7 +233,7 @@ wait_healthy() {
 }
 
 echo "==> compat: starting $BIN on $URL (data dir $DATA_DIR)"
-env \
+env "${RAISED_LIMITS[@]}" \
   PORT="$PORT" \
   GOTRUE_API_HOST=127.0.0.1 \
   FERROTRUE_DATA_DIR="$DATA_DIR" \
@@ -245,7 +255,7 @@ wait_ready "$SMTP_PID" "aiosmtpd" 10 "$VENV/bin/python" -c \
   'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.5).close()' "$SMTP_PORT"
 
 echo "==> compat: starting $BIN on $EMAIL_URL for the email flows (data dir $EMAIL_DATA_DIR)"
-env \
+env "${RAISED_LIMITS[@]}" \
   PORT="$EMAIL_PORT" \
   GOTRUE_API_HOST=127.0.0.1 \
   FERROTRUE_DATA_DIR="$EMAIL_DATA_DIR" \
@@ -269,7 +279,7 @@ echo "==> compat: starting the OpenID provider (oauth2-mock-server) on $OIDC_ISS
 OIDC_PID=$!
 
 echo "==> compat: starting $BIN on $OAUTH_URL for the OAuth flows (data dir $OAUTH_DATA_DIR)"
-env \
+env "${RAISED_LIMITS[@]}" \
   PORT="$OAUTH_PORT" \
   GOTRUE_API_HOST=127.0.0.1 \
   FERROTRUE_DATA_DIR="$OAUTH_DATA_DIR" \
@@ -298,7 +308,7 @@ HOOK_PID=$!
 wait_ready "$HOOK_PID" "the send-SMS hook receiver" 10 curl -fsS -o /dev/null --max-time 1 "$HOOK_URL/"
 
 echo "==> compat: starting $BIN on $PHONE_URL for the phone flows (data dir $PHONE_DATA_DIR)"
-env \
+env "${RAISED_LIMITS[@]}" \
   PORT="$PHONE_PORT" \
   GOTRUE_API_HOST=127.0.0.1 \
   FERROTRUE_DATA_DIR="$PHONE_DATA_DIR" \
