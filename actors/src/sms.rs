@@ -164,7 +164,7 @@ async fn deliver_hook(hook: &SmsHook, client: &reqwest::Client, sms: &Sms) -> Au
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     if !status.is_success() {
-        tracing::error!(%status, body = %text, "send-SMS hook refused");
+        tracing::error!(%status, body = ?text, "send-SMS hook refused");
         // A hook signals failure with {"error": {"http_code", "message"}}.
         let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let message =
@@ -203,7 +203,7 @@ async fn deliver_twilio(t: &TwilioSettings, client: &reqwest::Client, sms: &Sms)
     let status = resp.status();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
-        tracing::error!(%status, %body, "Twilio refused the message");
+        tracing::error!(%status, ?body, "Twilio refused the message");
         let message = body["message"].as_str().unwrap_or("Twilio refused the message").to_owned();
         return Err(send_failed(message));
     }

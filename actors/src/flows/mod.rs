@@ -141,7 +141,7 @@ pub async fn audit(a: &Actors, actor: AuditActor<'_>, action: &str, traits: &[(&
             map.insert("traits".into(), serde_json::Value::Object(traits));
         }
     }
-    tracing::info!(target: "auth_audit_event", action, actor_id = %actor_id, actor_username = %username, "audit");
+    tracing::info!(target: "auth_audit_event", action, actor_id = %actor_id, actor_username = ?username, "audit");
     a.users
         .record_audit(AuditEntry {
             id: uuid::Uuid::new_v4(),

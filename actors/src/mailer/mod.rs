@@ -135,7 +135,7 @@ async fn deliver(
         mail.to.parse().map_err(|e| AuthError::validation(format!("Unable to send email to {}: {e}", mail.to)))?;
     let Some(transport) = transport else {
         // GoTrue's behaviour without GOTRUE_SMTP_HOST: the mail is dropped, the flow goes on.
-        tracing::warn!(subject = %mail.subject, "GOTRUE_SMTP_HOST is not set: mail not sent");
+        tracing::warn!(subject = ?mail.subject, "GOTRUE_SMTP_HOST is not set: mail not sent");
         return Ok(());
     };
     let message = Message::builder()
