@@ -150,6 +150,70 @@ mod tests {
         assert_eq!(n["data"]["Keep"], Value::Null, "nested values are left alone");
     }
 
+    fn req(body: Vec<u8>, content_type: &str, query: &str) -> Req {
+        let (parts, ()) = http::Request::builder()
+            .uri("/token")
+            .header(header::CONTENT_TYPE, content_type)
+            .header(header::AUTHORIZATION, "Bearer x")
+            .body(())
+            .unwrap()
+            .into_parts();
+        Req {
+            parts,
+            body: Bytes::from(body),
+            query: query_map(Some(query)),
+            peer: "127.0.0.1:1".parse().unwrap(),
+            client: crate::http::limits::Client::Opaque(1),
+        }
+    }
+
+    #[derive(Debug, Default, serde::Deserialize)]
+    #[serde(default)]
+    #[allow(dead_code)]
+    struct Typical {
+        email: String,
+        password: String,
+        data: Option<Value>,
+        create_user: bool,
+    }
+
+    proptest::proptest! {
+        /// Fuzz: whatever bytes a client sends as a body, in either content type, parsing ends
+        /// in a value or a 400 `bad_json` — never a panic, never another status.
+        #[test]
+        fn any_body_parses_or_is_a_400(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+            form in proptest::prelude::any::<bool>(),
+            query in "[ -~]{0,40}",
+        ) {
+            let ct = if form { "application/x-www-form-urlencoded" } else { "application/json" };
+            let r = req(body, ct, &query);
+            if let Err(e) = r.json::<Typical>() {
+                proptest::prop_assert_eq!(e.kind, ErrorKind::BadRequest);
+                proptest::prop_assert_eq!(e.code, ErrorCode::BadJson);
+            }
+            let _ = r.json_or_default::<Typical>();
+            let _ = r.redirect_candidates();
+            let _ = r.bearer();
+        }
+
+        /// Fuzz: JSON-shaped bodies with arbitrary keys and values behave the same way.
+        #[test]
+        fn any_json_object_parses_or_is_a_400(
+            pairs in proptest::collection::vec(("[A-Za-z_]{1,12}", "\\PC{0,20}"), 0..6),
+            numeric in proptest::prelude::any::<bool>(),
+        ) {
+            let object: Map<String, Value> = pairs
+                .into_iter()
+                .map(|(k, v)| (k, if numeric { Value::from(v.len()) } else { Value::String(v) }))
+                .collect();
+            let r = req(serde_json::to_vec(&object).unwrap(), "application/json", "");
+            if let Err(e) = r.json::<Typical>() {
+                proptest::prop_assert_eq!(e.code, ErrorCode::BadJson);
+            }
+        }
+    }
+
     #[test]
     fn bearer_parsing() {
         let mut h = HeaderMap::new();

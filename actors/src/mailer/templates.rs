@@ -164,14 +164,46 @@ impl Templates {
     }
 
     /// Subject and HTML body for `kind`.
+    ///
+    /// `Data` is the user's own metadata (anyone signing up chooses it), so its strings are
+    /// HTML-escaped before they reach the HTML body — as Go's `html/template` does for GoTrue —
+    /// and a subject never carries a line break (no header injection, whatever a template or
+    /// the data hold). Server-made values (links, codes) are left as they are.
     pub fn render(&self, kind: TemplateKind, data: &TemplateData) -> Result<(String, String), String> {
+        let mut safe = data.clone();
+        safe.Data = escape_html_strings(&data.Data);
         let render = |part: &str| {
             self.env
                 .get_template(&format!("{}.{part}", kind.name()))
-                .and_then(|t| t.render(minijinja::Value::from(minijinja::value::Serde(data))))
+                .and_then(|t| t.render(minijinja::Value::from(minijinja::value::Serde(&safe))))
                 .map_err(|e| format!("rendering the {} {part}: {e}", kind.name()))
         };
-        Ok((render("subject")?.trim().to_owned(), render("body")?))
+        let subject: String = render("subject")?.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        Ok((subject.trim().to_owned(), render("body")?))
+    }
+}
+
+/// Every string inside `value` with `& < > " '` replaced by HTML entities.
+fn escape_html_strings(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => {
+            let mut out = String::with_capacity(s.len());
+            for c in s.chars() {
+                match c {
+                    '&' => out.push_str("&amp;"),
+                    '<' => out.push_str("&lt;"),
+                    '>' => out.push_str("&gt;"),
+                    '"' => out.push_str("&#34;"),
+                    '\'' => out.push_str("&#39;"),
+                    c => out.push(c),
+                }
+            }
+            Value::String(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(escape_html_strings).collect()),
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), escape_html_strings(v))).collect()),
+        other => other.clone(),
     }
 }
 
@@ -213,6 +245,44 @@ mod tests {
         let (subject, body) = t.render(TemplateKind::Recovery, &data).unwrap();
         assert_eq!(subject, "Reset for ann@example.com");
         assert!(body.contains("123456") && body.contains("http://x/verify?token=abc"));
+    }
+
+    #[test]
+    fn user_metadata_cannot_inject_html_or_headers() {
+        let t = Templates::compile(
+            &[("confirmation".into(), "Welcome {{ .Data.name }}".into())],
+            &[("confirmation".into(), "<p>Hi {{ .Data.name }}</p><a href=\"{{ .ConfirmationURL }}\">go</a>".into())],
+        )
+        .unwrap();
+        let data = TemplateData {
+            ConfirmationURL: "http://x/verify?token=abc&type=signup".into(),
+            Data: serde_json::json!({"name": "<a href=\"https://evil.example\">click</a>\r\nBcc: all@example.com"}),
+            ..Default::default()
+        };
+        let (subject, body) = t.render(TemplateKind::Confirmation, &data).unwrap();
+        assert!(!body.contains("<a href=\"https://evil"), "{body}");
+        assert!(body.contains("&lt;a href=&#34;https://evil.example&#34;&gt;click&lt;/a&gt;"), "{body}");
+        assert!(body.contains("href=\"http://x/verify?token=abc&type=signup\""), "links stay usable: {body}");
+        assert!(!subject.contains('\n') && !subject.contains('\r'), "{subject:?}");
+    }
+
+    proptest::proptest! {
+        /// Fuzz: any operator template either compiles or is refused with its variable's name —
+        /// never a panic; and whatever a user puts in their metadata renders without raw markup.
+        #[test]
+        fn any_template_compiles_or_is_refused_and_data_never_injects_markup(
+            template in "[ -~]{0,80}",
+            name in "\\PC{0,40}",
+        ) {
+            if let Err(e) = Templates::compile(&[], &[("invite".into(), template)]) {
+                proptest::prop_assert!(e.starts_with("GOTRUE_MAILER_TEMPLATES_INVITE"), "{}", e);
+            }
+            let t = Templates::compile(&[], &[("invite".into(), "[{{ .Data.name }}]".into())]).unwrap();
+            let data = TemplateData { Data: serde_json::json!({"name": name}), ..Default::default() };
+            let (_, body) = t.render(TemplateKind::Invite, &data).unwrap();
+            let inner = &body[1..body.len() - 1];
+            proptest::prop_assert!(!inner.contains(['<', '>', '"']), "{}", body);
+        }
     }
 
     #[test]
