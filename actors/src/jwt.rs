@@ -260,7 +260,9 @@ mod tests {
         let k = keys();
         let valid = k.sign(&serde_json::json!({"role": "service_role"})).unwrap();
         let payload = valid.split('.').nth(1).unwrap();
-        for header in [r#"{"alg":"none","typ":"JWT"}"#, r#"{"alg":"HS384","typ":"JWT"}"#, r#"{"alg":"RS256","typ":"JWT"}"#] {
+        for header in
+            [r#"{"alg":"none","typ":"JWT"}"#, r#"{"alg":"HS384","typ":"JWT"}"#, r#"{"alg":"RS256","typ":"JWT"}"#]
+        {
             use base64::Engine as _;
             let h = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(header);
             for sig in ["", "AAAA", valid.split('.').nth(2).unwrap()] {
@@ -275,7 +277,10 @@ mod tests {
         let claims = |v: serde_json::Value| -> PresentedClaims { serde_json::from_value(v).unwrap() };
         assert_eq!(JwtKeys::session_id(&claims(serde_json::json!({}))).unwrap(), None);
         assert_eq!(JwtKeys::session_id(&claims(serde_json::json!({"session_id": ""}))).unwrap(), None);
-        assert_eq!(JwtKeys::session_id(&claims(serde_json::json!({"session_id": Uuid::nil().to_string()}))).unwrap(), None);
+        assert_eq!(
+            JwtKeys::session_id(&claims(serde_json::json!({"session_id": Uuid::nil().to_string()}))).unwrap(),
+            None
+        );
         let id = Uuid::new_v4();
         assert_eq!(JwtKeys::session_id(&claims(serde_json::json!({"session_id": id.to_string()}))).unwrap(), Some(id));
         let err = JwtKeys::session_id(&claims(serde_json::json!({"session_id": "nope"}))).unwrap_err();

@@ -17,6 +17,7 @@ mod persistence;
 mod phone;
 mod public;
 mod security_jwt;
+mod security_redirects;
 mod signup;
 mod smtp;
 mod supervision;

@@ -60,7 +60,8 @@ async fn a_future_nbf_is_refused_on_user_and_admin_endpoints() {
 async fn get_user_compares_the_audience() {
     let (server, claims) = user_claims().await;
     assert_eq!(server.get_auth("/user", &forge(&claims, "aud", Value::Null)).await.status().as_u16(), 400);
-    for token in [forge(&claims, "aud", Value::Null), forge(&claims, "aud", json!("")), forge(&claims, "aud", json!([]))]
+    for token in
+        [forge(&claims, "aud", Value::Null), forge(&claims, "aud", json!("")), forge(&claims, "aud", json!([]))]
     {
         let err = assert_error(server.get_auth("/user", &token).await, 400, "validation_failed").await;
         assert_eq!(err["message"], "Token audience doesn't match request audience");
@@ -71,7 +72,8 @@ async fn get_user_compares_the_audience() {
     assert_error(resp.unwrap(), 400, "validation_failed").await;
     // Stricter than GoTrue (which compares a header-less request with the token's own aud): a
     // token for another audience is refused without the header too.
-    assert_error(server.get_auth("/user", &forge(&claims, "aud", json!("other"))).await, 400, "validation_failed").await;
+    assert_error(server.get_auth("/user", &forge(&claims, "aud", json!("other"))).await, 400, "validation_failed")
+        .await;
     // An array aud is read by its first element, as GoTrue's GetAudience()[0].
     let listed = forge(&claims, "aud", json!(["authenticated", "other"]));
     assert_eq!(server.get_auth("/user", &listed).await.status(), StatusCode::OK);
@@ -124,7 +126,10 @@ async fn only_hs256_with_the_right_secret_is_accepted() {
     refused.push(("HS384 with the secret".into(), sign(&claims, SECRET, Algorithm::HS384)));
     refused.push(("HS512 with the secret".into(), sign(&admin_claims, SECRET, Algorithm::HS512)));
     refused.push(("wrong secret".into(), sign(&claims, "another-secret-that-is-long-enough!!", Algorithm::HS256)));
-    refused.push(("wrong secret, admin".into(), sign(&admin_claims, "another-secret-that-is-long-enough!!", Algorithm::HS256)));
+    refused.push((
+        "wrong secret, admin".into(),
+        sign(&admin_claims, "another-secret-that-is-long-enough!!", Algorithm::HS256),
+    ));
     let mut tampered = claims.clone();
     tampered["role"] = json!("service_role");
     refused.push((
@@ -132,7 +137,10 @@ async fn only_hs256_with_the_right_secret_is_accepted() {
         with_header(&json!({"alg": "HS256", "typ": "JWT"}), &tampered, &good_sig),
     ));
     refused.push(("expired".into(), forge(&claims, "exp", json!(now_secs() - 1))));
-    refused.push(("expired admin".into(), sign(&json!({"role": "service_role", "exp": now_secs() - 1}), SECRET, Algorithm::HS256)));
+    refused.push((
+        "expired admin".into(),
+        sign(&json!({"role": "service_role", "exp": now_secs() - 1}), SECRET, Algorithm::HS256),
+    ));
     refused.push(("string exp".into(), forge(&claims, "exp", json!("tomorrow"))));
     for garbage in ["garbage", "a.b.c", "eyJ.eyJ.sig", "..", &good[..good.len() - 2]] {
         refused.push((format!("garbage {garbage:?}"), garbage.to_owned()));
