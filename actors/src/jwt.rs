@@ -85,9 +85,11 @@ impl JwtKeys {
         validation.algorithms = vec![Algorithm::HS256];
         validation.validate_aud = false;
         validation.leeway = 0;
-        // Hand-made service keys may have no `exp`; when present it is enforced.
+        // Hand-made service keys may have no `exp`; when present it is enforced, and so is `nbf`
+        // (golang-jwt v5's defaults, no leeway). `iat` is not checked, as in GoTrue.
         validation.required_spec_claims.clear();
         validation.validate_exp = true;
+        validation.validate_nbf = true;
         let mut header = Header::new(Algorithm::HS256);
         if !settings.key_id.is_empty() {
             header.kid = Some(settings.key_id.clone());
@@ -156,6 +158,20 @@ impl JwtKeys {
         Ok((claims, user_id))
     }
 
+    /// The `session_id` claim as GoTrue reads it: absent, empty or the nil UUID mean "no session";
+    /// anything else must be a UUID (403 `bad_jwt`).
+    pub fn session_id(claims: &PresentedClaims) -> AuthResult<Option<Uuid>> {
+        match claims.session_id.as_deref().filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(raw) => {
+                let id = Uuid::parse_str(raw).map_err(|_| {
+                    AuthError::forbidden(ErrorCode::BadJwt, "invalid claim: session_id claim must be a UUID")
+                })?;
+                Ok((!id.is_nil()).then_some(id))
+            }
+        }
+    }
+
     /// True when the token's role is one of `GOTRUE_JWT_ADMIN_ROLES`.
     pub fn is_admin_role(&self, claims: &PresentedClaims) -> bool {
         claims.role.as_ref().is_some_and(|r| self.settings.admin_roles.contains(r))
@@ -174,6 +190,7 @@ fn describe(e: &jsonwebtoken::errors::Error) -> String {
         K::InvalidAlgorithm => "token is unverifiable: signing method is not allowed".into(),
         K::InvalidSignature => "token signature is invalid: signature is invalid".into(),
         K::ImmatureSignature => "token has invalid claims: token is not valid yet".into(),
+        K::InvalidClaimFormat(claim) => format!("token has invalid claims: {claim} has an invalid format"),
         _ => "token is malformed".into(),
     }
 }
@@ -216,5 +233,58 @@ mod tests {
         assert_eq!(k.verify_user_token(&none).unwrap_err().kind, crate::error::ErrorKind::Forbidden);
         let bad = k.sign(&serde_json::json!({"sub": "not-a-uuid"})).unwrap();
         assert_eq!(k.verify_user_token(&bad).unwrap_err().kind, crate::error::ErrorKind::BadRequest);
+    }
+
+    fn now() -> i64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    }
+
+    #[test]
+    fn nbf_in_the_future_is_refused_and_iat_is_not_checked() {
+        let k = keys();
+        let early = k.sign(&serde_json::json!({"role": "service_role", "nbf": now() + 60})).unwrap();
+        let err = k.verify(&early).unwrap_err();
+        assert_eq!((err.kind, err.code), (crate::error::ErrorKind::Forbidden, ErrorCode::BadJwt));
+        assert!(err.msg.contains("not valid yet"), "{}", err.msg);
+        let started = k.sign(&serde_json::json!({"role": "service_role", "nbf": now() - 5})).unwrap();
+        assert!(k.verify(&started).is_ok());
+        let bad_nbf = k.sign(&serde_json::json!({"role": "service_role", "nbf": "soon"})).unwrap();
+        assert_eq!(k.verify(&bad_nbf).unwrap_err().code, ErrorCode::BadJwt);
+        // golang-jwt v5 (GoTrue's parser) only checks `iat` when asked to; GoTrue does not ask.
+        let future_iat = k.sign(&serde_json::json!({"role": "service_role", "iat": now() + 3600})).unwrap();
+        assert!(k.verify(&future_iat).is_ok());
+    }
+
+    #[test]
+    fn unsigned_and_foreign_algorithms_are_refused() {
+        let k = keys();
+        let valid = k.sign(&serde_json::json!({"role": "service_role"})).unwrap();
+        let payload = valid.split('.').nth(1).unwrap();
+        for header in
+            [r#"{"alg":"none","typ":"JWT"}"#, r#"{"alg":"HS384","typ":"JWT"}"#, r#"{"alg":"RS256","typ":"JWT"}"#]
+        {
+            use base64::Engine as _;
+            let h = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(header);
+            for sig in ["", "AAAA", valid.split('.').nth(2).unwrap()] {
+                let token = format!("{h}.{payload}.{sig}");
+                assert_eq!(k.verify(&token).unwrap_err().code, ErrorCode::BadJwt, "{header} {sig:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn session_id_claim() {
+        let claims = |v: serde_json::Value| -> PresentedClaims { serde_json::from_value(v).unwrap() };
+        assert_eq!(JwtKeys::session_id(&claims(serde_json::json!({}))).unwrap(), None);
+        assert_eq!(JwtKeys::session_id(&claims(serde_json::json!({"session_id": ""}))).unwrap(), None);
+        assert_eq!(
+            JwtKeys::session_id(&claims(serde_json::json!({"session_id": Uuid::nil().to_string()}))).unwrap(),
+            None
+        );
+        let id = Uuid::new_v4();
+        assert_eq!(JwtKeys::session_id(&claims(serde_json::json!({"session_id": id.to_string()}))).unwrap(), Some(id));
+        let err = JwtKeys::session_id(&claims(serde_json::json!({"session_id": "nope"}))).unwrap_err();
+        assert_eq!((err.kind, err.code), (crate::error::ErrorKind::Forbidden, ErrorCode::BadJwt));
+        assert_eq!(err.msg, "invalid claim: session_id claim must be a UUID");
     }
 }

@@ -21,6 +21,7 @@ use crate::http::request::Req;
 use crate::state::Ctx;
 use ferrotrue_actors::error::{AuthError, AuthResult, ErrorCode};
 use ferrotrue_actors::flows::RequestMeta;
+use ferrotrue_actors::jwt::JwtKeys;
 
 /// Admin endpoints: a valid JWT whose `role` is in `GOTRUE_JWT_ADMIN_ROLES`; if it carries a
 /// session, that session must still exist. Returns the role (the audit log's actor).
@@ -29,11 +30,13 @@ pub async fn require_admin(cx: &Ctx, req: &Req) -> AuthResult<String> {
         AuthError::unauthorized(ErrorCode::NoAuthorization, "This endpoint requires a valid Bearer token")
     })?;
     let claims = cx.actors.jwt.verify(token)?;
+    // GoTrue's requireAdminCredentials reads `session_id` before the role: a malformed one is a
+    // 403 `bad_jwt` even on a token with an admin role.
+    let session_id = JwtKeys::session_id(&claims)?;
     if !cx.actors.jwt.is_admin_role(&claims) {
         return Err(AuthError::forbidden(ErrorCode::NotAdmin, "User not allowed"));
     }
-    if let Some(id) = claims.session_id.as_deref().and_then(|s| uuid::Uuid::parse_str(s).ok()).filter(|id| !id.is_nil())
-    {
+    if let Some(id) = session_id {
         if cx.actors.sessions.get(id).await?.is_none() {
             return Err(AuthError::forbidden(ErrorCode::SessionExpired, "Session has expired"));
         }

@@ -6,7 +6,6 @@ use crate::jwt::PresentedClaims;
 use crate::session_manager::model::Session;
 use crate::user_registry::model::User;
 use crate::Actors;
-use uuid::Uuid;
 
 /// A verified caller.
 #[derive(Debug, Clone)]
@@ -28,15 +27,7 @@ pub async fn authenticate(a: &Actors, bearer: Option<&str>) -> AuthResult<Authen
             AuthError::forbidden(ErrorCode::UserNotFound, "User from sub claim in JWT does not exist")
         })?;
     // GoTrue: an empty or nil session_id means "no session"; anything else must be a UUID.
-    let session_id = match claims.session_id.as_deref().filter(|s| !s.is_empty()) {
-        None => None,
-        Some(raw) => {
-            let id = Uuid::parse_str(raw).map_err(|_| {
-                AuthError::forbidden(ErrorCode::BadJwt, "invalid claim: session_id claim must be a UUID")
-            })?;
-            (!id.is_nil()).then_some(id)
-        }
-    };
+    let session_id = crate::jwt::JwtKeys::session_id(&claims)?;
     let session = match session_id {
         None => None,
         Some(id) => {

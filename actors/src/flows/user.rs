@@ -33,12 +33,11 @@ pub struct UserUpdate {
 /// How long after sign-in a password change needs no reauthentication.
 const REAUTH_FREE_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
-/// `GET /user`: the caller, after the audience check.
+/// `GET /user`: the caller, after the audience check (a token without `aud` fails it, as in
+/// GoTrue's `UserGet`).
 pub fn get(auth: Authenticated, request_aud: &str) -> AuthResult<User> {
-    if let Some(aud) = auth.claims.audience() {
-        if aud != request_aud {
-            return Err(AuthError::validation("Token audience doesn't match request audience"));
-        }
+    if auth.claims.audience() != Some(request_aud) {
+        return Err(AuthError::validation("Token audience doesn't match request audience"));
     }
     Ok(auth.user)
 }
