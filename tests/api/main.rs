@@ -20,6 +20,7 @@ mod security_jwt;
 mod security_limits;
 mod security_process;
 mod security_redirects;
+mod security_storage;
 mod signup;
 mod smtp;
 mod supervision;

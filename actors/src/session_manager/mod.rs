@@ -1,10 +1,12 @@
 //! `SessionManager`: owns sessions and refresh tokens; rotation and reuse detection happen
 //! here, atomically, one message at a time.
 //!
-//! Trees: `sessions/v1` (id → [`model::Session`]), `refresh_tokens/v1` (sha256 → token).
+//! Trees: `sessions/v1` (id → [`model::Session`]), `refresh_tokens/v2` (sha256 → token, no
+//! raw value: see [`token_key`]). `refresh_tokens/v1` is migrated into v2 at start-up.
 
 pub mod model;
 pub mod state;
+pub mod token_key;
 
 use crate::call::{call, send_reply, Reply};
 use crate::error::AuthResult;

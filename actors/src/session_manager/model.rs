@@ -28,12 +28,29 @@ pub struct AmrEntry {
     pub at: Timestamp,
 }
 
-/// A refresh token, keyed by the SHA-256 of its value. The raw value is kept only while the
-/// token is the session's active one (GoTrue hands the active token back to a client that
-/// replays its parent); once revoked, only the digest remains.
+/// A refresh token, keyed by the SHA-256 of its value (`refresh_tokens/v2`). No raw value is
+/// stored: the raw token is `HMAC-SHA256(server key, session_id ‖ seq ‖ nonce)` (see
+/// [`super::token_key`]), so the server can hand the active token back to a client that replays
+/// its parent (GoTrue's behaviour) while a copy of the database hands out nothing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RefreshToken {
     /// Issue order across the server: "newest" means highest `seq`.
+    pub seq: u64,
+    pub digest: [u8; 32],
+    /// Random per token, so two tokens never derive to the same value even if a `seq` repeats.
+    pub nonce: [u8; 16],
+    pub session_id: Uuid,
+    pub user_id: Uuid,
+    pub parent: Option<[u8; 32]>,
+    pub revoked: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// The `refresh_tokens/v1` layout: kept the raw value of the session's active token. Only read
+/// at start-up, to migrate into [`RefreshToken`] (the raw value is dropped).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefreshTokenV1 {
     pub seq: u64,
     pub digest: [u8; 32],
     pub token: Option<String>,
@@ -43,4 +60,22 @@ pub struct RefreshToken {
     pub revoked: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+impl RefreshTokenV1 {
+    /// The v2 record. Its raw value was random, so it cannot be re-derived: the token keeps
+    /// working by digest, and a replay of its parent mints a fresh child instead of returning it.
+    pub fn migrate(self) -> RefreshToken {
+        RefreshToken {
+            seq: self.seq,
+            digest: self.digest,
+            nonce: [0; 16],
+            session_id: self.session_id,
+            user_id: self.user_id,
+            parent: self.parent,
+            revoked: self.revoked,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
 }

@@ -4,7 +4,8 @@
 //! Rotation happens entirely here, serialised by the actor's mailbox, so two concurrent
 //! refreshes of one token cannot both rotate it: the second sees the first's result.
 
-use super::model::{AmrEntry, RefreshToken, Session};
+use super::model::{AmrEntry, RefreshToken, RefreshTokenV1, Session};
+use super::token_key::TokenKey;
 use crate::clock::Clock;
 use crate::crypto;
 use crate::error::{AuthError, AuthResult, ErrorCode, StoreError};
@@ -39,6 +40,7 @@ pub struct SessionManagerState {
     settings: Arc<Settings>,
     session_table: Table<Session>,
     token_table: Table<RefreshToken>,
+    key: TokenKey,
     sessions: HashMap<Uuid, Session>,
     by_user: HashMap<Uuid, BTreeSet<Uuid>>,
     tokens: HashMap<[u8; 32], RefreshToken>,
@@ -50,17 +52,57 @@ fn not_found() -> AuthError {
     AuthError::bad_request(ErrorCode::RefreshTokenNotFound, "Invalid Refresh Token: Refresh Token Not Found")
 }
 
+/// Records moved per transaction while migrating (bounds the transaction's size).
+const MIGRATE_BATCH: usize = 1024;
+
+/// Moves every `refresh_tokens/v1` record into `refresh_tokens/v2`, dropping the raw value the
+/// v1 layout kept for active tokens. Each batch is one transaction (put v2 + remove v1), so a
+/// crash mid-way resumes at the next start without losing a token. A record already present in
+/// v2 wins over its v1 copy.
+fn migrate_v1(store: &Store, v2: &Table<RefreshToken>) -> Result<(), StoreError> {
+    let v1: Table<RefreshTokenV1> = store.table(storage::REFRESH_TOKENS_V1)?;
+    let mut moved = 0usize;
+    loop {
+        let mut ops = Vec::new();
+        for item in v1.scan(false).take(MIGRATE_BATCH) {
+            let (key, old) = item?;
+            if v2.get(&key)?.is_none() {
+                ops.push(v2.put(key.clone(), &old.migrate())?);
+                moved += 1;
+            }
+            ops.push(v1.remove(key));
+        }
+        if ops.is_empty() {
+            break;
+        }
+        store.apply(ops)?;
+    }
+    if moved > 0 {
+        tracing::warn!(
+            count = moved,
+            from = storage::REFRESH_TOKENS_V1,
+            to = storage::REFRESH_TOKENS,
+            "migrated refresh tokens; raw values dropped (they keep working by digest)"
+        );
+    }
+    Ok(())
+}
+
 impl SessionManagerState {
-    /// Loads every session and token; drops tokens whose session is gone.
+    /// Loads every session and token; drops tokens whose session is gone. Migrates
+    /// `refresh_tokens/v1` first (see [`migrate_v1`]).
     pub fn load(store: Store, clock: Clock, settings: Arc<Settings>) -> Result<Self, StoreError> {
         let session_table: Table<Session> = store.table(storage::SESSIONS)?;
         let token_table: Table<RefreshToken> = store.table(storage::REFRESH_TOKENS)?;
+        migrate_v1(&store, &token_table)?;
+        let key = TokenKey::derive(&settings.jwt.secret);
         let mut st = SessionManagerState {
             store,
             clock,
             settings,
             session_table,
             token_table,
+            key,
             sessions: HashMap::new(),
             by_user: HashMap::new(),
             tokens: HashMap::new(),
@@ -130,15 +172,18 @@ impl SessionManagerState {
         Ok(Issued { session, refresh_token: raw })
     }
 
+    /// A child token: its raw value is derived from the server key (never stored), so it can
+    /// be recomputed for a parent replay.
     fn new_token(&mut self, session: &Session, parent: Option<[u8; 32]>) -> (RefreshToken, String) {
-        let raw = crypto::random_token();
         let now = self.clock.now();
         let seq = self.next_seq;
         self.next_seq += 1;
+        let nonce = crypto::random_bytes::<16>();
+        let raw = self.key.token(session.id, seq, &nonce);
         let token = RefreshToken {
             seq,
             digest: crypto::sha256(raw.as_bytes()),
-            token: Some(raw.clone()),
+            nonce,
             session_id: session.id,
             user_id: session.user_id,
             parent,
@@ -164,16 +209,19 @@ impl SessionManagerState {
 
         if token.revoked {
             // The client replays the parent of the active token (another tab already
-            // rotated, or it lost the last response): hand back the active token.
-            if let Some(active) = self.active_token(session.id) {
-                if active.parent == Some(digest) {
-                    if let Some(raw_active) = active.token.clone() {
-                        return Ok(Ok(Issued { session, refresh_token: raw_active }));
-                    }
-                }
+            // rotated, or it lost the last response): hand back the active token, recomputed
+            // from the server key. Nothing is written (GoTrue writes nothing either, apart from
+            // the flow's audit entry).
+            let active = self.active_token(session.id).filter(|a| a.parent == Some(digest));
+            let parent_of_active = active.is_some();
+            if let Some(raw) = active.and_then(|a| self.key.rederive(a.session_id, a.seq, &a.nonce, &a.digest)) {
+                return Ok(Ok(Issued { session, refresh_token: raw }));
             }
+            // An active token that cannot be recomputed (migrated from `refresh_tokens/v1`, or
+            // issued under another JWT secret) still works by digest; its parent gets a new
+            // child, as within the reuse interval, and is never treated as a reuse.
             let within_reuse = now < token.updated_at.plus(self.settings.refresh.reuse_interval);
-            if !within_reuse {
+            if !within_reuse && !parent_of_active {
                 if self.settings.refresh.rotation_enabled {
                     self.revoke_family(session.id)?;
                 }
@@ -189,7 +237,6 @@ impl SessionManagerState {
         let mut revoked = token.clone();
         if !revoked.revoked {
             revoked.revoked = true;
-            revoked.token = None;
             revoked.updated_at = now;
         }
         session.refreshed_at = Some(now);
@@ -224,7 +271,6 @@ impl SessionManagerState {
             if let Some(t) = self.tokens.get(&digest).filter(|t| !t.revoked) {
                 let mut t = t.clone();
                 t.revoked = true;
-                t.token = None;
                 t.updated_at = now;
                 changed.push(t);
             }
@@ -416,5 +462,103 @@ mod tests {
         assert_eq!(st.refresh(&b.refresh_token).unwrap_err().code, ErrorCode::RefreshTokenNotFound);
         st.logout(user, Some(a.session.id), LogoutScope::Local).unwrap();
         assert_eq!(st.count(), 0);
+    }
+
+    fn v1_token(seq: u64, raw: &str, session: &Session, parent: Option<[u8; 32]>, revoked: bool) -> RefreshTokenV1 {
+        RefreshTokenV1 {
+            seq,
+            digest: crypto::sha256(raw.as_bytes()),
+            token: (!revoked).then(|| raw.to_owned()),
+            session_id: session.id,
+            user_id: session.user_id,
+            parent,
+            revoked,
+            created_at: session.created_at,
+            updated_at: session.created_at,
+        }
+    }
+
+    #[tokio::test]
+    async fn v1_tokens_migrate_without_raw_values_and_keep_their_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || Store::open(dir.path(), storage::DEFAULT_CACHE_BYTES, storage::Durability::Sync).unwrap();
+        let clock = Clock::fixed(Timestamp(1_700_000_000_000_000));
+        let session = |user_id| Session {
+            id: Uuid::new_v4(),
+            user_id,
+            created_at: clock.now(),
+            updated_at: clock.now(),
+            refreshed_at: None,
+            aal: "aal1".into(),
+            amr: vec![],
+            user_agent: String::new(),
+            ip: String::new(),
+            not_after: None,
+        };
+        let (a, b) = (session(Uuid::new_v4()), session(Uuid::new_v4()));
+        // Two v1 sessions, each with a revoked parent and an active child holding its raw value.
+        let (a1, a2, b1, b2) = ("a1-raw-token-value", "a2-raw-token-value", "b1-raw-token-value", "b2-raw-token-value");
+        {
+            let store = open();
+            let sessions: Table<Session> = store.table(storage::SESSIONS).unwrap();
+            let v1: Table<RefreshTokenV1> = store.table(storage::REFRESH_TOKENS_V1).unwrap();
+            let mut ops = vec![
+                sessions.put(a.id.as_bytes().to_vec(), &a).unwrap(),
+                sessions.put(b.id.as_bytes().to_vec(), &b).unwrap(),
+            ];
+            for t in [
+                v1_token(1, a1, &a, None, true),
+                v1_token(2, a2, &a, Some(crypto::sha256(a1.as_bytes())), false),
+                v1_token(3, b1, &b, None, true),
+                v1_token(4, b2, &b, Some(crypto::sha256(b1.as_bytes())), false),
+            ] {
+                ops.push(v1.put(t.digest.to_vec(), &t).unwrap());
+            }
+            store.apply(ops).unwrap();
+            store.durable().await.unwrap();
+        }
+        let store = open();
+        let mut st = SessionManagerState::load(store.clone(), clock.clone(), Arc::new(Settings::for_tests())).unwrap();
+        let v1: Table<RefreshTokenV1> = store.table(storage::REFRESH_TOKENS_V1).unwrap();
+        assert!(v1.is_empty(), "v1 records are moved, not copied");
+        assert_eq!(st.token_table.len(), 4);
+        for raw in [a1, a2, b1, b2] {
+            for (_, t) in st.token_table.load_all().unwrap() {
+                let bytes = crate::storage::codec::encode(&t).unwrap();
+                assert!(!bytes.windows(raw.len()).any(|w| w == raw.as_bytes()), "raw {raw} kept");
+            }
+        }
+        // The active v1 token still refreshes (by digest), with a derivable child.
+        let a3 = st.refresh(a2).unwrap().unwrap().refresh_token;
+        assert_eq!(st.refresh(a2).unwrap().unwrap().refresh_token, a3, "parent of the active one");
+        // Replaying the parent of an active v1 token cannot return it (its raw value is gone):
+        // the client gets a working child instead, never a reuse error, and then the same one
+        // again on a second replay.
+        let b3 = st.refresh(b1).unwrap().unwrap().refresh_token;
+        assert_ne!(b3, b2);
+        assert_eq!(st.refresh(b1).unwrap().unwrap().refresh_token, b3);
+        assert!(st.refresh(&b3).unwrap().is_ok());
+        // A second start has nothing left to migrate and loses nothing.
+        drop(st);
+        let mut st = SessionManagerState::load(store, clock, Arc::new(Settings::for_tests())).unwrap();
+        assert_eq!(st.count(), 2);
+        assert!(st.refresh(&a3).unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_new_jwt_secret_keeps_sessions_working_by_digest() {
+        let store = Store::temporary().unwrap();
+        let clock = Clock::fixed(Timestamp(1_700_000_000_000_000));
+        let mut st = SessionManagerState::load(store.clone(), clock.clone(), Arc::new(Settings::for_tests())).unwrap();
+        let t1 = st.create(Uuid::new_v4(), "password", String::new(), String::new()).unwrap().refresh_token;
+        let t2 = st.refresh(&t1).unwrap().unwrap().refresh_token;
+        drop(st);
+        let mut settings = Settings::for_tests();
+        settings.jwt.secret = crypto::Secret("a-completely-different-secret-for-hs256".into());
+        let mut st = SessionManagerState::load(store, clock, Arc::new(settings)).unwrap();
+        // The parent of the active token gets a new child (the active one cannot be recomputed).
+        let t3 = st.refresh(&t1).unwrap().unwrap().refresh_token;
+        assert_ne!(t3, t2);
+        assert!(st.refresh(&t2).unwrap().is_ok(), "the active token still works by digest");
     }
 }

@@ -25,7 +25,10 @@ pub const USERS: &str = "users/v1";
 pub const USERS_BY_EMAIL: &str = "users_by_email/v1";
 pub const USERS_BY_PHONE: &str = "users_by_phone/v1";
 pub const SESSIONS: &str = "sessions/v1";
-pub const REFRESH_TOKENS: &str = "refresh_tokens/v1";
+/// Refresh tokens by SHA-256 digest; no raw token value (v1 kept the active one's raw value).
+pub const REFRESH_TOKENS: &str = "refresh_tokens/v2";
+/// Read once at start-up to migrate into [`REFRESH_TOKENS`], then left empty.
+pub const REFRESH_TOKENS_V1: &str = "refresh_tokens/v1";
 pub const ONE_TIME_TOKENS: &str = "one_time_tokens/v1";
 pub const FLOW_STATES: &str = "flow_states/v2";
 pub const AUDIT_LOG: &str = "audit_log/v1";
@@ -143,6 +146,15 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
             })
             .collect()
     }
+    /// Records in key order (`newest_first`: descending), read and decoded lazily: memory
+    /// stays flat however large the tree is.
+    pub fn scan(&self, newest_first: bool) -> Scan<T> {
+        Scan { name: self.name, iter: self.tree.iter(), newest_first, _record: PhantomData }
+    }
+    /// The greatest key, if any.
+    pub fn last_key(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree.last()?.map(|(k, _)| k.to_vec()))
+    }
     /// An op that writes `value` under `key` (to be passed to [`Store::apply`]).
     pub fn put(&self, key: impl Into<Vec<u8>>, value: &T) -> Result<Op, StoreError> {
         Ok(Op::Put(self.tree.clone(), key.into(), codec::encode(value)?))
@@ -158,6 +170,42 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
     /// True when the tree holds nothing.
     pub fn is_empty(&self) -> bool {
         self.tree.is_empty()
+    }
+}
+
+/// A lazy walk over a [`Table`] (see [`Table::scan`]).
+pub struct Scan<T> {
+    name: &'static str,
+    iter: sled::Iter,
+    newest_first: bool,
+    _record: PhantomData<fn() -> T>,
+}
+
+impl<T> Scan<T> {
+    fn next_raw(&mut self) -> Option<sled::Result<(sled::IVec, sled::IVec)>> {
+        if self.newest_first {
+            self.iter.next_back()
+        } else {
+            self.iter.next()
+        }
+    }
+    /// Steps over up to `n` records without decoding them; the number actually skipped.
+    pub fn skip_records(&mut self, n: usize) -> Result<usize, StoreError> {
+        for done in 0..n {
+            match self.next_raw() {
+                Some(item) => drop(item?),
+                None => return Ok(done),
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl<T: DeserializeOwned> Iterator for Scan<T> {
+    type Item = Result<(Vec<u8>, T), StoreError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let item = self.next_raw()?;
+        Some(item.map_err(StoreError::from).and_then(|(k, v)| Ok((k.to_vec(), codec::decode(self.name, &v)?))))
     }
 }
 

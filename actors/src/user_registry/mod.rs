@@ -2,7 +2,7 @@
 //! Port of GoTrue's `models/user.go` and `models/audit_log_entry.go` storage.
 //!
 //! Trees: `users/v1` (id → [`User`]), `users_by_email/v1`, `users_by_phone/v1` (key → id),
-//! `audit_log/v1` (big-endian sequence → [`AuditEntry`]).
+//! `audit_log/v1` (big-endian sequence → [`AuditEntry`]; read page by page, never held in memory).
 //! Every write is durable before its reply leaves (see [`crate::call::send_reply`]).
 
 pub mod model;
@@ -107,12 +107,14 @@ impl Actor for UserRegistry {
             }
             RecordAudit { entry, reply } => send_reply(reply, state.record_audit(*entry)),
             AuditPage { page, per_page, query, reply } => {
-                let _ = reply.send(Ok(state.audit_page(page, per_page, query.as_ref())));
+                let _ = reply.send(state.audit_page(page, per_page, query.as_ref()));
             }
             SweepAudit => {
                 if let Some(retention) = *audit_retention {
-                    if let Err(e) = state.sweep_audit(retention) {
-                        tracing::error!(error = %e, "audit log sweep failed");
+                    match state.sweep_audit(retention) {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(deleted = n, "swept audit log"),
+                        Err(e) => tracing::error!(error = %e, "audit log sweep failed"),
                     }
                 }
             }

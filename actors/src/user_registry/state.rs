@@ -55,10 +55,18 @@ pub struct UserRegistryState {
     /// User ids in creation order: a listing page is a slice of it, so its cost does not grow
     /// with the number of users.
     order: Vec<Uuid>,
+    /// The audit log lives only in this tree (key: big-endian `seq`, oldest first); memory holds
+    /// its size and next sequence, so it does not grow with the number of entries.
     audit_table: Table<AuditEntry>,
-    /// Audit entries oldest first.
-    audit: Vec<AuditEntry>,
+    audit_count: usize,
     next_audit_seq: u64,
+}
+
+/// Entries removed per transaction by the retention sweep.
+const AUDIT_SWEEP_BATCH: usize = 1024;
+
+fn audit_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
 }
 
 impl UserRegistryState {
@@ -69,8 +77,15 @@ impl UserRegistryState {
         let by_email_table: Table<Uuid> = store.table(storage::USERS_BY_EMAIL)?;
         let by_phone_table: Table<Uuid> = store.table(storage::USERS_BY_PHONE)?;
         let audit_table: Table<AuditEntry> = store.table(storage::AUDIT_LOG)?;
-        let audit: Vec<AuditEntry> = audit_table.load_all()?.into_iter().map(|(_, e)| e).collect();
-        let next_audit_seq = audit.last().map_or(1, |e| e.seq + 1);
+        let next_audit_seq = match audit_table.last_key()? {
+            Some(key) => {
+                let seq = <[u8; 8]>::try_from(key.as_slice())
+                    .map_err(|_| StoreError::Corrupt(format!("bad key in {}", storage::AUDIT_LOG)))?;
+                u64::from_be_bytes(seq) + 1
+            }
+            None => 1,
+        };
+        let audit_count = audit_table.len();
         let mut state = UserRegistryState {
             store,
             clock,
@@ -84,7 +99,7 @@ impl UserRegistryState {
             by_identity_email: HashMap::new(),
             order: Vec::new(),
             audit_table,
-            audit,
+            audit_count,
             next_audit_seq,
         };
         for (_, user) in state.users.load_all()? {
@@ -240,22 +255,24 @@ impl UserRegistryState {
     /// Appends an audit entry (disk first).
     pub fn record_audit(&mut self, mut entry: AuditEntry) -> AuthResult<()> {
         entry.seq = self.next_audit_seq;
-        self.store.apply(vec![self.audit_table.put(entry.seq.to_be_bytes().to_vec(), &entry)?])?;
+        self.store.apply(vec![self.audit_table.put(audit_key(entry.seq), &entry)?])?;
         self.next_audit_seq += 1;
-        self.audit.push(entry);
+        self.audit_count += 1;
         Ok(())
     }
 
-    /// A page of audit entries, newest first.
-    pub fn audit_page(&self, page: usize, per_page: usize, query: Option<&AuditQuery>) -> Page<AuditEntry> {
+    /// A page of audit entries, newest first, read from the tree in reverse key order. Without
+    /// a query it reads only the page (skipped entries are not decoded); with one it walks the
+    /// whole log to count the matches but keeps only the page.
+    pub fn audit_page(&self, page: usize, per_page: usize, query: Option<&AuditQuery>) -> AuthResult<Page<AuditEntry>> {
         let skip = page.saturating_sub(1).saturating_mul(per_page);
+        let mut scan = self.audit_table.scan(true);
         let Some(query) = query else {
-            return Page {
-                items: self.audit.iter().rev().skip(skip).take(per_page).cloned().collect(),
-                total: self.audit.len(),
-            };
+            scan.skip_records(skip)?;
+            let items = scan.take(per_page).map(|r| r.map(|(_, e)| e)).collect::<Result<_, _>>()?;
+            return Ok(Page { items, total: self.audit_count });
         };
-        let hit = |e: &&AuditEntry| {
+        let hit = |e: &AuditEntry| {
             let p = e.payload.to_map();
             let field = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_lowercase();
             match query {
@@ -264,23 +281,53 @@ impl UserRegistryState {
                 AuditQuery::Type(t) => field("log_type").contains(t),
             }
         };
-        let all: Vec<&AuditEntry> = self.audit.iter().rev().filter(hit).collect();
-        Page { total: all.len(), items: all.into_iter().skip(skip).take(per_page).cloned().collect() }
+        let (mut total, mut items) = (0usize, Vec::new());
+        for item in scan {
+            let (_, entry) = item?;
+            if hit(&entry) {
+                if total >= skip && items.len() < per_page {
+                    items.push(entry);
+                }
+                total += 1;
+            }
+        }
+        Ok(Page { items, total })
     }
 
-    /// Drops audit entries older than `retention` (`FERROTRUE_AUDIT_RETENTION`).
-    pub fn sweep_audit(&mut self, retention: Duration) -> AuthResult<()> {
+    /// Number of audit entries.
+    pub fn audit_count(&self) -> usize {
+        self.audit_count
+    }
+
+    /// Drops audit entries older than `retention` (`FERROTRUE_AUDIT_RETENTION`): walks the tree
+    /// from the oldest key and deletes in batches until the first entry inside the window.
+    /// Returns how many were deleted.
+    pub fn sweep_audit(&mut self, retention: Duration) -> AuthResult<usize> {
         let cutoff = crate::clock::Timestamp(
             self.clock.now().0.saturating_sub(i64::try_from(retention.as_micros()).unwrap_or(i64::MAX)),
         );
-        let old = self.audit.partition_point(|e| e.created_at < cutoff);
-        if old == 0 {
-            return Ok(());
+        let mut deleted = 0;
+        loop {
+            let mut ops = Vec::new();
+            let mut reached_cutoff = false;
+            for item in self.audit_table.scan(false).take(AUDIT_SWEEP_BATCH) {
+                let (key, entry) = item?;
+                if entry.created_at >= cutoff {
+                    reached_cutoff = true;
+                    break;
+                }
+                ops.push(self.audit_table.remove(key));
+            }
+            let n = ops.len();
+            if n > 0 {
+                self.store.apply(ops)?;
+                self.audit_count = self.audit_count.saturating_sub(n);
+                deleted += n;
+            }
+            if reached_cutoff || n < AUDIT_SWEEP_BATCH {
+                return Ok(deleted);
+            }
         }
-        let ops = self.audit[..old].iter().map(|e| self.audit_table.remove(e.seq.to_be_bytes().to_vec())).collect();
-        self.store.apply(ops)?;
-        self.audit.drain(..old);
-        Ok(())
     }
 
     /// Applies `edit` to a copy, checks uniqueness of a changed email/phone, writes, swaps.
@@ -507,6 +554,90 @@ mod tests {
         let st = UserRegistryState::load(store, Clock::System).unwrap();
         assert_eq!(st.by_identity("google", "g").unwrap().id, a.id);
         assert_eq!(st.link_candidates(&["g@example.com".into()]).identity_owners, vec![a.id]);
+    }
+
+    fn audit_entry(action: &str, username: &str) -> AuditEntry {
+        let payload = serde_json::json!({
+            "actor_username": username,
+            "action": action,
+            "log_type": AuditEntry::log_type(action),
+        });
+        AuditEntry {
+            id: Uuid::new_v4(),
+            seq: 0,
+            payload: JsonText(payload.to_string()),
+            created_at: Timestamp(0),
+            ip_address: String::new(),
+        }
+    }
+
+    fn seqs(page: &Page<AuditEntry>) -> Vec<u64> {
+        page.items.iter().map(|e| e.seq).collect()
+    }
+
+    #[tokio::test]
+    async fn audit_pages_come_from_the_tree_newest_first_and_survive_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || Store::open(dir.path(), storage::DEFAULT_CACHE_BYTES, storage::Durability::Sync).unwrap();
+        let clock = Clock::fixed(Timestamp(1_000_000));
+        let check = |st: &UserRegistryState| {
+            assert_eq!(st.audit_count(), 30);
+            let p1 = st.audit_page(1, 7, None).unwrap();
+            assert_eq!((seqs(&p1), p1.total), ((24..=30).rev().collect(), 30));
+            let p5 = st.audit_page(5, 7, None).unwrap();
+            assert_eq!(seqs(&p5), vec![2, 1]);
+            assert!(st.audit_page(6, 7, None).unwrap().items.is_empty());
+            assert_eq!(st.audit_page(1, 0, None).unwrap().items.len(), 0);
+            // Every third entry is a logout by "b"; filters count all matches, return the page.
+            let q = AuditQuery::Action("logout".into());
+            let logouts = st.audit_page(2, 4, Some(&q)).unwrap();
+            assert_eq!((seqs(&logouts), logouts.total), (vec![18, 15, 12, 9], 10));
+            let q = AuditQuery::Author("b".into());
+            assert_eq!(st.audit_page(3, 4, Some(&q)).unwrap().items.iter().map(|e| e.seq).collect::<Vec<_>>(), [6, 3]);
+            let q = AuditQuery::Type("account".into());
+            assert_eq!(st.audit_page(1, 100, Some(&q)).unwrap().total, 30);
+        };
+        {
+            let mut st = UserRegistryState::load(open(), clock.clone()).unwrap();
+            for i in 1..=30u64 {
+                let (action, who) = if i % 3 == 0 { ("logout", "b") } else { ("login", "a") };
+                st.record_audit(audit_entry(action, who)).unwrap();
+            }
+            check(&st);
+            st.store.durable().await.unwrap();
+        }
+        let mut st = UserRegistryState::load(open(), clock).unwrap();
+        check(&st);
+        st.record_audit(audit_entry("login", "a")).unwrap();
+        assert_eq!(seqs(&st.audit_page(1, 1, None).unwrap()), vec![31], "the sequence continues");
+    }
+
+    #[tokio::test]
+    async fn audit_retention_sweeps_the_oldest_entries_from_the_tree() {
+        let clock = Clock::fixed(Timestamp(1_000_000_000));
+        let store = Store::temporary().unwrap();
+        let mut st = UserRegistryState::load(store.clone(), clock.clone()).unwrap();
+        // More than one sweep batch of old entries, then a few young ones.
+        for _ in 0..(AUDIT_SWEEP_BATCH + 5) {
+            let mut e = audit_entry("login", "a");
+            e.created_at = clock.now();
+            st.record_audit(e).unwrap();
+        }
+        clock.advance(Duration::from_secs(3600));
+        for _ in 0..3 {
+            let mut e = audit_entry("logout", "a");
+            e.created_at = clock.now();
+            st.record_audit(e).unwrap();
+        }
+        assert_eq!(st.sweep_audit(Duration::from_secs(7200)).unwrap(), 0, "nothing old enough");
+        assert_eq!(st.sweep_audit(Duration::from_secs(60)).unwrap(), AUDIT_SWEEP_BATCH + 5);
+        let page = st.audit_page(1, 100, None).unwrap();
+        assert_eq!(page.total, 3);
+        assert_eq!(page.items.len(), 3);
+        assert!(page.items.iter().all(|e| e.payload.0.contains("logout")));
+        assert_eq!(st.sweep_audit(Duration::from_secs(60)).unwrap(), 0);
+        let st = UserRegistryState::load(store, clock).unwrap();
+        assert_eq!(st.audit_count(), 3);
     }
 
     proptest! {
