@@ -16,6 +16,7 @@ mod oauth;
 mod persistence;
 mod phone;
 mod public;
+mod security_load;
 mod signup;
 mod smtp;
 mod supervision;
