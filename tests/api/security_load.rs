@@ -236,3 +236,20 @@ async fn the_default_limits_are_in_the_settings() {
     let session: Value = server.login(&email).await;
     assert!(session["access_token"].is_string());
 }
+
+#[tokio::test]
+async fn http2_connections_advertise_the_stream_cap() {
+    let server = TestServer::start_with(|c| c.settings.work.http2_max_concurrent_streams = 3).await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let tcp = TcpStream::connect(&addr).await.expect("connect");
+    let (client, mut conn) = h2::client::handshake(tcp).await.expect("h2c handshake");
+    let request = http::Request::get(format!("http://{addr}/health")).body(()).expect("request");
+    let (response, _) = client.ready().await.expect("ready").send_request(request, true).expect("send");
+    // The server's SETTINGS frame precedes its first response on the connection.
+    let response = tokio::select! {
+        response = response => response.expect("response"),
+        ended = &mut conn => panic!("connection ended first: {ended:?}"),
+    };
+    assert_eq!(response.status(), http::StatusCode::OK);
+    assert_eq!(conn.max_concurrent_send_streams(), 3, "SETTINGS_MAX_CONCURRENT_STREAMS");
+}
