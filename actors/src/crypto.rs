@@ -2,15 +2,16 @@
 //!
 //! Password hashing is CPU- and memory-heavy (argon2id, 19 MiB per hash with OWASP parameters),
 //! so it never runs on the async reactor threads or inside an actor: [`Hasher`] owns one OS
-//! thread per core and queues jobs to them. A fixed set of threads (rather than tokio's blocking
+//! thread per core and queues jobs to them through a bounded queue that sheds load when full. A fixed set of threads (rather than tokio's blocking
 //! pool, which grows to hundreds) also bounds memory: the allocator keeps freed 19 MiB blocks in
 //! per-thread arenas, so fewer threads means a smaller resident set under login load.
 
-use crate::error::{AuthError, AuthResult};
+use crate::error::{AuthError, AuthResult, ErrorCode};
 use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
 use base64::Engine;
 use sha2::{Digest, Sha256};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use subtle::ConstantTimeEq;
 use tokio::sync::oneshot;
@@ -60,28 +61,77 @@ pub enum PasswordCheck {
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// The password-hashing pool: one thread per core, fed through a queue. The threads end when
-/// the last `Hasher` clone is dropped.
+/// Queued (not yet started) hashing jobs allowed per hashing thread by default. One argon2id
+/// hash at OWASP cost takes roughly 20–60 ms on a server core, so a full queue drains in about
+/// 0.2–0.5 s; slower hardware stays around a couple of seconds. Waiting longer than that is worse
+/// for a client than a fast 429 it can retry.
+pub const HASH_QUEUE_PER_THREAD: usize = 8;
+
+/// How many hashing threads [`Hasher::new`] starts: one per available core.
+pub fn hash_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+}
+
+/// The default bound of the hash queue: [`HASH_QUEUE_PER_THREAD`] jobs per hashing thread.
+pub fn default_hash_queue() -> usize {
+    HASH_QUEUE_PER_THREAD * hash_threads()
+}
+
+/// What the pool has done since it started (for tests and diagnostics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HasherStats {
+    /// Jobs that ran on a hashing thread.
+    pub run: u64,
+    /// Jobs dropped unrun because their requester had gone (timed out or disconnected).
+    pub skipped: u64,
+    /// Jobs refused because the queue was full (answered 429).
+    pub shed: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    run: AtomicU64,
+    skipped: AtomicU64,
+    shed: AtomicU64,
+}
+
+/// The password-hashing pool: one thread per core, fed through a bounded queue. A full queue
+/// refuses new jobs at once (429 `over_request_rate_limit` with `Retry-After: 1`) instead of
+/// queueing without end, and a queued job whose requester has gone is dropped unrun, so a storm
+/// of abandoned requests leaves no backlog behind. The threads end when the last `Hasher` clone
+/// is dropped.
 #[derive(Clone)]
 pub struct Hasher {
     cost: HashCost,
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::SyncSender<Job>,
     /// A hash of a random password, verified when the user does not exist so that "no such
     /// user" takes as long as "wrong password" (no enumeration by timing).
     decoy: Arc<tokio::sync::OnceCell<String>>,
+    counters: Arc<Counters>,
 }
 
 impl Hasher {
-    /// A pool with one hashing thread per available core.
+    /// A pool with one hashing thread per available core and the default queue bound
+    /// ([`default_hash_queue`]).
     pub fn new(cost: HashCost) -> Hasher {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        let (jobs, queue) = mpsc::channel::<Job>();
-        let queue = Arc::new(Mutex::new(queue));
-        for i in 0..cores {
-            let queue = queue.clone();
+        Hasher::with_queue(cost, default_hash_queue())
+    }
+
+    /// A pool with one hashing thread per available core and at most `queue` waiting jobs
+    /// (at least 1).
+    pub fn with_queue(cost: HashCost, queue: usize) -> Hasher {
+        Hasher::with_threads(cost, hash_threads(), queue)
+    }
+
+    fn with_threads(cost: HashCost, threads: usize, queue: usize) -> Hasher {
+        // `sync_channel(0)` would be a rendezvous channel: keep at least one slot.
+        let (jobs, receiver) = mpsc::sync_channel::<Job>(queue.max(1));
+        let receiver = Arc::new(Mutex::new(receiver));
+        for i in 0..threads.max(1) {
+            let receiver = receiver.clone();
             let spawned = std::thread::Builder::new().name(format!("ferrotrue-hash-{i}")).spawn(move || loop {
                 // The lock is held only while taking a job, never while hashing.
-                let job = match queue.lock() {
+                let job = match receiver.lock() {
                     Ok(q) => q.recv(),
                     Err(_) => return,
                 };
@@ -94,7 +144,16 @@ impl Hasher {
                 tracing::error!(error = %e, "could not start a password-hashing thread");
             }
         }
-        Hasher { cost, jobs, decoy: Arc::default() }
+        Hasher { cost, jobs, decoy: Arc::default(), counters: Arc::default() }
+    }
+
+    /// Counts of jobs run, skipped and shed so far.
+    pub fn stats(&self) -> HasherStats {
+        HasherStats {
+            run: self.counters.run.load(Ordering::Relaxed),
+            skipped: self.counters.skipped.load(Ordering::Relaxed),
+            shed: self.counters.shed.load(Ordering::Relaxed),
+        }
     }
 
     /// Spends the time of one verification and reports a mismatch.
@@ -118,20 +177,45 @@ impl Hasher {
     }
 
     async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> AuthResult<T> {
-        let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move || {
-            // A panicking hash must not kill the pool thread.
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-            let _ = tx.send(result);
-        });
-        self.jobs.send(job).map_err(|_| AuthError::unexpected("password pool closed"))?;
-        match rx.await {
+        match self.submit(job)?.await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(_)) => Err(AuthError::unexpected("password job panicked")),
             Err(_) => Err(AuthError::unexpected("password pool dropped the job")),
         }
     }
+
+    /// Queues `job` without waiting: fails at once when the queue is full. Dropping the returned
+    /// receiver (the request timed out or its client went away) makes the job a no-op.
+    fn submit<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> AuthResult<JobReceiver<T>> {
+        let (tx, rx) = oneshot::channel();
+        let counters = self.counters.clone();
+        let job: Job = Box::new(move || {
+            if tx.is_closed() {
+                counters.skipped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            counters.run.fetch_add(1, Ordering::Relaxed);
+            // A panicking hash must not kill the pool thread.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            let _ = tx.send(result);
+        });
+        match self.jobs.try_send(job) {
+            Ok(()) => Ok(rx),
+            Err(mpsc::TrySendError::Full(_)) => {
+                let shed = self.counters.shed.fetch_add(1, Ordering::Relaxed) + 1;
+                // One line for the first and then every 1000th, not one per refused request.
+                if shed % 1000 == 1 {
+                    tracing::warn!(shed, "password-hash queue full: refusing logins with 429 until it drains");
+                }
+                Err(AuthError::too_many_requests(ErrorCode::OverRequestRateLimit, "Request rate limit reached")
+                    .with_retry_after(1))
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => Err(AuthError::unexpected("password pool closed")),
+        }
+    }
 }
+
+type JobReceiver<T> = oneshot::Receiver<std::thread::Result<T>>;
 
 fn argon2_with(cost: HashCost) -> AuthResult<Argon2<'static>> {
     let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
@@ -244,6 +328,84 @@ mod tests {
         assert!(hash.starts_with("$argon2id$v=19$"));
         assert_eq!(hasher.verify(&Secret("correct horse".into()), &hash).await.unwrap(), PasswordCheck::Match);
         assert_eq!(hasher.verify(&Secret("wrong".into()), &hash).await.unwrap(), PasswordCheck::Mismatch);
+    }
+
+    /// A one-thread pool whose thread is held by a job until the returned sender is used or
+    /// dropped; returns once that job is running (so the queue itself is empty).
+    async fn busy_pool(queue: usize) -> (Hasher, std::sync::mpsc::Sender<()>, JobReceiver<()>) {
+        let hasher = Hasher::with_threads(HashCost::QUICK, 1, queue);
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = oneshot::channel::<()>();
+        let held = hasher
+            .submit(move || {
+                let _ = started_tx.send(());
+                let _ = gate.recv();
+            })
+            .unwrap();
+        started.await.unwrap();
+        (hasher, release, held)
+    }
+
+    #[tokio::test]
+    async fn full_queue_sheds_with_429_and_retry_after() {
+        let (hasher, release, held) = busy_pool(2).await;
+        let queued: Vec<_> = (0..2).map(|i| hasher.submit(move || i).unwrap()).collect();
+        let err = hasher.submit(|| 99).unwrap_err();
+        assert_eq!(err.kind, crate::error::ErrorKind::TooManyRequests);
+        assert_eq!(err.code, ErrorCode::OverRequestRateLimit);
+        assert_eq!(err.retry_after, Some(1));
+        // The public API sheds the same way, without waiting.
+        let err = hasher.verify(&Secret("pw".into()), "$2a$04$x").await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::OverRequestRateLimit);
+        assert_eq!(hasher.stats().shed, 2);
+
+        // Once the thread is free the queued jobs run and new ones are accepted again.
+        release.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        for (i, rx) in queued.into_iter().enumerate() {
+            assert_eq!(rx.await.unwrap().unwrap(), i);
+        }
+        let hash = hasher.hash(&Secret("after the storm".into())).await.unwrap();
+        assert_eq!(hasher.verify(&Secret("after the storm".into()), &hash).await.unwrap(), PasswordCheck::Match);
+        assert_eq!(hasher.stats(), HasherStats { run: 5, skipped: 0, shed: 2 });
+    }
+
+    #[tokio::test]
+    async fn jobs_whose_requester_left_are_skipped() {
+        let (hasher, release, held) = busy_pool(4).await;
+        let ran = Arc::new(AtomicU64::new(0));
+        let abandoned: Vec<_> = (0..3)
+            .map(|_| {
+                let ran = ran.clone();
+                hasher.submit(move || ran.fetch_add(1, Ordering::SeqCst)).unwrap()
+            })
+            .collect();
+        // The requests time out / their clients disconnect: the receivers are dropped.
+        drop(abandoned);
+        // A request that is still waiting keeps its job.
+        let ran2 = ran.clone();
+        let waiting = hasher.submit(move || ran2.fetch_add(1, Ordering::SeqCst)).unwrap();
+        release.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        // One thread, FIFO: the abandoned jobs were taken (and skipped) before this one ran.
+        assert_eq!(waiting.await.unwrap().unwrap(), 0, "no abandoned job ran before it");
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
+        assert_eq!(hasher.stats(), HasherStats { run: 2, skipped: 3, shed: 0 });
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_does_not_kill_the_pool() {
+        let hasher = Hasher::with_threads(HashCost::QUICK, 1, 1);
+        let err = hasher.run::<()>(|| panic!("boom")).await.unwrap_err();
+        assert!(err.is_server_error());
+        assert!(hasher.hash(&Secret("still alive".into())).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn decoy_verification_reports_a_mismatch() {
+        let hasher = Hasher::new(HashCost::QUICK);
+        assert_eq!(hasher.verify_decoy(&Secret("anything".into())).await.unwrap(), PasswordCheck::Mismatch);
+        assert_eq!(hasher.verify_decoy(&Secret("".into())).await.unwrap(), PasswordCheck::Mismatch);
     }
 
     #[test]

@@ -122,7 +122,7 @@ impl Actors {
             oauth: OAuthFlows::new(refs.oauth, timeout),
             // SMTP waits longer than a memory call; it has its own bound (`smtp_timeout`).
             mail: Mail::new(refs.mail, settings.mail.smtp_timeout + Duration::from_secs(1)),
-            hasher: Hasher::new(settings.hash_cost),
+            hasher: Hasher::with_queue(settings.hash_cost, settings.work.hash_queue),
             jwt: JwtKeys::new(&settings.jwt),
             redirects: Arc::new(redirect::RedirectPolicy::new(&settings.mail.site_url, &settings.mail.uri_allow_list)),
             clock,

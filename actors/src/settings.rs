@@ -27,6 +27,34 @@ pub struct Settings {
     pub oauth: crate::oauth::OAuthSettings,
     /// SMS delivery and phone codes: `GOTRUE_SMS_*`, `GOTRUE_HOOK_SEND_SMS_*`.
     pub sms: crate::sms::SmsSettings,
+    /// Bounds on concurrent work: hash queue, connections, HTTP/2 streams.
+    pub work: WorkLimits,
+}
+
+/// Bounds on the work one client (or many) can make the server hold at once.
+#[derive(Debug, Clone)]
+pub struct WorkLimits {
+    /// `FERROTRUE_HASH_QUEUE`: password hashes waiting for a hashing thread (one per core); more
+    /// are refused at once with 429 `over_request_rate_limit` and `Retry-After: 1`.
+    /// Default: 8 per hashing thread ([`crate::crypto::default_hash_queue`]).
+    pub hash_queue: usize,
+    /// `FERROTRUE_MAX_CONNECTIONS`: open client connections; at the cap the server stops
+    /// accepting (the kernel backlog holds the rest) until one closes. Default 4096, lowered at
+    /// start to fit the process's open-file limit.
+    pub max_connections: usize,
+    /// `FERROTRUE_HTTP2_MAX_CONCURRENT_STREAMS`: requests in flight on one HTTP/2 connection.
+    /// Default 100 (the floor RFC 9113 recommends).
+    pub http2_max_concurrent_streams: u32,
+}
+
+impl Default for WorkLimits {
+    fn default() -> Self {
+        WorkLimits {
+            hash_queue: crate::crypto::default_hash_queue(),
+            max_connections: 4096,
+            http2_max_concurrent_streams: 100,
+        }
+    }
 }
 
 /// Access-token signing and the roles it carries.
@@ -196,6 +224,7 @@ impl Settings {
             audit_retention: None,
             oauth: crate::oauth::OAuthSettings::default(),
             sms: crate::sms::SmsSettings::default(),
+            work: WorkLimits::default(),
         }
     }
 

@@ -18,6 +18,7 @@ mod phone;
 mod public;
 mod security_jwt;
 mod security_limits;
+mod security_load;
 mod security_process;
 mod security_redirects;
 mod security_storage;
