@@ -275,6 +275,10 @@ impl Config {
 
         let mut s = Settings::defaults(Secret(String::new()));
         s.audit_retention = audit_retention;
+        s.work.hash_queue = env.number::<usize>("FERROTRUE_HASH_QUEUE", s.work.hash_queue).max(1);
+        s.work.max_connections = env.number::<usize>("FERROTRUE_MAX_CONNECTIONS", s.work.max_connections).max(1);
+        s.work.http2_max_concurrent_streams =
+            env.number::<u32>("FERROTRUE_HTTP2_MAX_CONCURRENT_STREAMS", s.work.http2_max_concurrent_streams).max(1);
         s.jwt.exp = env.seconds("GOTRUE_JWT_EXP", 3600);
         s.jwt.aud = env.string("GOTRUE_JWT_AUD", "authenticated");
         s.jwt.default_group = env.string("GOTRUE_JWT_DEFAULT_GROUP_NAME", "authenticated");
@@ -548,6 +552,9 @@ mod tests {
             ("GOTRUE_MAILER_SUBJECTS_CONFIRMATION", "Welcome {{ .Email }}"),
             ("GOTRUE_MAILER_TEMPLATES_RECOVERY", "./templates/recovery.html"),
             ("GOTRUE_RATE_LIMIT_EMAIL_SENT", "5/1m"),
+            ("FERROTRUE_HASH_QUEUE", "3"),
+            ("FERROTRUE_MAX_CONNECTIONS", "100"),
+            ("FERROTRUE_HTTP2_MAX_CONCURRENT_STREAMS", "7"),
             ("GOTRUE_API_MAX_REQUEST_DURATION", "5s"),
         ]);
         let c = Config::from_vars(&v).unwrap();
@@ -560,6 +567,8 @@ mod tests {
         assert_eq!(c.mail_template_sources, vec![("recovery".to_owned(), "./templates/recovery.html".to_owned())]);
         assert_eq!(m.email_budget, Some((5, Duration::from_secs(60))));
         assert_eq!(m.smtp_timeout, Duration::from_secs(4));
+        let w = &c.settings.work;
+        assert_eq!((w.hash_queue, w.max_connections, w.http2_max_concurrent_streams), (3, 100, 7));
     }
 
     #[test]
