@@ -26,7 +26,8 @@ pub const USERS_BY_EMAIL: &str = "users_by_email/v1";
 pub const USERS_BY_PHONE: &str = "users_by_phone/v1";
 pub const SESSIONS: &str = "sessions/v1";
 pub const REFRESH_TOKENS: &str = "refresh_tokens/v1";
-pub const ONE_TIME_TOKENS: &str = "one_time_tokens/v1";
+/// v2: keyed MACs and attempt counts; v1 (unkeyed GoTrue hashes) is abandoned on upgrade.
+pub const ONE_TIME_TOKENS: &str = "one_time_tokens/v2";
 pub const FLOW_STATES: &str = "flow_states/v2";
 pub const AUDIT_LOG: &str = "audit_log/v1";
 /// Small server-wide values (the generated JWT secret lives in a file, not here).
