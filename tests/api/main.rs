@@ -16,6 +16,7 @@ mod oauth;
 mod persistence;
 mod phone;
 mod public;
+mod security_otp;
 mod signup;
 mod smtp;
 mod supervision;

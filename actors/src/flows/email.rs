@@ -8,10 +8,10 @@
 //! delivery therefore leaves no spacing stamp, so the user can retry at once.
 
 use crate::clock::Timestamp;
+use crate::crypto::{random_bytes, Secret};
 use crate::error::{AuthError, AuthResult, ErrorCode};
 use crate::mailer::templates::{TemplateData, TemplateKind};
 use crate::oauth_flow::FlowState;
-use crate::crypto::{random_bytes, Secret};
 use crate::otp_issuer::NewToken;
 use crate::user_registry::model::User;
 use crate::Actors;
@@ -239,19 +239,19 @@ pub async fn issue_link(a: &Actors, user: &User, link: &Link<'_>) -> AuthResult<
     let otp = numeric_otp(a.settings.otp.length);
     let link_token = new_link_token(link.pkce.is_some());
     if let Some(pkce) = link.pkce {
-            a.oauth
-                .create(FlowState {
-                    id: Uuid::new_v4(),
-                    auth_code: Uuid::new_v4().to_string(),
-                    code_challenge: pkce.challenge.clone(),
-                    code_challenge_method: pkce.method.clone(),
-                    provider: "email".into(),
-                    authentication_method: link.kind.pkce_method().into(),
-                    user_id: Some(user.id),
-                    redirect_to: link.redirect_to.to_owned(),
-                    created_at: now,
-                })
-                .await?;
+        a.oauth
+            .create(FlowState {
+                id: Uuid::new_v4(),
+                auth_code: Uuid::new_v4().to_string(),
+                code_challenge: pkce.challenge.clone(),
+                code_challenge_method: pkce.method.clone(),
+                provider: "email".into(),
+                authentication_method: link.kind.pkce_method().into(),
+                user_id: Some(user.id),
+                redirect_to: link.redirect_to.to_owned(),
+                created_at: now,
+            })
+            .await?;
     }
     a.otps
         .issue(NewToken {

@@ -5,8 +5,8 @@
 
 use super::email::numeric_otp;
 use crate::clock::Timestamp;
-use crate::error::{AuthError, AuthResult, ErrorCode};
 use crate::crypto::Secret;
+use crate::error::{AuthError, AuthResult, ErrorCode};
 use crate::otp_issuer::NewToken;
 use crate::sms::Sms;
 use crate::user_registry::model::User;

@@ -440,12 +440,7 @@ impl Otps {
         call(&self.current(), self.timeout, |reply| OtpIssuerMessage::Peek { link, reply }).await
     }
     /// See [`OtpIssuerMessage::CheckCode`].
-    pub async fn check_code(
-        &self,
-        target: CodeTarget,
-        code: &str,
-        types: &[&str],
-    ) -> AuthResult<Option<OneTimeToken>> {
+    pub async fn check_code(&self, target: CodeTarget, code: &str, types: &[&str]) -> AuthResult<Option<OneTimeToken>> {
         let (code, types) = (Secret(code.to_owned()), owned(types));
         call(&self.current(), self.timeout, |reply| OtpIssuerMessage::CheckCode { target, code, types, reply }).await
     }
