@@ -62,8 +62,15 @@ impl fmt::Debug for TokenKey {
 }
 
 fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Mac256 {
-    // HMAC accepts keys of any length; this cannot fail.
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+    // HMAC's own key schedule, done here so that keying cannot fail: a key longer than the
+    // block is hashed, a shorter one zero-padded.
+    let mut block = [0u8; 64];
+    if key.len() > block.len() {
+        block[..32].copy_from_slice(&crate::crypto::sha256(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let mut mac = <Hmac<Sha256> as KeyInit>::new(&block.into());
     for (i, part) in parts.iter().enumerate() {
         if i > 0 {
             mac.update(&[0]);
@@ -456,5 +463,33 @@ impl Otps {
     /// See [`OtpIssuerMessage::Count`].
     pub async fn count(&self) -> AuthResult<usize> {
         call(&self.current(), self.timeout, |reply| OtpIssuerMessage::Count { reply }).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_depend_on_the_secret_the_target_and_the_kind() {
+        let key = TokenKey::derive(&Secret("secret-one".into()));
+        let other = TokenKey::derive(&Secret("secret-two".into()));
+        assert_eq!(key.code_mac("ann@example.com", "123456"), key.code_mac("ann@example.com", "123456"));
+        assert_ne!(key.code_mac("ann@example.com", "123456"), other.code_mac("ann@example.com", "123456"));
+        assert_ne!(key.code_mac("ann@example.com", "123456"), key.code_mac("bob@example.com", "123456"));
+        // The separator keeps `address ‖ code` unambiguous.
+        assert_ne!(key.code_mac("ann@example.com1", "23456"), key.code_mac("ann@example.com", "123456"));
+        assert_ne!(key.link_mac("abc"), key.code_mac("abc", ""));
+        assert_eq!(format!("{key:?}"), "TokenKey(<redacted>)");
+    }
+
+    #[test]
+    fn keying_matches_standard_hmac_for_short_and_long_keys() {
+        for key in [&b"k"[..], &[7u8; 64][..], &[9u8; 100][..]] {
+            let mut reference = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap();
+            reference.update(b"a\0b");
+            let expected: Mac256 = reference.finalize().into_bytes().into();
+            assert_eq!(hmac_sha256(key, &[b"a", b"b"]), expected, "key of {} bytes", key.len());
+        }
     }
 }
