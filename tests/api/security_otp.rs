@@ -246,6 +246,29 @@ async fn an_sms_code_dies_after_five_wrong_guesses() {
     assert_eq!(resp.status(), StatusCode::OK);
 }
 
+#[tokio::test]
+async fn a_phone_change_code_dies_after_five_wrong_guesses() {
+    let hook = hook_server().await;
+    let uri = format!("{}/sms", hook.uri());
+    let server = TestServer::start_with(|c| {
+        c.settings.signup.sms_autoconfirm = false;
+        c.settings.sms.hook = Some(SmsHook { uri, secrets: vec![b"hook-secret-for-tests".to_vec()] });
+    })
+    .await;
+    let session = server.signup(&unique_email()).await;
+    let access = session["access_token"].as_str().unwrap();
+    let phone = unique_phone();
+    assert_eq!(server.put_auth("/user", access, json!({"phone": phone})).await.status(), StatusCode::OK);
+    let code = hook_codes(&hook).await.pop().expect("a code");
+    for wrong in wrong_codes(&code, 5) {
+        let resp = verify(&server, json!({"type": "phone_change", "phone": phone, "token": wrong})).await;
+        assert_code_refused(resp).await;
+    }
+    assert_code_refused(verify(&server, json!({"type": "phone_change", "phone": phone, "token": code})).await).await;
+    let me: Value = server.get_auth("/user", access).await.json().await.unwrap();
+    assert_ne!(me["phone"], phone.as_str(), "the number was not changed");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reauthentication nonce
 // ---------------------------------------------------------------------------------------------
