@@ -19,6 +19,7 @@ mod public;
 mod security_jwt;
 mod security_limits;
 mod security_load;
+mod security_otp;
 mod security_process;
 mod security_redirects;
 mod security_storage;

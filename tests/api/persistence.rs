@@ -1,8 +1,9 @@
 //! Everything acknowledged survives a restart on the same data directory.
 
 use crate::common::*;
+use ferrotrue_actors::crypto::Secret;
 use ferrotrue_actors::oauth_flow::FlowState;
-use ferrotrue_actors::otp_issuer::OneTimeToken;
+use ferrotrue_actors::otp_issuer::NewToken;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -58,19 +59,18 @@ async fn one_time_tokens_and_flow_states_survive_a_restart() {
     let server = TestServer::start().await;
     let now = server.actors.clock.now();
     let user_id = Uuid::new_v4();
-    let token = OneTimeToken {
-        id: Uuid::new_v4(),
+    let token = NewToken {
         user_id,
         token_type: "confirmation_token".into(),
-        token_hash: "abc123hash".into(),
         relates_to: "ann@example.com".into(),
-        created_at: now,
+        link: Some(Secret("abc123link".into())),
+        code: Secret("123456".into()),
         expires_at: None,
     };
     server.actors.otps.issue(token.clone()).await.unwrap();
     // A newer token of the same type replaces the old one.
-    let newer = OneTimeToken { id: Uuid::new_v4(), token_hash: "newer-hash".into(), ..token.clone() };
-    server.actors.otps.issue(newer.clone()).await.unwrap();
+    let newer = NewToken { link: Some(Secret("newer-link".into())), ..token.clone() };
+    let newer = server.actors.otps.issue(newer).await.unwrap();
     let flow = FlowState {
         id: Uuid::new_v4(),
         auth_code: "auth-code-1".into(),
@@ -87,9 +87,12 @@ async fn one_time_tokens_and_flow_states_survive_a_restart() {
     let server = server.restart().await;
 
     assert_eq!(server.actors.otps.count().await.unwrap(), 1);
-    assert!(server.actors.otps.consume("abc123hash", &[]).await.is_err(), "replaced token is gone");
-    assert_eq!(server.actors.otps.consume("newer-hash", &[]).await.unwrap(), newer);
-    assert!(server.actors.otps.consume("newer-hash", &[]).await.is_err(), "single use");
+    assert!(server.actors.otps.peek("abc123link").await.unwrap().is_none(), "replaced token is gone");
+    let found = server.actors.otps.peek("newer-link").await.unwrap().expect("the newer token survived");
+    assert_eq!(found, newer);
+    assert_eq!(server.actors.otps.consume(found.id, &[]).await.unwrap(), newer);
+    assert!(server.actors.otps.consume(found.id, &[]).await.is_err(), "single use");
+    assert!(server.actors.otps.peek("newer-link").await.unwrap().is_none(), "single use");
     assert_eq!(server.actors.oauth.take_by_auth_code("auth-code-1").await.unwrap(), flow);
     let err = server.actors.oauth.take_by_auth_code("auth-code-1").await.unwrap_err();
     assert_eq!(err.code, ferrotrue_actors::error::ErrorCode::FlowStateNotFound);
@@ -99,17 +102,17 @@ async fn one_time_tokens_and_flow_states_survive_a_restart() {
 async fn expired_one_time_tokens_and_flow_states_are_refused() {
     let server = TestServer::start().await;
     let long_ago = ferrotrue_actors::clock::Timestamp(1_000_000);
-    let token = OneTimeToken {
-        id: Uuid::new_v4(),
+    let token = NewToken {
         user_id: Uuid::new_v4(),
         token_type: "recovery_token".into(),
-        token_hash: "old-hash".into(),
         relates_to: "ann@example.com".into(),
-        created_at: long_ago,
-        expires_at: None,
+        link: Some(Secret("old-link".into())),
+        code: Secret("123456".into()),
+        expires_at: Some(long_ago),
     };
-    server.actors.otps.issue(token).await.unwrap();
-    let err = server.actors.otps.consume("old-hash", &[]).await.unwrap_err();
+    let issued = server.actors.otps.issue(token).await.unwrap();
+    assert!(server.actors.otps.peek("old-link").await.unwrap().is_none(), "expired links are not found");
+    let err = server.actors.otps.consume(issued.id, &[]).await.unwrap_err();
     assert_eq!(err.code, ferrotrue_actors::error::ErrorCode::OtpExpired);
     let flow = FlowState {
         id: Uuid::new_v4(),

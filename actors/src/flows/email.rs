@@ -1,18 +1,20 @@
-//! What every email flow shares: one-time tokens (GoTrue's format: hex SHA-224 of
-//! `address + otp`, `pkce_`-prefixed for PKCE flows), the link in the mail, the per-user send
-//! spacing, PKCE parameter checks and flow-state creation.
+//! What every email flow shares: one-time tokens (a numeric code plus a link token in GoTrue's
+//! format — 56 lowercase hex characters, `pkce_`-prefixed for PKCE flows — but random, not
+//! GoTrue's derivable `sha224(address + code)`), the link in the mail, the per-user send
+//! spacing, PKCE parameter checks and flow-state creation. The issuer stores only keyed MACs
+//! of both (see [`crate::otp_issuer`]).
 //!
 //! Order of a send: spacing check → (flow state) → token → mail → stamp `*_sent_at`. A failed
 //! delivery therefore leaves no spacing stamp, so the user can retry at once.
 
 use crate::clock::Timestamp;
+use crate::crypto::{random_bytes, Secret};
 use crate::error::{AuthError, AuthResult, ErrorCode};
 use crate::mailer::templates::{TemplateData, TemplateKind};
 use crate::oauth_flow::FlowState;
-use crate::otp_issuer::OneTimeToken;
+use crate::otp_issuer::NewToken;
 use crate::user_registry::model::User;
 use crate::Actors;
-use sha2::{Digest, Sha224};
 use uuid::Uuid;
 
 /// Prefix of tokens that belong to a PKCE flow.
@@ -113,9 +115,16 @@ pub fn pkce_params(challenge: Option<&str>, method: Option<&str>) -> AuthResult<
     }
 }
 
-/// Hex SHA-224 of `address + otp` (GoTrue's token hash).
-pub fn token_hash(address: &str, otp: &str) -> String {
-    hex::encode(Sha224::digest(format!("{address}{otp}").as_bytes()))
+/// A fresh link token: 224 random bits as 56 lowercase hex characters (the shape of GoTrue's
+/// token hash, so clients and templates see no difference), independent of the code, so it
+/// can only be copied from the mail or from `generate_link`. `pkce_`-prefixed for PKCE flows.
+pub fn new_link_token(pkce: bool) -> String {
+    let hex = hex::encode(random_bytes::<28>());
+    if pkce {
+        format!("{PKCE_PREFIX}{hex}")
+    } else {
+        hex
+    }
 }
 
 /// A uniformly random numeric code of `GOTRUE_MAILER_OTP_LENGTH` digits.
@@ -197,7 +206,8 @@ pub async fn send_spaced(a: &Actors, user: &User, link: Link<'_>) -> AuthResult<
 pub struct IssuedLink {
     /// The code the user can type.
     pub otp: String,
-    /// The stored hash (the link's `token`), `pkce_`-prefixed for PKCE flows.
+    /// The link's `token` (`{{ .TokenHash }}`, `generate_link`'s `hashed_token`),
+    /// `pkce_`-prefixed for PKCE flows. Only its MAC is stored.
     pub hashed_token: String,
     /// The full `/verify` link.
     pub action_link: String,
@@ -227,39 +237,34 @@ pub async fn send_link(a: &Actors, user: &User, link: Link<'_>) -> AuthResult<()
 pub async fn issue_link(a: &Actors, user: &User, link: &Link<'_>) -> AuthResult<IssuedLink> {
     let now = a.clock.now();
     let otp = numeric_otp(a.settings.otp.length);
-    let hash = token_hash(link.address, &otp);
-    let stored = match link.pkce {
-        Some(pkce) => {
-            a.oauth
-                .create(FlowState {
-                    id: Uuid::new_v4(),
-                    auth_code: Uuid::new_v4().to_string(),
-                    code_challenge: pkce.challenge.clone(),
-                    code_challenge_method: pkce.method.clone(),
-                    provider: "email".into(),
-                    authentication_method: link.kind.pkce_method().into(),
-                    user_id: Some(user.id),
-                    redirect_to: link.redirect_to.to_owned(),
-                    created_at: now,
-                })
-                .await?;
-            format!("{PKCE_PREFIX}{hash}")
-        }
-        None => hash,
-    };
+    let link_token = new_link_token(link.pkce.is_some());
+    if let Some(pkce) = link.pkce {
+        a.oauth
+            .create(FlowState {
+                id: Uuid::new_v4(),
+                auth_code: Uuid::new_v4().to_string(),
+                code_challenge: pkce.challenge.clone(),
+                code_challenge_method: pkce.method.clone(),
+                provider: "email".into(),
+                authentication_method: link.kind.pkce_method().into(),
+                user_id: Some(user.id),
+                redirect_to: link.redirect_to.to_owned(),
+                created_at: now,
+            })
+            .await?;
+    }
     a.otps
-        .issue(OneTimeToken {
-            id: Uuid::new_v4(),
+        .issue(NewToken {
             user_id: user.id,
             token_type: link.kind.token_type().into(),
-            token_hash: stored.clone(),
             relates_to: link.address.to_owned(),
-            created_at: now,
+            link: Some(Secret(link_token.clone())),
+            code: Secret(otp.clone()),
             expires_at: None,
         })
         .await?;
-    let action_link = confirmation_url(a, link.kind, &stored, link.redirect_to);
-    Ok(IssuedLink { otp, hashed_token: stored, action_link })
+    let action_link = confirmation_url(a, link.kind, &link_token, link.redirect_to);
+    Ok(IssuedLink { otp, hashed_token: link_token, action_link })
 }
 
 /// `API_EXTERNAL_URL` joined with the mail's path like an HTML link (an absolute path replaces
@@ -284,11 +289,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn token_hash_is_hex_sha224() {
-        let h = token_hash("ann@example.com", "123456");
-        assert_eq!(h.len(), 56);
-        assert!(h.chars().all(|c| c.is_ascii_hexdigit()));
-        assert_ne!(h, token_hash("ann@example.com", "123457"));
+    fn link_tokens_are_random_lowercase_hex_of_gotrues_shape() {
+        let t = new_link_token(false);
+        assert_eq!(t.len(), 56);
+        assert!(t.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)), "{t}");
+        assert_ne!(t, new_link_token(false));
+        let p = new_link_token(true);
+        assert!(p.starts_with(PKCE_PREFIX) && p.len() == PKCE_PREFIX.len() + 56, "{p}");
     }
 
     #[test]

@@ -1,16 +1,17 @@
-//! Phone codes (SPEC §6.8): issue a hashed, single-use, short-lived code and deliver it by SMS
+//! Phone codes (SPEC §6.8): issue a single-use, short-lived code (stored as a keyed MAC bound to
+//! the number; wrong guesses count against the number, see [`crate::otp_issuer`]) and deliver it by SMS
 //! (send-SMS hook or Twilio). Test numbers (`GOTRUE_SMS_TEST_OTP`) get their fixed code and no
 //! message. Spacing per user (`GOTRUE_SMS_MAX_FREQUENCY`) and a global budget apply.
 
-use super::email::{numeric_otp, token_hash};
+use super::email::numeric_otp;
 use crate::clock::Timestamp;
+use crate::crypto::Secret;
 use crate::error::{AuthError, AuthResult, ErrorCode};
-use crate::otp_issuer::OneTimeToken;
+use crate::otp_issuer::NewToken;
 use crate::sms::Sms;
 use crate::user_registry::model::User;
 use crate::Actors;
 use serde_json::{json, Value};
-use uuid::Uuid;
 
 /// What a code is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,13 +89,12 @@ pub async fn send_code(a: &Actors, user: &User, kind: PhoneCode, phone: &str, ch
     };
     let now = a.clock.now();
     a.otps
-        .issue(OneTimeToken {
-            id: Uuid::new_v4(),
+        .issue(NewToken {
             user_id: user.id,
             token_type: kind.token_type().into(),
-            token_hash: token_hash(phone, &otp),
             relates_to: phone.to_owned(),
-            created_at: now,
+            link: None,
+            code: Secret(otp.clone()),
             expires_at: Some(now.plus(a.settings.sms.otp_exp)),
         })
         .await?;

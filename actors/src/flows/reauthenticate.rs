@@ -2,10 +2,10 @@
 //! reauthenticate.go (SPEC §1.14).
 
 use super::auth::Authenticated;
-use super::email::{send_spaced, token_hash, Link, LinkKind};
+use super::email::{send_spaced, Link, LinkKind};
 use super::{audit, AuditActor};
-use crate::crypto::secure_eq;
 use crate::error::{AuthError, AuthResult, ErrorCode};
+use crate::otp_issuer::CodeTarget;
 use crate::Actors;
 
 /// Sends a reauthentication code to the user's confirmed email, or by SMS to a phone-only
@@ -43,14 +43,12 @@ pub async fn reauthenticate(a: &Actors, auth: Authenticated) -> AuthResult<Strin
 }
 
 /// Consumes the user's reauthentication nonce: 422 `reauthentication_not_valid` if it does not
-/// match a live one.
+/// match a live one. A wrong nonce counts against the user's nonce (the target is the user,
+/// whether it went by mail or SMS); after [`crate::otp_issuer::MAX_FAILED_ATTEMPTS`] it is gone.
 pub async fn consume_nonce(a: &Actors, auth: &Authenticated, nonce: &str) -> AuthResult<()> {
     let invalid = || AuthError::unprocessable(ErrorCode::ReauthenticationNotValid, "Nonce has expired or is invalid");
-    let tokens = a.otps.for_user(auth.user.id, &["reauthentication_token"]).await?;
-    let token = tokens
-        .into_iter()
-        .find(|t| secure_eq(token_hash(&t.relates_to, nonce).as_bytes(), t.token_hash.as_bytes()))
-        .ok_or_else(invalid)?;
-    a.otps.consume(&token.token_hash, &["reauthentication_token"]).await.map_err(|_| invalid())?;
+    const TYPES: &[&str] = &["reauthentication_token"];
+    let token = a.otps.check_code(CodeTarget::User(auth.user.id), nonce, TYPES).await?.ok_or_else(invalid)?;
+    a.otps.consume(token.id, TYPES).await.map_err(|_| invalid())?;
     Ok(())
 }

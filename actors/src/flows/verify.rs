@@ -1,15 +1,16 @@
 //! `GET /verify` and `POST /verify` for email tokens. Port of verify.go (SPEC §1.6, §1.7, §6).
 //!
-//! A token is found either by its hash (links, `token_hash`) or by `email + code`; it is then
+//! A token is found either by its link token (links, `token_hash`: random, looked up by keyed
+//! MAC) or by the address and code (checked against that address's live tokens; every wrong
+//! code counts against them, see [`crate::otp_issuer::MAX_FAILED_ATTEMPTS`]); it is then
 //! consumed (single use), its side effects applied, and the caller gets a session — or, for a
 //! PKCE token, the flow's auth code; or, for the first half of a secure email change, a message.
 
-use super::email::{token_hash, PKCE_PREFIX};
+use super::email::PKCE_PREFIX;
 use super::signup::{confirm, Channel};
 use super::{audit, sign_in, validate, AuditActor, RequestMeta, SessionGrant};
-use crate::crypto::secure_eq;
 use crate::error::{AuthError, AuthResult, ErrorCode};
-use crate::otp_issuer::OneTimeToken;
+use crate::otp_issuer::{CodeTarget, OneTimeToken};
 use crate::user_registry::model::{Identity, JsonText, User};
 use crate::Actors;
 use serde_json::{json, Value};
@@ -105,7 +106,6 @@ fn code_expired() -> AuthError {
     AuthError::forbidden(ErrorCode::OtpExpired, "Token has expired or is invalid")
 }
 
-/// Finds and consumes the token.
 /// Finds the token without consuming it (so a refused verification, e.g. of a banned user,
 /// leaves it usable).
 async fn find_token(a: &Actors, vtype: VerifyType, presented: &Presented) -> AuthResult<OneTimeToken> {
@@ -129,20 +129,12 @@ async fn find_token(a: &Actors, vtype: VerifyType, presented: &Presented) -> Aut
                 validate::email(email)
                     .map_err(|_| AuthError::unprocessable(ErrorCode::ValidationFailed, "Invalid email format"))?
             };
-            // The stored hash covers the address the code was sent to, so one lookup by hash
-            // finds it whichever address that was (an email change's new address has no user
-            // yet). The digest is not attacker-choosable, and the final check is constant-time.
-            let hash = token_hash(&email, code);
-            for candidate in [hash.clone(), format!("{PKCE_PREFIX}{hash}")] {
-                if let Some(token) = a.otps.peek(&candidate).await? {
-                    if types.contains(&token.token_type.as_str())
-                        && secure_eq(token.token_hash.as_bytes(), candidate.as_bytes())
-                    {
-                        return Ok(token);
-                    }
-                }
+            // Per target: a wrong code counts against this address's live tokens of these
+            // types (an email change's new address has no user yet, so not per user).
+            match a.otps.check_code(CodeTarget::Address(email), code, types).await? {
+                Some(token) => Ok(token),
+                None => Err(code_expired()),
             }
-            Err(code_expired())
         }
     }
 }
@@ -163,7 +155,7 @@ pub async fn verify(
         return Err(AuthError::forbidden(ErrorCode::UserBanned, "User is banned"));
     }
     let expired = if matches!(presented, Presented::Hash(_)) { link_expired } else { code_expired };
-    let token = a.otps.consume(&found.token_hash, vtype.token_types()).await.map_err(|_| expired())?;
+    let token = a.otps.consume(found.id, vtype.token_types()).await.map_err(|_| expired())?;
     let kind = effective_type(vtype, &token);
     let now = a.clock.now();
     let user = match token.token_type.as_str() {
@@ -228,7 +220,7 @@ pub async fn verify(
     };
     // Any successful confirmation clears every outstanding token of the user (GoTrue).
     a.otps.clear_user(user.id).await?;
-    if by_link && token.token_hash.starts_with(PKCE_PREFIX) && is_pkce(&presented) {
+    if by_link && token.pkce && is_pkce(&presented) {
         let methods: &[&str] = match token.token_type.as_str() {
             "recovery_token" => &["magiclink", "recovery"],
             "confirmation_token" => &["email/signup", "invite"],

@@ -29,7 +29,8 @@ pub const SESSIONS: &str = "sessions/v1";
 pub const REFRESH_TOKENS: &str = "refresh_tokens/v2";
 /// Read once at start-up to migrate into [`REFRESH_TOKENS`], then left empty.
 pub const REFRESH_TOKENS_V1: &str = "refresh_tokens/v1";
-pub const ONE_TIME_TOKENS: &str = "one_time_tokens/v1";
+/// v2: keyed MACs and attempt counts; v1 (unkeyed GoTrue hashes) is abandoned on upgrade.
+pub const ONE_TIME_TOKENS: &str = "one_time_tokens/v2";
 pub const FLOW_STATES: &str = "flow_states/v2";
 pub const AUDIT_LOG: &str = "audit_log/v1";
 /// Small server-wide values (the generated JWT secret lives in a file, not here).
