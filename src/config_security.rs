@@ -50,6 +50,8 @@ pub struct RateLimits {
     pub password_per_client: Bucket,
     /// Per-account password sign-in throttle over all clients.
     pub password_per_account: Bucket,
+    /// Typed-in one-time codes per target address over all clients (ferrotrue's).
+    pub code_per_target: Bucket,
 }
 
 const FIVE_MINUTES: Duration = Duration::from_secs(300);
@@ -60,6 +62,10 @@ const MINUTE: Duration = Duration::from_secs(60);
 pub const PASSWORD_PER_CLIENT: Bucket = Bucket { burst: 5, period: Some(Duration::from_secs(12)) };
 /// Password sign-ins per account from all clients: 20 at once, then one per 6 s (10/min).
 pub const PASSWORD_PER_ACCOUNT: Bucket = Bucket { burst: 20, period: Some(Duration::from_secs(6)) };
+/// Codes typed in for one address (email or phone) from all clients: 10 at once, then one per
+/// 6 min (10/h). With 5 wrong guesses killing a code, this caps a patient attacker at ~250
+/// guesses a day per address instead of one fresh code a minute (~7,200).
+pub const CODE_PER_TARGET: Bucket = Bucket { burst: 10, period: Some(Duration::from_secs(360)) };
 
 impl Default for RateLimits {
     /// GoTrue's defaults (SPEC §8.3).
@@ -76,6 +82,7 @@ impl Default for RateLimits {
             mfa: Bucket::per(15.0, MINUTE, 30),
             password_per_client: PASSWORD_PER_CLIENT,
             password_per_account: PASSWORD_PER_ACCOUNT,
+            code_per_target: CODE_PER_TARGET,
         }
     }
 }
@@ -95,6 +102,7 @@ impl RateLimits {
             mfa: lots,
             password_per_client: lots,
             password_per_account: lots,
+            code_per_target: lots,
             ..RateLimits::default()
         }
     }
@@ -233,6 +241,10 @@ pub fn read_rate_limits(vars: &HashMap<String, String>, errors: &mut Vec<String>
                 let n = read_rate(vars, errors, "FERROTRUE_RATE_LIMIT_PASSWORD_PER_ACCOUNT", 10.0, MINUTE, None);
                 Bucket { burst: n.burst.saturating_mul(2), ..n }
             }
+        },
+        code_per_target: match vars.get("FERROTRUE_RATE_LIMIT_CODE_PER_TARGET") {
+            None => CODE_PER_TARGET,
+            Some(_) => read_rate(vars, errors, "FERROTRUE_RATE_LIMIT_CODE_PER_TARGET", 10.0, HOUR, None),
         },
     }
 }

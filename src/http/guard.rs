@@ -42,6 +42,32 @@ fn is_anonymous_signup(req: &Req) -> bool {
     a.email.trim().is_empty() && a.phone.trim().is_empty()
 }
 
+/// The address a typed-in code is presented for (`POST /verify` with `token` and an email or
+/// phone, not a link's `token_hash`), normalised as the verifier will find it.
+fn typed_code_target(method: &Method, path: &str, req: &Req) -> Option<String> {
+    if method != Method::POST || path != "/verify" {
+        return None;
+    }
+    #[derive(Default, Deserialize)]
+    #[serde(default)]
+    struct Presented {
+        email: String,
+        phone: String,
+        token: String,
+    }
+    let p: Presented = req.json_or_default().ok()?;
+    if p.token.is_empty() {
+        return None;
+    }
+    if !p.email.trim().is_empty() {
+        Some(p.email.trim().to_lowercase())
+    } else if !p.phone.trim().is_empty() {
+        Some(p.phone.chars().filter(char::is_ascii_digit).collect())
+    } else {
+        None
+    }
+}
+
 /// GoTrue's `verifyCaptcha` routes: sign-up, the mail/SMS senders, and `/token` except the
 /// grants that prove an earlier check (`refresh_token`, `pkce`, `id_token`).
 fn needs_captcha(method: &Method, path: &str, req: &Req) -> bool {
@@ -65,6 +91,9 @@ pub async fn check(cx: &Ctx, req: &Req, path: &str, client: Client) -> AuthResul
     }
     if let Some(scope) = limit {
         cx.limits.check(scope, client)?;
+    }
+    if let Some(target) = typed_code_target(method, path, req) {
+        cx.limits.code_attempt(&target)?;
     }
     if let (Some(c), false) = (captcha, captcha_first) {
         verify_captcha(cx, c, req).await?;

@@ -113,6 +113,7 @@ pub struct Limits {
     mfa: Limiter,
     password_per_client: Limiter,
     password_per_account: Limiter,
+    code_per_target: Limiter,
 }
 
 /// The client a request is attributed to, for limits and logs.
@@ -154,6 +155,7 @@ impl Limits {
             mfa: Limiter::new(config.mfa),
             password_per_client: Limiter::new(config.password_per_client),
             password_per_account: Limiter::new(config.password_per_account),
+            code_per_target: Limiter::new(config.code_per_target),
         }
     }
 
@@ -229,6 +231,16 @@ impl Limits {
         self.password_per_account.check(self.hash(account)).map_err(refuse)
     }
 
+    /// ferrotrue's bound on typed-in one-time codes for one address (normalised email or phone),
+    /// over all clients: each code also dies after 5 wrong guesses, and this caps how many
+    /// fresh codes an attacker can burn through per day.
+    pub fn code_attempt(&self, target: &str) -> AuthResult<()> {
+        self.code_per_target.check(self.hash(("code", target))).map_err(|wait| {
+            tracing::info!("one-time code attempts throttled for an address");
+            refused("Too many verification attempts for this address, please try again later", wait)
+        })
+    }
+
     /// Forgets idle clients in every limiter.
     pub fn sweep(&self) {
         for l in self.all() {
@@ -241,7 +253,7 @@ impl Limits {
         self.all().iter().map(|l| l.tracked()).sum()
     }
 
-    fn all(&self) -> [&Limiter; 9] {
+    fn all(&self) -> [&Limiter; 10] {
         [
             &self.otp,
             &self.verify,
@@ -252,6 +264,7 @@ impl Limits {
             &self.mfa,
             &self.password_per_client,
             &self.password_per_account,
+            &self.code_per_target,
         ]
     }
 }

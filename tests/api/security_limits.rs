@@ -33,13 +33,13 @@ async fn wrong_code(server: &TestServer, email: &str, forwarded_for: &str) -> re
 #[tokio::test]
 async fn verify_is_limited_per_client_by_default_and_spoofed_forwarding_headers_do_not_help() {
     let server = TestServer::start_with(gotrue_defaults).await;
-    let email = unique_email();
-    // GOTRUE_RATE_LIMIT_VERIFY: 30 per 5 min, burst 30. Each guess claims another client IP.
+    // GOTRUE_RATE_LIMIT_VERIFY: 30 per 5 min, burst 30. Each guess claims another client IP
+    // (and targets another address, so the per-address code bucket stays out of the way).
     for i in 0..30 {
-        let resp = wrong_code(&server, &email, &format!("10.9.{}.{}", i / 250, i % 250)).await;
+        let resp = wrong_code(&server, &unique_email(), &format!("10.9.{}.{}", i / 250, i % 250)).await;
         assert_eq!(resp.status(), StatusCode::FORBIDDEN, "guess {i} reaches the verifier");
     }
-    let resp = wrong_code(&server, &email, "10.99.99.99").await;
+    let resp = wrong_code(&server, &unique_email(), "10.99.99.99").await;
     let retry_after: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=10).contains(&retry_after), "one token per 10 s: {retry_after}");
     let body = assert_error(resp, 429, "over_request_rate_limit").await;
@@ -56,17 +56,44 @@ async fn verify_is_limited_per_client_by_default_and_spoofed_forwarding_headers_
 }
 
 #[tokio::test]
+async fn typed_codes_for_one_address_are_limited_over_all_clients() {
+    let server = TestServer::start_with(|c| {
+        c.limits = RateLimits { header: Some("X-Real-IP".into()), ..RateLimits::default() };
+    })
+    .await;
+    let victim = unique_email();
+    let guess = |ip: String, email: String| {
+        server
+            .request(Method::POST, "/verify")
+            .header("X-Real-IP", ip)
+            .json(&json!({"type": "email", "email": email, "token": "000000"}))
+            .send()
+    };
+    // 10 codes typed in for the victim from 10 different clients reach the verifier...
+    for i in 0..10 {
+        assert_eq!(guess(format!("100.64.1.{i}"), victim.to_uppercase()).await.unwrap().status(), 403);
+    }
+    // ...the 11th, from yet another client, does not.
+    let resp = guess("100.64.2.1".into(), victim.clone()).await.unwrap();
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_error(resp, 429, "over_request_rate_limit").await;
+    // Other addresses, and links (token_hash), are not affected.
+    assert_eq!(guess("100.64.2.1".into(), unique_email()).await.unwrap().status(), 403);
+    let link = server.post("/verify", json!({"type": "email", "token_hash": "f".repeat(56)})).await;
+    assert_eq!(link.status(), 403);
+}
+
+#[tokio::test]
 async fn behind_a_proxy_the_configured_header_tells_clients_apart() {
     let server = TestServer::start_with(|c| {
         c.limits = RateLimits { header: Some("X-Real-IP".into()), ..RateLimits::default() };
     })
     .await;
-    let email = unique_email();
     let guess = |ip: &'static str| {
         server
             .request(Method::POST, "/verify")
             .header("X-Real-IP", ip)
-            .json(&json!({"type": "email", "email": email, "token": "000000"}))
+            .json(&json!({"type": "email", "email": unique_email(), "token": "000000"}))
             .send()
     };
     for _ in 0..30 {
