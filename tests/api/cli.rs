@@ -44,7 +44,7 @@ async fn zero_config_serves_health_from_an_empty_directory() {
         .unwrap();
     let url = format!("http://127.0.0.1:{port}/health");
     let mut healthy = false;
-    for _ in 0..200 {
+    for _ in 0..600 {
         if let Ok(r) = reqwest::get(&url).await {
             healthy = r.status() == 200;
             break;

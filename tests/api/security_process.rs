@@ -27,7 +27,7 @@ async fn spawn(dir: &Path, vars: &[(&str, &str)]) -> (Child, String) {
     }
     let child = cmd.spawn().unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..200 {
+    for _ in 0..600 {
         if reqwest::get(format!("{base}/health")).await.is_ok() {
             return (child, base);
         }
