@@ -312,6 +312,25 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }
 
+/// HMAC-SHA256 of `parts`, each prefixed with its length so that no two different lists of
+/// parts give the same input (`"ab" ‖ "c"` ≠ `"a" ‖ "bc"`).
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    use hmac::{Hmac, KeyInit, Mac};
+    // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
+    let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(key) else { unreachable!("HMAC accepts any key") };
+    for part in parts {
+        mac.update(&(part.len() as u64).to_be_bytes());
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// A 32-byte key for one purpose (`label`), derived from a server secret, so that keys for
+/// different purposes never coincide and none reveals the secret.
+pub fn derive_key(secret: &Secret, label: &str) -> [u8; 32] {
+    hmac_sha256(secret.expose().as_bytes(), &[b"ferrotrue key derivation v1", label.as_bytes()])
+}
+
 /// Constant-time equality for secrets.
 pub fn secure_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
@@ -320,6 +339,16 @@ pub fn secure_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hmac_parts_are_unambiguous_and_keys_are_per_purpose() {
+        assert_ne!(hmac_sha256(b"k", &[b"ab", b"c"]), hmac_sha256(b"k", &[b"a", b"bc"]));
+        assert_ne!(hmac_sha256(b"k", &[b"abc"]), hmac_sha256(b"k2", &[b"abc"]));
+        assert_eq!(hmac_sha256(&[9u8; 100], &[b"x"]), hmac_sha256(&[9u8; 100], &[b"x"]), "long keys work");
+        let secret = Secret("s".into());
+        assert_ne!(derive_key(&secret, "one"), derive_key(&secret, "two"));
+        assert_ne!(derive_key(&secret, "one"), derive_key(&Secret("t".into()), "one"));
+    }
 
     #[tokio::test]
     async fn argon2_round_trip_and_wrong_password() {

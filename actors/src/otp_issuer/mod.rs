@@ -21,14 +21,12 @@
 
 use crate::call::{call, send_reply, Reply};
 use crate::clock::{Clock, Timestamp};
-use crate::crypto::{secure_eq, Secret};
+use crate::crypto::{hmac_sha256, secure_eq, Secret};
 use crate::error::{AuthError, AuthResult, ErrorCode, StoreError};
 use crate::storage::{self, Op, Store, Table};
 use crate::ActorEnv;
-use hmac::{Hmac, KeyInit, Mac};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
@@ -46,12 +44,12 @@ pub const MAX_FAILED_ATTEMPTS: u32 = 5;
 
 /// Label the one-time-token key is derived under (never change it without bumping the tree:
 /// every stored MAC depends on it).
-const KEY_LABEL: &[u8] = b"ferrotrue one-time-token key v1";
+const KEY_LABEL: &str = "one-time-token key v1";
 
 /// A 256-bit MAC as stored.
 pub type Mac256 = [u8; 32];
 
-/// The server's one-time-token MAC key: HMAC-SHA256(`GOTRUE_JWT_SECRET`, [`KEY_LABEL`]).
+/// The server's one-time-token MAC key: `crypto::derive_key(GOTRUE_JWT_SECRET, KEY_LABEL)`.
 #[derive(Clone)]
 pub struct TokenKey([u8; 32]);
 
@@ -61,29 +59,10 @@ impl fmt::Debug for TokenKey {
     }
 }
 
-fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Mac256 {
-    // HMAC's own key schedule, done here so that keying cannot fail: a key longer than the
-    // block is hashed, a shorter one zero-padded.
-    let mut block = [0u8; 64];
-    if key.len() > block.len() {
-        block[..32].copy_from_slice(&crate::crypto::sha256(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let mut mac = <Hmac<Sha256> as KeyInit>::new(&block.into());
-    for (i, part) in parts.iter().enumerate() {
-        if i > 0 {
-            mac.update(&[0]);
-        }
-        mac.update(part);
-    }
-    mac.finalize().into_bytes().into()
-}
-
 impl TokenKey {
     /// Derives the key from the JWT secret.
     pub fn derive(jwt_secret: &Secret) -> TokenKey {
-        TokenKey(hmac_sha256(jwt_secret.expose().as_bytes(), &[KEY_LABEL]))
+        TokenKey(crate::crypto::derive_key(jwt_secret, KEY_LABEL))
     }
     /// MAC of a link token exactly as it appears in the link (`pkce_` prefix included).
     pub fn link_mac(&self, link_token: &str) -> Mac256 {
@@ -481,15 +460,5 @@ mod tests {
         assert_ne!(key.code_mac("ann@example.com1", "23456"), key.code_mac("ann@example.com", "123456"));
         assert_ne!(key.link_mac("abc"), key.code_mac("abc", ""));
         assert_eq!(format!("{key:?}"), "TokenKey(<redacted>)");
-    }
-
-    #[test]
-    fn keying_matches_standard_hmac_for_short_and_long_keys() {
-        for key in [&b"k"[..], &[7u8; 64][..], &[9u8; 100][..]] {
-            let mut reference = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap();
-            reference.update(b"a\0b");
-            let expected: Mac256 = reference.finalize().into_bytes().into();
-            assert_eq!(hmac_sha256(key, &[b"a", b"b"]), expected, "key of {} bytes", key.len());
-        }
     }
 }

@@ -2,20 +2,18 @@
 //!
 //! A raw refresh token is `base64url(HMAC-SHA256(K, session_id ‖ seq ‖ nonce)[..16])` (22
 //! characters, like every token ferrotrue issues), where
-//! `K = HMAC-SHA256(GOTRUE_JWT_SECRET, "ferrotrue refresh-token key v1")`. The database keeps
+//! `K = crypto::derive_key(GOTRUE_JWT_SECRET, "refresh-token key v1")`. The database keeps
 //! only the token's SHA-256 digest plus `(session_id, seq, nonce)`, which give nothing without
 //! `K`; with `K` the server can recompute the session's active token when a client replays its
 //! parent. Look-up is always by digest, so changing the JWT secret does not end any session:
 //! only the parent-replay shortcut falls back to minting a new child for tokens issued before.
 
-use crate::crypto::{self, Secret};
+use crate::crypto::{self, hmac_sha256 as hmac, Secret};
 use base64::Engine;
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
 use uuid::Uuid;
 
 /// Domain-separation label: this key is used for nothing else.
-const LABEL: &[u8] = b"ferrotrue refresh-token key v1";
+const LABEL: &str = "refresh-token key v1";
 
 /// `K` above. `Debug` never shows it.
 #[derive(Clone)]
@@ -27,19 +25,10 @@ impl std::fmt::Debug for TokenKey {
     }
 }
 
-fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    // HMAC accepts keys of any length, so this never fails.
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
-    for p in parts {
-        mac.update(p);
-    }
-    mac.finalize().into_bytes().into()
-}
-
 impl TokenKey {
     /// Derives the key from the JWT secret.
     pub fn derive(jwt_secret: &Secret) -> TokenKey {
-        TokenKey(hmac(jwt_secret.expose().as_bytes(), &[LABEL]))
+        TokenKey(crypto::derive_key(jwt_secret, LABEL))
     }
 
     /// The raw token for a token identity.
