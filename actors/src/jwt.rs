@@ -1,5 +1,6 @@
-//! Access tokens: HS256 with `GOTRUE_JWT_SECRET`, GoTrue's claims (SPEC §4.1), and strict
-//! verification that accepts only the configured algorithm.
+//! Access tokens: GoTrue's claims (SPEC §4.1), signed with `GOTRUE_JWT_KEYS`' signing key or HS256
+//! with `GOTRUE_JWT_SECRET`, and strict verification: each key accepts only its own algorithm
+//! (key handling lives in [`crate::jwt_keys`]).
 
 use crate::clock::Timestamp;
 use crate::error::{AuthError, AuthResult, ErrorCode};
@@ -70,19 +71,29 @@ impl PresentedClaims {
 #[derive(Clone)]
 pub struct JwtKeys {
     encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
     header: Header,
+    /// `GOTRUE_JWT_SECRET` (HS256): tokens without a known `kid`.
+    secret: Verifier,
+    /// `GOTRUE_JWT_KEYS`, looked up by `kid`.
+    by_kid: Vec<(String, Verifier)>,
+    /// `GOTRUE_JWT_VALID_METHODS` (or its default).
+    valid_methods: Vec<Algorithm>,
     settings: JwtSettings,
 }
 
-impl JwtKeys {
-    /// Builds HS256 keys from the secret.
-    pub fn new(settings: &JwtSettings) -> JwtKeys {
-        let secret = settings.secret.expose().as_bytes();
-        let mut validation = Validation::new(Algorithm::HS256);
-        // Only HS256 is accepted; `aud` is checked by GET /user, not by the parser (GoTrue).
-        validation.algorithms = vec![Algorithm::HS256];
+/// One verification key and the only algorithm it accepts.
+#[derive(Clone)]
+struct Verifier {
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl Verifier {
+    fn new(decoding: DecodingKey, alg: Algorithm) -> Verifier {
+        let mut validation = Validation::new(alg);
+        // One algorithm per key: a token whose `alg` is not its key's is refused (no algorithm
+        // confusion). `aud` is checked by GET /user, not by the parser (GoTrue).
+        validation.algorithms = vec![alg];
         validation.validate_aud = false;
         validation.leeway = 0;
         // Hand-made service keys may have no `exp`; when present it is enforced, and so is `nbf`
@@ -90,17 +101,54 @@ impl JwtKeys {
         validation.required_spec_claims.clear();
         validation.validate_exp = true;
         validation.validate_nbf = true;
-        let mut header = Header::new(Algorithm::HS256);
-        if !settings.key_id.is_empty() {
-            header.kid = Some(settings.key_id.clone());
-        }
+        Verifier { decoding, validation }
+    }
+}
+
+impl JwtKeys {
+    /// Builds the keys: HS256 from the secret, plus `GOTRUE_JWT_KEYS` when configured (whose
+    /// signing key then signs).
+    pub fn new(settings: &JwtSettings) -> JwtKeys {
+        let secret = settings.secret.expose().as_bytes();
+        let (encoding, header) = match settings.keys.iter().find(|k| k.sign) {
+            Some(key) => {
+                let mut header = Header::new(key.alg);
+                header.kid = Some(key.kid.clone());
+                (key.encoding.clone(), header)
+            }
+            None => {
+                let mut header = Header::new(Algorithm::HS256);
+                if !settings.key_id.is_empty() {
+                    header.kid = Some(settings.key_id.clone());
+                }
+                (EncodingKey::from_secret(secret), header)
+            }
+        };
+        let by_kid = settings.keys.iter().map(|k| (k.kid.clone(), Verifier::new(k.decoding.clone(), k.alg))).collect();
+        let valid_methods = if settings.valid_methods.is_empty() {
+            let mut methods: Vec<Algorithm> = settings.keys.iter().map(|k| k.alg).collect();
+            methods.push(Algorithm::HS256);
+            methods.dedup();
+            methods
+        } else {
+            settings.valid_methods.clone()
+        };
         JwtKeys {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
+            encoding,
             header,
+            secret: Verifier::new(DecodingKey::from_secret(secret), Algorithm::HS256),
+            by_kid,
+            valid_methods,
             settings: settings.clone(),
         }
+    }
+
+    /// The algorithms presented tokens may use (`GOTRUE_JWT_VALID_METHODS`), signing one first.
+    pub fn valid_methods(&self) -> Vec<Algorithm> {
+        let mut out = vec![self.header.alg];
+        out.extend(self.valid_methods.iter().copied().filter(|a| *a != self.header.alg));
+        out.retain(|a| self.valid_methods.contains(a));
+        out
     }
 
     /// The claims GoTrue puts in a user's access token for `session`.
@@ -134,15 +182,35 @@ impl JwtKeys {
     }
 
     /// Verifies signature, algorithm and expiry. Any failure is GoTrue's 403 `bad_jwt`.
+    ///
+    /// The key is chosen as GoTrue's `parseJWTClaims` does: the configured key named by `kid`
+    /// (or the secret when `kid` is `GOTRUE_JWT_KEY_ID`), else the secret for `alg: HS256`, else
+    /// none. The chosen key accepts only its own algorithm.
     pub fn verify(&self, token: &str) -> AuthResult<PresentedClaims> {
-        jsonwebtoken::decode::<PresentedClaims>(token, &self.decoding, &self.validation)
+        let bad = |detail: String| {
+            AuthError::forbidden(ErrorCode::BadJwt, format!("invalid JWT: unable to parse or verify signature, {detail}"))
+        };
+        let header = jsonwebtoken::decode_header(token).map_err(|e| bad(describe(&e)))?;
+        if !self.valid_methods.contains(&header.alg) {
+            return Err(bad(format!(
+                "token is unverifiable: signing method {} is invalid",
+                crate::jwt_keys::alg_name(header.alg)
+            )));
+        }
+        let kid = header.kid.as_deref().filter(|k| !k.is_empty());
+        let verifier = match kid.and_then(|kid| self.by_kid.iter().find(|(k, _)| k == kid)) {
+            Some((_, v)) => v,
+            None if kid.is_some() && kid == Some(self.settings.key_id.as_str()) => &self.secret,
+            None if header.alg == Algorithm::HS256 => &self.secret,
+            None => {
+                return Err(bad(
+                    "token is unverifiable: error while executing keyfunc: unrecognized JWT kid".into(),
+                ))
+            }
+        };
+        jsonwebtoken::decode::<PresentedClaims>(token, &verifier.decoding, &verifier.validation)
             .map(|data| data.claims)
-            .map_err(|e| {
-                AuthError::forbidden(
-                    ErrorCode::BadJwt,
-                    format!("invalid JWT: unable to parse or verify signature, {}", describe(&e)),
-                )
-            })
+            .map_err(|e| bad(describe(&e)))
     }
 
     /// Verifies and requires a user subject: the checks of GoTrue's `requireAuthentication`.
