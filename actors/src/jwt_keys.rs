@@ -37,6 +37,13 @@ impl fmt::Debug for ConfiguredKey {
     }
 }
 
+impl ConfiguredKey {
+    /// The private half, for tools and tests that sign their own tokens.
+    pub fn encoding_key(&self) -> &EncodingKey {
+        &self.encoding
+    }
+}
+
 /// The algorithms ferrotrue signs and verifies with.
 pub const SUPPORTED: &[Algorithm] = &[Algorithm::HS256, Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA];
 
