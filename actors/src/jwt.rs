@@ -355,4 +355,66 @@ mod tests {
         assert_eq!((err.kind, err.code), (crate::error::ErrorKind::Forbidden, ErrorCode::BadJwt));
         assert_eq!(err.msg, "invalid claim: session_id claim must be a UUID");
     }
+
+    fn with_key_set(alg: Algorithm) -> (JwtKeys, Vec<crate::jwt_keys::ConfiguredKey>) {
+        let mut s = Settings::for_tests();
+        let set = crate::jwt_keys::generate(alg).unwrap();
+        s.jwt.keys = crate::jwt_keys::parse_key_set(&set.to_string()).unwrap();
+        s.jwt.key_id = "legacy".into();
+        (JwtKeys::new(&s.jwt), s.jwt.keys)
+    }
+
+    #[test]
+    fn the_signing_key_signs_and_kid_picks_the_verifier() {
+        let (k, keys) = with_key_set(Algorithm::ES256);
+        let token = k.sign(&serde_json::json!({"role": "authenticated"})).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!((header.alg, header.kid.as_deref()), (Algorithm::ES256, Some(keys[0].kid.as_str())));
+        assert!(k.verify(&token).is_ok());
+        assert_eq!(k.valid_methods(), vec![Algorithm::ES256, Algorithm::HS256]);
+
+        let secret = Settings::for_tests().jwt.secret;
+        let hs = |kid: Option<&str>| {
+            let mut h = Header::new(Algorithm::HS256);
+            h.kid = kid.map(str::to_owned);
+            jsonwebtoken::encode(
+                &h,
+                &serde_json::json!({"role": "service_role"}),
+                &EncodingKey::from_secret(secret.expose().as_bytes()),
+            )
+            .unwrap()
+        };
+        // No kid, GOTRUE_JWT_KEY_ID, or an unknown kid: HS256 falls back to the secret (GoTrue).
+        for kid in [None, Some("legacy"), Some("unknown")] {
+            assert!(k.verify(&hs(kid)).is_ok(), "{kid:?}");
+        }
+        // The kid of the EC key with an HS256 token signed by the secret: that key is ES256 only.
+        let err = k.verify(&hs(Some(&keys[0].kid))).unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadJwt);
+        assert!(err.msg.contains("signing method is not allowed"), "{}", err.msg);
+        // An ES256 token with no kid has no key to check it.
+        let mut h = Header::new(Algorithm::ES256);
+        h.kid = None;
+        let unnamed =
+            jsonwebtoken::encode(&h, &serde_json::json!({"role": "service_role"}), keys[0].encoding_key()).unwrap();
+        assert!(k.verify(&unnamed).unwrap_err().msg.contains("unrecognized JWT kid"));
+    }
+
+    #[test]
+    fn valid_methods_restrict_the_accepted_algorithms() {
+        let mut s = Settings::for_tests();
+        s.jwt.valid_methods = vec![Algorithm::ES256];
+        let set = crate::jwt_keys::generate(Algorithm::ES256).unwrap();
+        s.jwt.keys = crate::jwt_keys::parse_key_set(&set.to_string()).unwrap();
+        let k = JwtKeys::new(&s.jwt);
+        assert!(k.verify(&k.sign(&serde_json::json!({"role": "authenticated"})).unwrap()).is_ok());
+        let hs = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"role": "service_role"}),
+            &EncodingKey::from_secret(s.jwt.secret.expose().as_bytes()),
+        )
+        .unwrap();
+        assert!(k.verify(&hs).unwrap_err().msg.contains("signing method HS256 is invalid"));
+        assert_eq!(k.valid_methods(), vec![Algorithm::ES256]);
+    }
 }
