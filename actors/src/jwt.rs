@@ -188,7 +188,10 @@ impl JwtKeys {
     /// none. The chosen key accepts only its own algorithm.
     pub fn verify(&self, token: &str) -> AuthResult<PresentedClaims> {
         let bad = |detail: String| {
-            AuthError::forbidden(ErrorCode::BadJwt, format!("invalid JWT: unable to parse or verify signature, {detail}"))
+            AuthError::forbidden(
+                ErrorCode::BadJwt,
+                format!("invalid JWT: unable to parse or verify signature, {detail}"),
+            )
         };
         let header = jsonwebtoken::decode_header(token).map_err(|e| bad(describe(&e)))?;
         if !self.valid_methods.contains(&header.alg) {
@@ -203,9 +206,7 @@ impl JwtKeys {
             None if kid.is_some() && kid == Some(self.settings.key_id.as_str()) => &self.secret,
             None if header.alg == Algorithm::HS256 => &self.secret,
             None => {
-                return Err(bad(
-                    "token is unverifiable: error while executing keyfunc: unrecognized JWT kid".into(),
-                ))
+                return Err(bad("token is unverifiable: error while executing keyfunc: unrecognized JWT kid".into()))
             }
         };
         jsonwebtoken::decode::<PresentedClaims>(token, &verifier.decoding, &verifier.validation)

@@ -95,12 +95,11 @@ struct RawJwk {
 /// Parses `GOTRUE_JWT_KEYS`. Errors say which key (by position and `kid`) and what is wrong,
 /// never a key's value.
 pub fn parse_key_set(json: &str) -> Result<Vec<ConfiguredKey>, String> {
-    let raw: Vec<Value> =
-        serde_json::from_str(json).map_err(|_| "is not a JSON array of JWKs (e.g. `[{\"kty\":\"EC\",...}]`)".to_owned())?;
+    let raw: Vec<Value> = serde_json::from_str(json)
+        .map_err(|_| "is not a JSON array of JWKs (e.g. `[{\"kty\":\"EC\",...}]`)".to_owned())?;
     let mut keys: Vec<ConfiguredKey> = Vec::with_capacity(raw.len());
     for (i, value) in raw.into_iter().enumerate() {
-        let jwk: RawJwk =
-            serde_json::from_value(value).map_err(|_| format!("key #{}: is not a JWK object", i + 1))?;
+        let jwk: RawJwk = serde_json::from_value(value).map_err(|_| format!("key #{}: is not a JWK object", i + 1))?;
         let label = match jwk.kid.as_deref() {
             Some(kid) => format!("key #{} (kid {kid:?})", i + 1),
             None => format!("key #{}", i + 1),
@@ -179,8 +178,11 @@ fn parse_key(jwk: RawJwk) -> Result<ConfiguredKey, String> {
             pkcs8.extend(der_tlv(0x30, &[OID_EC_PUBLIC_KEY, OID_P256].concat()));
             pkcs8.extend(der_tlv(0x04, &der_tlv(0x30, &inner)));
             let public = json!({"kty": "EC", "crv": "P-256", "x": jwk.x, "y": jwk.y});
-            let decoding = DecodingKey::from_ec_components(jwk.x.as_deref().unwrap_or_default(), jwk.y.as_deref().unwrap_or_default())
-                .map_err(|_| "x/y are not a P-256 point".to_owned())?;
+            let decoding = DecodingKey::from_ec_components(
+                jwk.x.as_deref().unwrap_or_default(),
+                jwk.y.as_deref().unwrap_or_default(),
+            )
+            .map_err(|_| "x/y are not a P-256 point".to_owned())?;
             (Algorithm::ES256, EncodingKey::from_ec_der(&der_tlv(0x30, &pkcs8)), decoding, Some(public))
         }
         "OKP" => {
@@ -216,14 +218,7 @@ fn parse_key(jwk: RawJwk) -> Result<ConfiguredKey, String> {
             return Err(format!("alg {declared:?} does not fit a {kty} key (ferrotrue uses {})", alg_name(alg)));
         }
     }
-    let public = public.map(|mut p| {
-        let obj = p.as_object_mut().expect("object literal");
-        obj.insert("kid".into(), json!(kid));
-        obj.insert("alg".into(), json!(alg_name(alg)));
-        obj.insert("use".into(), json!("sig"));
-        obj.insert("key_ops".into(), json!(["verify"]));
-        p
-    });
+    let public = public.map(|p| with_members(p, &kid, alg, &["verify"]));
     let key = ConfiguredKey { kid, alg, sign, public, encoding, decoding };
     probe(&key)?;
     Ok(key)
@@ -258,11 +253,13 @@ pub fn generate(alg: Algorithm) -> Result<Value, String> {
     let enc = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
     let kid = uuid::Uuid::new_v4().to_string();
     let fail = |_| "key generation failed".to_owned();
-    let mut key = match alg {
+    let key = match alg {
         Algorithm::ES256 => {
-            let pair = aws_lc_rs::signature::EcdsaKeyPair::generate(&aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING)
-                .map_err(fail)?;
-            let d = AsBigEndian::<aws_lc_rs::encoding::EcPrivateKeyBin>::as_be_bytes(&pair.private_key()).map_err(fail)?;
+            let pair =
+                aws_lc_rs::signature::EcdsaKeyPair::generate(&aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING)
+                    .map_err(fail)?;
+            let d =
+                AsBigEndian::<aws_lc_rs::encoding::EcPrivateKeyBin>::as_be_bytes(&pair.private_key()).map_err(fail)?;
             let point = pair.public_key().as_ref().to_vec(); // 0x04 || x || y
             json!({"kty": "EC", "crv": "P-256", "x": enc(&point[1..33]), "y": enc(&point[33..65]), "d": enc(d.as_ref())})
         }
@@ -286,12 +283,18 @@ pub fn generate(alg: Algorithm) -> Result<Value, String> {
         }
         other => return Err(format!("{} keys are not generated (use ES256, RS256 or EdDSA)", alg_name(other))),
     };
-    let obj = key.as_object_mut().expect("object literal");
-    obj.insert("kid".into(), json!(kid));
-    obj.insert("alg".into(), json!(alg_name(alg)));
-    obj.insert("use".into(), json!("sig"));
-    obj.insert("key_ops".into(), json!(["sign", "verify"]));
-    Ok(json!([key]))
+    Ok(json!([with_members(key, &kid, alg, &["sign", "verify"])]))
+}
+
+/// Adds `kid`, `alg`, `use: "sig"` and `key_ops` to a JWK object.
+fn with_members(mut jwk: Value, kid: &str, alg: Algorithm, ops: &[&str]) -> Value {
+    if let Value::Object(obj) = &mut jwk {
+        obj.insert("kid".into(), json!(kid));
+        obj.insert("alg".into(), json!(alg_name(alg)));
+        obj.insert("use".into(), json!("sig"));
+        obj.insert("key_ops".into(), json!(ops));
+    }
+    jwk
 }
 
 const OID_EC_PUBLIC_KEY: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];

@@ -41,8 +41,7 @@ pub fn openid_configuration(cx: &Ctx) -> Resp {
         configured => configured.to_owned(),
     };
     let base = issuer.trim_end_matches('/');
-    let algs: Vec<&str> =
-        cx.actors.jwt.valid_methods().into_iter().map(ferrotrue_actors::jwt_keys::alg_name).collect();
+    let algs: Vec<&str> = cx.actors.jwt.valid_methods().into_iter().map(ferrotrue_actors::jwt_keys::alg_name).collect();
     let body = json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{base}/oauth/authorize"),

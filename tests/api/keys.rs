@@ -77,7 +77,8 @@ async fn each_algorithm_signs_with_its_kid_and_verifies_against_the_served_jwks(
         assert_eq!(claims["sub"], session["user"]["id"]);
 
         // The published key is the public half only.
-        let raw: Value = server.http.get(server.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+        let raw: Value =
+            server.http.get(server.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
         let published = &raw["keys"][0];
         assert_eq!(raw["keys"].as_array().unwrap().len(), 1);
         assert_eq!(published["use"], "sig");
@@ -103,8 +104,8 @@ async fn each_algorithm_signs_with_its_kid_and_verifies_against_the_served_jwks(
 fn p256_spki(jwk: &Value) -> (Vec<u8>, String) {
     let decode = |f: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(jwk[f].as_str().unwrap()).unwrap();
     let mut der = vec![
-        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
-        0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04,
+        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48,
+        0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04,
     ];
     der.extend(decode("x"));
     der.extend(decode("y"));
@@ -143,21 +144,44 @@ async fn algorithm_confusion_none_swapped_alg_and_unknown_kid_are_bad_jwt() {
     let public_json = served_jwks(&server).await;
     let public_jwk_text = serde_json::to_string(public_json.find(&es_kid).unwrap()).unwrap();
     let mut forged = Vec::new();
-    for secret in [pem.as_bytes(), der.as_slice(), public_jwk_text.as_bytes(), es[0]["x"].as_str().unwrap().as_bytes()] {
+    for secret in [pem.as_bytes(), der.as_slice(), public_jwk_text.as_bytes(), es[0]["x"].as_str().unwrap().as_bytes()]
+    {
         let hmac = EncodingKey::from_secret(secret);
-        forged.push(("HS256 with the public key as secret, kid of the EC key", forge(&claims, Algorithm::HS256, Some(&es_kid), &hmac)));
+        forged.push((
+            "HS256 with the public key as secret, kid of the EC key",
+            forge(&claims, Algorithm::HS256, Some(&es_kid), &hmac),
+        ));
         forged.push(("HS256 with the public key as secret, no kid", forge(&claims, Algorithm::HS256, None, &hmac)));
     }
     // Valid signatures by configured keys, but under another key's kid (alg ≠ that key's alg).
-    forged.push(("RS256 signed by the RSA key, kid of the EC key", forge(&claims, Algorithm::RS256, Some(&es_kid), loaded[1].encoding_key())));
-    forged.push(("ES256 signed by the EC key, kid of the RSA key", forge(&claims, Algorithm::ES256, Some(&rsa_kid), loaded[0].encoding_key())));
-    forged.push(("EdDSA signed by the Ed key, kid of the EC key", forge(&claims, Algorithm::EdDSA, Some(&es_kid), loaded[2].encoding_key())));
-    forged.push(("ES256 signed by the EC key, no kid", forge(&claims, Algorithm::ES256, None, loaded[0].encoding_key())));
-    forged.push(("ES256 signed by the EC key, unknown kid", forge(&claims, Algorithm::ES256, Some("not-a-key"), loaded[0].encoding_key())));
-    forged.push(("HS256 with a wrong secret, unknown kid", forge(&claims, Algorithm::HS256, Some("not-a-key"), &EncodingKey::from_secret(b"guess"))));
+    forged.push((
+        "RS256 signed by the RSA key, kid of the EC key",
+        forge(&claims, Algorithm::RS256, Some(&es_kid), loaded[1].encoding_key()),
+    ));
+    forged.push((
+        "ES256 signed by the EC key, kid of the RSA key",
+        forge(&claims, Algorithm::ES256, Some(&rsa_kid), loaded[0].encoding_key()),
+    ));
+    forged.push((
+        "EdDSA signed by the Ed key, kid of the EC key",
+        forge(&claims, Algorithm::EdDSA, Some(&es_kid), loaded[2].encoding_key()),
+    ));
+    forged
+        .push(("ES256 signed by the EC key, no kid", forge(&claims, Algorithm::ES256, None, loaded[0].encoding_key())));
+    forged.push((
+        "ES256 signed by the EC key, unknown kid",
+        forge(&claims, Algorithm::ES256, Some("not-a-key"), loaded[0].encoding_key()),
+    ));
+    forged.push((
+        "HS256 with a wrong secret, unknown kid",
+        forge(&claims, Algorithm::HS256, Some("not-a-key"), &EncodingKey::from_secret(b"guess")),
+    ));
     // A real signature by a foreign key that reuses our kid.
     let foreign = load(key_set(Algorithm::ES256).as_array().unwrap());
-    forged.push(("ES256 by a foreign key under our kid", forge(&claims, Algorithm::ES256, Some(&es_kid), foreign[0].encoding_key())));
+    forged.push((
+        "ES256 by a foreign key under our kid",
+        forge(&claims, Algorithm::ES256, Some(&es_kid), foreign[0].encoding_key()),
+    ));
     // `alg: none`, with and without a signature, with our kid.
     for sig in ["", token.split('.').nth(2).unwrap()] {
         let header = b64(format!(r#"{{"alg":"none","typ":"JWT","kid":"{es_kid}"}}"#).as_bytes());
