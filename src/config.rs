@@ -371,6 +371,7 @@ impl Config {
             settings: s,
         };
         env.errors.extend(crate::config_security::unimplemented_settings(vars));
+        env.errors.extend(crate::config_keys::read(vars, &mut config.settings.jwt));
         match crate::config_oauth::read(vars) {
             Ok(oauth) => config.settings.oauth = oauth,
             Err(errors) => env.errors.extend(errors),

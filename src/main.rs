@@ -10,6 +10,7 @@ const ENV_HELP: &str = "\
 Configuration is read from the environment, with GoTrue's names and defaults:
   PORT (9999), GOTRUE_API_HOST (127.0.0.1), API_EXTERNAL_URL, GOTRUE_SITE_URL
   GOTRUE_JWT_SECRET (generated and saved in the data directory when unset), GOTRUE_JWT_EXP (3600),
+  GOTRUE_JWT_KEYS (JSON array of private JWKs; `ferrotrue keys generate`), GOTRUE_JWT_VALID_METHODS,
   GOTRUE_JWT_AUD (authenticated), GOTRUE_JWT_DEFAULT_GROUP_NAME (authenticated), GOTRUE_JWT_ADMIN_ROLES
   GOTRUE_DISABLE_SIGNUP, GOTRUE_EXTERNAL_EMAIL_ENABLED, GOTRUE_EXTERNAL_PHONE_ENABLED,
   GOTRUE_EXTERNAL_ANONYMOUS_USERS_ENABLED, GOTRUE_MAILER_AUTOCONFIRM, GOTRUE_SMS_AUTOCONFIRM
@@ -33,6 +34,23 @@ struct Cli {
 enum Command {
     /// Start the server (the default).
     Serve,
+    /// Signing-key tooling for `GOTRUE_JWT_KEYS`.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print a new key set (one private JWK with a random `kid`, `key_ops: ["sign","verify"]`),
+    /// ready for `GOTRUE_JWT_KEYS`. To rotate, add a new key without "sign" first, then move
+    /// "sign" to it, then remove the old key once its tokens have expired.
+    Generate {
+        /// Algorithm of the key.
+        #[arg(long, default_value = "ES256", value_parser = ["ES256", "RS256", "EdDSA"])]
+        alg: String,
+    },
 }
 
 fn init_logging(level: &str) {
@@ -132,6 +150,15 @@ fn log_startup(config: &Config, url: &str) {
         jwt_exp_secs = s.jwt.exp.as_secs(),
         "features"
     );
+    match s.jwt.keys.iter().find(|k| k.sign) {
+        Some(k) => tracing::info!(
+            alg = ferrotrue_actors::jwt_keys::alg_name(k.alg),
+            kid = ?k.kid,
+            keys = s.jwt.keys.len(),
+            "access tokens are signed with GOTRUE_JWT_KEYS"
+        ),
+        None => tracing::info!(alg = "HS256", "access tokens are signed with GOTRUE_JWT_SECRET"),
+    }
     tracing::info!("ferrotrue {} listening on {url}", env!("CARGO_PKG_VERSION"));
 }
 
@@ -144,6 +171,21 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {}
+        Command::Keys { command: KeysCommand::Generate { alg } } => {
+            let generated = ferrotrue_actors::jwt_keys::parse_alg(&alg)
+                .ok_or_else(|| format!("unsupported algorithm {alg:?}"))
+                .and_then(ferrotrue_actors::jwt_keys::generate);
+            return match generated {
+                Ok(set) => {
+                    println!("{set}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("ferrotrue: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
     }
     let config = match Config::from_process_env() {
         Ok(c) => c,

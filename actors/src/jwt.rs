@@ -1,5 +1,6 @@
-//! Access tokens: HS256 with `GOTRUE_JWT_SECRET`, GoTrue's claims (SPEC §4.1), and strict
-//! verification that accepts only the configured algorithm.
+//! Access tokens: GoTrue's claims (SPEC §4.1), signed with `GOTRUE_JWT_KEYS`' signing key or HS256
+//! with `GOTRUE_JWT_SECRET`, and strict verification: each key accepts only its own algorithm
+//! (key handling lives in [`crate::jwt_keys`]).
 
 use crate::clock::Timestamp;
 use crate::error::{AuthError, AuthResult, ErrorCode};
@@ -70,19 +71,29 @@ impl PresentedClaims {
 #[derive(Clone)]
 pub struct JwtKeys {
     encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
     header: Header,
+    /// `GOTRUE_JWT_SECRET` (HS256): tokens without a known `kid`.
+    secret: Verifier,
+    /// `GOTRUE_JWT_KEYS`, looked up by `kid`.
+    by_kid: Vec<(String, Verifier)>,
+    /// `GOTRUE_JWT_VALID_METHODS` (or its default).
+    valid_methods: Vec<Algorithm>,
     settings: JwtSettings,
 }
 
-impl JwtKeys {
-    /// Builds HS256 keys from the secret.
-    pub fn new(settings: &JwtSettings) -> JwtKeys {
-        let secret = settings.secret.expose().as_bytes();
-        let mut validation = Validation::new(Algorithm::HS256);
-        // Only HS256 is accepted; `aud` is checked by GET /user, not by the parser (GoTrue).
-        validation.algorithms = vec![Algorithm::HS256];
+/// One verification key and the only algorithm it accepts.
+#[derive(Clone)]
+struct Verifier {
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl Verifier {
+    fn new(decoding: DecodingKey, alg: Algorithm) -> Verifier {
+        let mut validation = Validation::new(alg);
+        // One algorithm per key: a token whose `alg` is not its key's is refused (no algorithm
+        // confusion). `aud` is checked by GET /user, not by the parser (GoTrue).
+        validation.algorithms = vec![alg];
         validation.validate_aud = false;
         validation.leeway = 0;
         // Hand-made service keys may have no `exp`; when present it is enforced, and so is `nbf`
@@ -90,17 +101,54 @@ impl JwtKeys {
         validation.required_spec_claims.clear();
         validation.validate_exp = true;
         validation.validate_nbf = true;
-        let mut header = Header::new(Algorithm::HS256);
-        if !settings.key_id.is_empty() {
-            header.kid = Some(settings.key_id.clone());
-        }
+        Verifier { decoding, validation }
+    }
+}
+
+impl JwtKeys {
+    /// Builds the keys: HS256 from the secret, plus `GOTRUE_JWT_KEYS` when configured (whose
+    /// signing key then signs).
+    pub fn new(settings: &JwtSettings) -> JwtKeys {
+        let secret = settings.secret.expose().as_bytes();
+        let (encoding, header) = match settings.keys.iter().find(|k| k.sign) {
+            Some(key) => {
+                let mut header = Header::new(key.alg);
+                header.kid = Some(key.kid.clone());
+                (key.encoding.clone(), header)
+            }
+            None => {
+                let mut header = Header::new(Algorithm::HS256);
+                if !settings.key_id.is_empty() {
+                    header.kid = Some(settings.key_id.clone());
+                }
+                (EncodingKey::from_secret(secret), header)
+            }
+        };
+        let by_kid = settings.keys.iter().map(|k| (k.kid.clone(), Verifier::new(k.decoding.clone(), k.alg))).collect();
+        let valid_methods = if settings.valid_methods.is_empty() {
+            let mut methods: Vec<Algorithm> = settings.keys.iter().map(|k| k.alg).collect();
+            methods.push(Algorithm::HS256);
+            methods.dedup();
+            methods
+        } else {
+            settings.valid_methods.clone()
+        };
         JwtKeys {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
+            encoding,
             header,
+            secret: Verifier::new(DecodingKey::from_secret(secret), Algorithm::HS256),
+            by_kid,
+            valid_methods,
             settings: settings.clone(),
         }
+    }
+
+    /// The algorithms presented tokens may use (`GOTRUE_JWT_VALID_METHODS`), signing one first.
+    pub fn valid_methods(&self) -> Vec<Algorithm> {
+        let mut out = vec![self.header.alg];
+        out.extend(self.valid_methods.iter().copied().filter(|a| *a != self.header.alg));
+        out.retain(|a| self.valid_methods.contains(a));
+        out
     }
 
     /// The claims GoTrue puts in a user's access token for `session`.
@@ -134,15 +182,36 @@ impl JwtKeys {
     }
 
     /// Verifies signature, algorithm and expiry. Any failure is GoTrue's 403 `bad_jwt`.
+    ///
+    /// The key is chosen as GoTrue's `parseJWTClaims` does: the configured key named by `kid`
+    /// (or the secret when `kid` is `GOTRUE_JWT_KEY_ID`), else the secret for `alg: HS256`, else
+    /// none. The chosen key accepts only its own algorithm.
     pub fn verify(&self, token: &str) -> AuthResult<PresentedClaims> {
-        jsonwebtoken::decode::<PresentedClaims>(token, &self.decoding, &self.validation)
+        let bad = |detail: String| {
+            AuthError::forbidden(
+                ErrorCode::BadJwt,
+                format!("invalid JWT: unable to parse or verify signature, {detail}"),
+            )
+        };
+        let header = jsonwebtoken::decode_header(token).map_err(|e| bad(describe(&e)))?;
+        if !self.valid_methods.contains(&header.alg) {
+            return Err(bad(format!(
+                "token is unverifiable: signing method {} is invalid",
+                crate::jwt_keys::alg_name(header.alg)
+            )));
+        }
+        let kid = header.kid.as_deref().filter(|k| !k.is_empty());
+        let verifier = match kid.and_then(|kid| self.by_kid.iter().find(|(k, _)| k == kid)) {
+            Some((_, v)) => v,
+            None if kid.is_some() && kid == Some(self.settings.key_id.as_str()) => &self.secret,
+            None if header.alg == Algorithm::HS256 => &self.secret,
+            None => {
+                return Err(bad("token is unverifiable: error while executing keyfunc: unrecognized JWT kid".into()))
+            }
+        };
+        jsonwebtoken::decode::<PresentedClaims>(token, &verifier.decoding, &verifier.validation)
             .map(|data| data.claims)
-            .map_err(|e| {
-                AuthError::forbidden(
-                    ErrorCode::BadJwt,
-                    format!("invalid JWT: unable to parse or verify signature, {}", describe(&e)),
-                )
-            })
+            .map_err(|e| bad(describe(&e)))
     }
 
     /// Verifies and requires a user subject: the checks of GoTrue's `requireAuthentication`.
@@ -286,5 +355,67 @@ mod tests {
         let err = JwtKeys::session_id(&claims(serde_json::json!({"session_id": "nope"}))).unwrap_err();
         assert_eq!((err.kind, err.code), (crate::error::ErrorKind::Forbidden, ErrorCode::BadJwt));
         assert_eq!(err.msg, "invalid claim: session_id claim must be a UUID");
+    }
+
+    fn with_key_set(alg: Algorithm) -> (JwtKeys, Vec<crate::jwt_keys::ConfiguredKey>) {
+        let mut s = Settings::for_tests();
+        let set = crate::jwt_keys::generate(alg).unwrap();
+        s.jwt.keys = crate::jwt_keys::parse_key_set(&set.to_string()).unwrap();
+        s.jwt.key_id = "legacy".into();
+        (JwtKeys::new(&s.jwt), s.jwt.keys)
+    }
+
+    #[test]
+    fn the_signing_key_signs_and_kid_picks_the_verifier() {
+        let (k, keys) = with_key_set(Algorithm::ES256);
+        let token = k.sign(&serde_json::json!({"role": "authenticated"})).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!((header.alg, header.kid.as_deref()), (Algorithm::ES256, Some(keys[0].kid.as_str())));
+        assert!(k.verify(&token).is_ok());
+        assert_eq!(k.valid_methods(), vec![Algorithm::ES256, Algorithm::HS256]);
+
+        let secret = Settings::for_tests().jwt.secret;
+        let hs = |kid: Option<&str>| {
+            let mut h = Header::new(Algorithm::HS256);
+            h.kid = kid.map(str::to_owned);
+            jsonwebtoken::encode(
+                &h,
+                &serde_json::json!({"role": "service_role"}),
+                &EncodingKey::from_secret(secret.expose().as_bytes()),
+            )
+            .unwrap()
+        };
+        // No kid, GOTRUE_JWT_KEY_ID, or an unknown kid: HS256 falls back to the secret (GoTrue).
+        for kid in [None, Some("legacy"), Some("unknown")] {
+            assert!(k.verify(&hs(kid)).is_ok(), "{kid:?}");
+        }
+        // The kid of the EC key with an HS256 token signed by the secret: that key is ES256 only.
+        let err = k.verify(&hs(Some(&keys[0].kid))).unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadJwt);
+        assert!(err.msg.contains("signing method is not allowed"), "{}", err.msg);
+        // An ES256 token with no kid has no key to check it.
+        let mut h = Header::new(Algorithm::ES256);
+        h.kid = None;
+        let unnamed =
+            jsonwebtoken::encode(&h, &serde_json::json!({"role": "service_role"}), keys[0].encoding_key()).unwrap();
+        assert!(k.verify(&unnamed).unwrap_err().msg.contains("unrecognized JWT kid"));
+    }
+
+    #[test]
+    fn valid_methods_restrict_the_accepted_algorithms() {
+        let mut s = Settings::for_tests();
+        s.jwt.valid_methods = vec![Algorithm::ES256];
+        let set = crate::jwt_keys::generate(Algorithm::ES256).unwrap();
+        s.jwt.keys = crate::jwt_keys::parse_key_set(&set.to_string()).unwrap();
+        let k = JwtKeys::new(&s.jwt);
+        assert!(k.verify(&k.sign(&serde_json::json!({"role": "authenticated"})).unwrap()).is_ok());
+        let hs = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"role": "service_role"}),
+            &EncodingKey::from_secret(s.jwt.secret.expose().as_bytes()),
+        )
+        .unwrap();
+        assert!(k.verify(&hs).unwrap_err().msg.contains("signing method HS256 is invalid"));
+        assert_eq!(k.valid_methods(), vec![Algorithm::ES256]);
     }
 }

@@ -15,6 +15,7 @@ pub mod crypto;
 pub mod error;
 pub mod flows;
 pub mod jwt;
+pub mod jwt_keys;
 pub mod mailer;
 pub mod oauth;
 pub mod oauth_flow;

@@ -76,6 +76,13 @@ pub struct JwtSettings {
     pub admin_roles: Vec<String>,
     /// `GOTRUE_JWT_ADMIN_GROUP_NAME`: a user role that may set its own app_metadata.
     pub admin_group: String,
+    /// `GOTRUE_JWT_KEYS`: asymmetric (or `oct`) keys; when set, the one with `sign` in its
+    /// `key_ops` signs access tokens and every key verifies tokens naming its `kid`. Empty: HS256
+    /// with `secret`.
+    pub keys: Vec<crate::jwt_keys::ConfiguredKey>,
+    /// `GOTRUE_JWT_VALID_METHODS`: the `alg` values accepted in presented tokens. Empty means the
+    /// algorithms of `keys` plus HS256 (`secret` always verifies `service_role` / `anon` keys).
+    pub valid_methods: Vec<jsonwebtoken::Algorithm>,
 }
 
 /// `GOTRUE_PASSWORD_*`.
@@ -183,6 +190,8 @@ impl Settings {
                 aud: "authenticated".into(),
                 issuer: String::new(),
                 key_id: String::new(),
+                keys: Vec::new(),
+                valid_methods: Vec::new(),
                 default_group: "authenticated".into(),
                 admin_roles: vec!["service_role".into(), "supabase_admin".into()],
                 admin_group: "admin".into(),

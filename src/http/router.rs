@@ -19,6 +19,7 @@ use std::panic::AssertUnwindSafe;
 const KNOWN_PATHS: &[&str] = &[
     "/health",
     "/.well-known/jwks.json",
+    "/.well-known/openid-configuration",
     "/settings",
     "/signup",
     "/token",
@@ -156,7 +157,8 @@ async fn dispatch(
     let method = req.parts.method.clone();
     match (method, path.as_str()) {
         (Method::GET | Method::HEAD, "/health") => Ok(handlers::health::get()),
-        (Method::GET, "/.well-known/jwks.json") => Ok(handlers::health::jwks()),
+        (Method::GET, "/.well-known/jwks.json") => Ok(handlers::health::jwks(cx)),
+        (Method::GET, "/.well-known/openid-configuration") => Ok(handlers::health::openid_configuration(cx)),
         (Method::GET, "/settings") => Ok(handlers::settings::get(cx)),
         (Method::POST, "/signup") => handlers::signup::post(cx, &req).await,
         (Method::POST, "/token") => handlers::token::post(cx, &req).await,

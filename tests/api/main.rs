@@ -10,6 +10,7 @@ mod common;
 mod crash;
 mod email;
 mod errors;
+mod keys;
 mod logout;
 mod mailer;
 mod oauth;

@@ -21,6 +21,8 @@
 #                                                   -> FERROTRUE_SMS_LOG
 #   * a fourth server for the phone flows (SMS autoconfirm off, codes through
 #     that hook, email autoconfirm on)              -> FERROTRUE_PHONE_URL
+#   * a fifth server signing with an ES256 key from `ferrotrue keys generate`
+#     (GOTRUE_JWT_KEYS), autoconfirm on              -> FERROTRUE_KEYS_URL
 # runs both suites and stops everything. Exits non-zero if anything failed;
 # prints the server and SMTP logs in that case.
 set -euo pipefail
@@ -112,6 +114,23 @@ if [[ -z "${HOOK_PORT:-}" ]]; then
   echo "compat: could not pick free ports for the phone flows" >&2
   exit 1
 fi
+# One more, distinct from all of those: the asymmetric-keys server.
+read -r KEYS_PORT < <("$PYTHON" -c '
+import socket, sys
+taken = {int(p) for p in sys.argv[1:]}
+while True:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    if s.getsockname()[1] not in taken:
+        break
+    s.close()
+print(s.getsockname()[1])
+s.close()
+' "$PORT" "$EMAIL_PORT" "$SMTP_PORT" "$OAUTH_PORT" "$OIDC_PORT" "$KC_PORT" "$PHONE_PORT" "$HOOK_PORT")
+if [[ -z "${KEYS_PORT:-}" ]]; then
+  echo "compat: could not pick a free port for the asymmetric-keys server" >&2
+  exit 1
+fi
 # Every request of the suites comes from 127.0.0.1, so the per-client rate limits (on by default
 # in ferrotrue, keyed by the peer address) are raised, as GoTrue's own test setups raise theirs.
 RAISED_LIMITS=(
@@ -150,6 +169,11 @@ PHONE_URL="http://127.0.0.1:$PHONE_PORT"
 HOOK_URL="http://127.0.0.1:$HOOK_PORT"
 PHONE_SERVER_PID=""
 HOOK_PID=""
+KEYS_DATA_DIR="$WORK_DIR/keys"
+mkdir -p "$KEYS_DATA_DIR"
+KEYS_LOG="$WORK_DIR/server-keys.log"
+KEYS_URL="http://127.0.0.1:$KEYS_PORT"
+KEYS_SERVER_PID=""
 LOG="$WORK_DIR/server.log"
 EMAIL_LOG="$WORK_DIR/server-email.log"
 SMTP_LOG="$WORK_DIR/smtp.log"
@@ -189,6 +213,7 @@ cleanup() {
   stop_pid "$OIDC_PID"
   stop_pid "$PHONE_SERVER_PID"
   stop_pid "$HOOK_PID"
+  stop_pid "$KEYS_SERVER_PID"
   if [[ $rc -ne 0 || $FAILED -ne 0 ]]; then
     show_log "ferrotrue server log" "$LOG"
     show_log "ferrotrue email-flow server log" "$EMAIL_LOG"
@@ -198,6 +223,7 @@ cleanup() {
     show_log "ferrotrue phone-flow server log" "$PHONE_LOG"
     show_log "send-SMS hook log" "$HOOK_LOG"
     show_log "send-SMS hook payloads" "$SMS_LOG"
+    show_log "ferrotrue asymmetric-keys server log" "$KEYS_LOG"
   fi
   rm -rf "$WORK_DIR"
   exit "$rc"
@@ -329,10 +355,26 @@ env "${RAISED_LIMITS[@]}" \
   "$BIN" >"$PHONE_LOG" 2>&1 &
 PHONE_SERVER_PID=$!
 
+echo "==> compat: starting $BIN on $KEYS_URL with an ES256 GOTRUE_JWT_KEYS (data dir $KEYS_DATA_DIR)"
+KEYS_JSON="$("$BIN" keys generate --alg ES256)"
+env "${RAISED_LIMITS[@]}" \
+  PORT="$KEYS_PORT" \
+  GOTRUE_API_HOST=127.0.0.1 \
+  FERROTRUE_DATA_DIR="$KEYS_DATA_DIR" \
+  GOTRUE_JWT_SECRET="$JWT_SECRET" \
+  GOTRUE_JWT_KEYS="$KEYS_JSON" \
+  GOTRUE_MAILER_AUTOCONFIRM=true \
+  API_EXTERNAL_URL="$KEYS_URL" \
+  GOTRUE_SITE_URL=http://localhost:3000 \
+  GOTRUE_LOG_LEVEL=warn \
+  "$BIN" >"$KEYS_LOG" 2>&1 &
+KEYS_SERVER_PID=$!
+
 wait_healthy "$SERVER_PID" "$URL" "server"
 wait_healthy "$EMAIL_SERVER_PID" "$EMAIL_URL" "email-flow server"
 wait_healthy "$OAUTH_SERVER_PID" "$OAUTH_URL" "OAuth server"
 wait_healthy "$PHONE_SERVER_PID" "$PHONE_URL" "phone-flow server"
+wait_healthy "$KEYS_SERVER_PID" "$KEYS_URL" "asymmetric-keys server"
 oidc_ready() {
   curl -fsS -o /dev/null --max-time 1 "$OIDC_ISSUER/.well-known/openid-configuration" \
     && curl -fsS -o /dev/null --max-time 1 "$KC_ISSUER/.well-known/openid-configuration"
@@ -349,6 +391,7 @@ export FERROTRUE_KEYCLOAK_ISSUER="$KC_ISSUER"
 export FERROTRUE_OIDC_CLIENT_ID="$OIDC_CLIENT_ID"
 export FERROTRUE_PHONE_URL="$PHONE_URL"
 export FERROTRUE_SMS_LOG="$SMS_LOG"
+export FERROTRUE_KEYS_URL="$KEYS_URL"
 
 # ---- suites -----------------------------------------------------------------
 echo
