@@ -371,6 +371,10 @@ impl Config {
             settings: s,
         };
         env.errors.extend(crate::config_security::unimplemented_settings(vars));
+        match crate::config_hooks::read(vars, config.max_request_duration) {
+            Ok(hooks) => config.settings.hooks = hooks,
+            Err(errors) => env.errors.extend(errors),
+        }
         match crate::config_oauth::read(vars) {
             Ok(oauth) => config.settings.oauth = oauth,
             Err(errors) => env.errors.extend(errors),

@@ -14,6 +14,7 @@ pub mod clock;
 pub mod crypto;
 pub mod error;
 pub mod flows;
+pub mod hooks;
 pub mod jwt;
 pub mod mailer;
 pub mod oauth;
