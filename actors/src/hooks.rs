@@ -266,7 +266,7 @@ fn kind_for(code: u64) -> ErrorKind {
         422 => ErrorKind::Unprocessable,
         429 => ErrorKind::TooManyRequests,
         504 => ErrorKind::GatewayTimeout,
-        400..=499 => ErrorKind::BadRequest,
+        c if (400..500).contains(&c) => ErrorKind::BadRequest,
         _ => ErrorKind::Internal,
     }
 }
@@ -293,7 +293,12 @@ fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
 
 /// POSTs `payload` (with `metadata` added) to the hook and returns its JSON answer (`Null` for
 /// a 204), after GoTrue's transport and error-contract checks.
-pub async fn invoke(settings: &HookSettings, name: HookName, endpoint: &HookEndpoint, mut payload: Value) -> AuthResult<Value> {
+pub async fn invoke(
+    settings: &HookSettings,
+    name: HookName,
+    endpoint: &HookEndpoint,
+    mut payload: Value,
+) -> AuthResult<Value> {
     if let Some(map) = payload.as_object_mut() {
         map.insert("metadata".into(), metadata(name));
     }
@@ -466,7 +471,9 @@ pub async fn custom_access_token(
         return Err(AuthError::internal("output claims field is missing"));
     };
     let Value::Object(out) = out else {
-        return Err(AuthError::internal("output claims do not conform to the expected schema: \n- claims: Invalid type. Expected: object\n"));
+        return Err(AuthError::internal(
+            "output claims do not conform to the expected schema: \n- claims: Invalid type. Expected: object\n",
+        ));
     };
     validate_claims(out)?;
     Ok(Value::Object(out.clone()))

@@ -59,7 +59,8 @@ fn service_role() -> String {
 }
 
 async fn user_exists(server: &TestServer, email: &str) -> bool {
-    let resp = server.request(Method::GET, "/admin/users?per_page=1000").bearer_auth(service_role()).send().await.unwrap();
+    let resp =
+        server.request(Method::GET, "/admin/users?per_page=1000").bearer_auth(service_role()).send().await.unwrap();
     let body: Value = resp.json().await.unwrap();
     body["users"].as_array().unwrap().iter().any(|u| u["email"] == email)
 }
@@ -197,9 +198,7 @@ async fn send_email_replaces_smtp() {
     })
     .await;
     let email = unique_email();
-    let resp = server
-        .post("/signup", json!({"email": email, "password": PASSWORD, "options": {}}))
-        .await;
+    let resp = server.post("/signup", json!({"email": email, "password": PASSWORD, "options": {}})).await;
     assert_eq!(resp.status(), 200);
     let mails = received(&hook, "/mail").await;
     assert_eq!(mails.len(), 1);
@@ -238,13 +237,10 @@ async fn send_email_refusal_reaches_the_client() {
 #[tokio::test]
 async fn password_verification_attempt_reject() {
     let hook = MockServer::start().await;
-    answer(
-        &hook,
-        "/pw",
-        ok(json!({"decision": "reject", "message": "Too many attempts", "should_logout_user": true})),
-    )
-    .await;
-    let server = TestServer::start_with(|c| c.settings.hooks.password_verification_attempt = endpoint(&hook, "/pw")).await;
+    answer(&hook, "/pw", ok(json!({"decision": "reject", "message": "Too many attempts", "should_logout_user": true})))
+        .await;
+    let server =
+        TestServer::start_with(|c| c.settings.hooks.password_verification_attempt = endpoint(&hook, "/pw")).await;
     let email = unique_email();
     let session = server.signup(&email).await;
     let resp = server.post("/token?grant_type=password", json!({"email": email, "password": PASSWORD})).await;
@@ -264,7 +260,8 @@ async fn password_verification_attempt_reject() {
 async fn password_verification_attempt_continue() {
     let hook = MockServer::start().await;
     answer(&hook, "/pw", ok(json!({"decision": "continue"}))).await;
-    let server = TestServer::start_with(|c| c.settings.hooks.password_verification_attempt = endpoint(&hook, "/pw")).await;
+    let server =
+        TestServer::start_with(|c| c.settings.hooks.password_verification_attempt = endpoint(&hook, "/pw")).await;
     let email = unique_email();
     server.signup(&email).await;
     server.login(&email).await;

@@ -70,7 +70,8 @@ pub async fn grant(
     let exp = claims.exp;
     let access_token = if a.settings.hooks.custom_access_token.is_some() {
         let value = serde_json::to_value(&claims).map_err(|e| AuthError::unexpected(format!("claims: {e}")))?;
-        let custom = crate::hooks::custom_access_token(&a.settings.hooks, user.id, value, authentication_method).await?;
+        let custom =
+            crate::hooks::custom_access_token(&a.settings.hooks, user.id, value, authentication_method).await?;
         a.jwt.sign(&custom)?
     } else {
         a.jwt.sign(&claims)?
