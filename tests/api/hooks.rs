@@ -155,11 +155,20 @@ async fn before_user_created_rejects_every_creation_path() {
         .await
         .unwrap();
     assert_error(resp, 403, "unknown").await;
-    for e in [&email, &otp_email, &admin_email] {
+    let invited = unique_email();
+    let resp = server
+        .request(Method::POST, "/invite")
+        .bearer_auth(service_role())
+        .json(&json!({"email": invited}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 403, "unknown").await;
+    for e in [&email, &otp_email, &admin_email, &invited] {
         assert!(!user_exists(&server, e).await, "{e} must not exist");
     }
     let seen = received(&hook, "/before").await;
-    assert_eq!(seen.len(), 5);
+    assert_eq!(seen.len(), 6);
     assert_eq!(seen[0]["user"]["email"], email.as_str());
     assert!(received(&hook, "/after").await.is_empty());
 }
@@ -360,4 +369,33 @@ async fn unreachable_hook_fails_after_retries() {
     .await;
     let resp = server.post("/signup", json!({"email": unique_email(), "password": PASSWORD})).await;
     assert_error(resp, 422, "hook_timeout_after_retry").await;
+}
+
+/// A `v1a` (Ed25519) secret signs each request so that the public key verifies it.
+#[tokio::test]
+async fn asymmetric_v1a_signature_verifies_with_the_public_key() {
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
+    use base64::Engine;
+    let e = base64::engine::general_purpose::STANDARD;
+    let seed = [42u8; 32];
+    let pair = Ed25519KeyPair::from_seed_unchecked(&seed).unwrap();
+    let public = pair.public_key().as_ref().to_vec();
+    let raw = format!("v1a,whpk_{}:whsk_{}", e.encode(&public), e.encode(seed));
+    let hook = MockServer::start().await;
+    answer(&hook, "/after", ok(json!({}))).await;
+    let server = TestServer::start_with(|c| {
+        c.settings.hooks.after_user_created = Some(HookEndpoint {
+            uri: format!("{}/after", hook.uri()),
+            secrets: ferrotrue_actors::hooks::parse_secrets(&raw).unwrap(),
+        })
+    })
+    .await;
+    server.signup(&unique_email()).await;
+    let reqs = hook.received_requests().await.unwrap();
+    assert_eq!(reqs.len(), 1);
+    let header = |n: &str| reqs[0].headers.get(n).unwrap().to_str().unwrap().to_owned();
+    let signed =
+        format!("{}.{}.{}", header("webhook-id"), header("webhook-timestamp"), String::from_utf8_lossy(&reqs[0].body));
+    let sig = e.decode(header("webhook-signature").strip_prefix("v1a,").unwrap()).unwrap();
+    UnparsedPublicKey::new(&ED25519, &public).verify(signed.as_bytes(), &sig).expect("Ed25519 signature verifies");
 }
