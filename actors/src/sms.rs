@@ -140,9 +140,15 @@ fn send_failed(detail: impl std::fmt::Display) -> AuthError {
 }
 
 /// Delivers through the hook if enabled, else Twilio. Returns the provider's message id.
-pub async fn deliver(settings: &SmsSettings, client: &reqwest::Client, sms: Sms) -> AuthResult<String> {
+/// `hooks` supplies the hook transport bounds (per-attempt timeout, total budget).
+pub async fn deliver(
+    settings: &SmsSettings,
+    hooks: &crate::hooks::HookSettings,
+    client: &reqwest::Client,
+    sms: Sms,
+) -> AuthResult<String> {
     if let Some(hook) = &settings.hook {
-        return deliver_hook(hook, client, &sms).await;
+        return deliver_hook(hook, hooks, &sms).await;
     }
     if let Some(twilio) = &settings.twilio {
         return deliver_twilio(twilio, client, &sms).await;
@@ -150,10 +156,9 @@ pub async fn deliver(settings: &SmsSettings, client: &reqwest::Client, sms: Sms)
     Err(send_failed("no SMS provider is configured (set GOTRUE_SMS_PROVIDER or GOTRUE_HOOK_SEND_SMS_*)"))
 }
 
-async fn deliver_hook(hook: &SmsHook, _client: &reqwest::Client, sms: &Sms) -> AuthResult<String> {
-    let settings = crate::hooks::HookSettings::default();
+async fn deliver_hook(hook: &SmsHook, settings: &crate::hooks::HookSettings, sms: &Sms) -> AuthResult<String> {
     let payload = json!({"user": sms.user, "sms": {"otp": sms.otp, "phone": sms.phone}});
-    match crate::hooks::invoke(&settings, crate::hooks::HookName::SendSms, &hook.endpoint(), payload).await {
+    match crate::hooks::invoke(settings, crate::hooks::HookName::SendSms, &hook.endpoint(), payload).await {
         Ok(_) => Ok(String::new()),
         Err(e) if e.code == ErrorCode::HookTimeout || e.code == ErrorCode::HookTimeoutAfterRetry => {
             Err(send_failed(format!("the send-SMS hook did not answer ({})", e.msg)))

@@ -63,6 +63,7 @@ pub struct MailerState {
     sms_budget: Budget,
     sms_template: Arc<minijinja::Environment<'static>>,
     http: reqwest::Client,
+    /// The settings, for the hooks' transport bounds and the send_email endpoint.
     hooks: Arc<crate::settings::Settings>,
 }
 
@@ -270,9 +271,9 @@ impl Actor for Mailer {
                         return Ok(());
                     }
                 }
-                let (settings, http) = (st.sms.clone(), st.http.clone());
+                let (settings, http, all) = (st.sms.clone(), st.http.clone(), st.hooks.clone());
                 tokio::spawn(async move {
-                    let _ = reply.send(crate::sms::deliver(&settings, &http, *sms).await);
+                    let _ = reply.send(crate::sms::deliver(&settings, &all.hooks, &http, *sms).await);
                 });
             }
         }
