@@ -372,6 +372,10 @@ impl Config {
         };
         env.errors.extend(crate::config_security::unimplemented_settings(vars));
         env.errors.extend(crate::config_keys::read(vars, &mut config.settings.jwt));
+        match crate::config_hooks::read(vars, config.max_request_duration) {
+            Ok(hooks) => config.settings.hooks = hooks,
+            Err(errors) => env.errors.extend(errors),
+        }
         match crate::config_oauth::read(vars) {
             Ok(oauth) => config.settings.oauth = oauth,
             Err(errors) => env.errors.extend(errors),

@@ -10,6 +10,7 @@
 //! [`start`] takes an already-bound listener, so tests run real servers on port 0.
 
 pub mod config;
+pub mod config_hooks;
 pub mod config_keys;
 pub mod config_oauth;
 pub mod config_security;

@@ -75,6 +75,10 @@ error_codes! {
     SingleIdentityNotDeletable => "single_identity_not_deletable",
     EmailConflictIdentityNotDeletable => "email_conflict_identity_not_deletable",
     UnexpectedAudience => "unexpected_audience",
+    HookTimeout => "hook_timeout",
+    HookTimeoutAfterRetry => "hook_timeout_after_retry",
+    HookPayloadOverSizeLimit => "hook_payload_over_size_limit",
+    HookPayloadInvalidContentType => "hook_payload_invalid_content_type",
     CaptchaFailed => "captcha_failed",
 }
 

@@ -14,6 +14,7 @@ pub mod clock;
 pub mod crypto;
 pub mod error;
 pub mod flows;
+pub mod hooks;
 pub mod jwt;
 pub mod jwt_keys;
 pub mod mailer;

@@ -27,6 +27,8 @@ pub struct Settings {
     pub oauth: crate::oauth::OAuthSettings,
     /// SMS delivery and phone codes: `GOTRUE_SMS_*`, `GOTRUE_HOOK_SEND_SMS_*`.
     pub sms: crate::sms::SmsSettings,
+    /// Auth hooks (`GOTRUE_HOOK_<NAME>_*`, SPEC §11) other than send-SMS (in `sms`).
+    pub hooks: crate::hooks::HookSettings,
     /// Bounds on concurrent work: hash queue, connections, HTTP/2 streams.
     pub work: WorkLimits,
 }
@@ -233,6 +235,7 @@ impl Settings {
             audit_retention: None,
             oauth: crate::oauth::OAuthSettings::default(),
             sms: crate::sms::SmsSettings::default(),
+            hooks: crate::hooks::HookSettings::default(),
             work: WorkLimits::default(),
         }
     }

@@ -5,9 +5,7 @@
 use crate::crypto::Secret;
 use crate::error::{AuthError, AuthResult, ErrorCode};
 use base64::Engine;
-use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
 use std::time::Duration;
 
 /// Outbound HTTP bound for SMS providers and hooks (GoTrue: 5 s for hooks).
@@ -79,11 +77,29 @@ pub struct TwilioSettings {
 }
 
 /// The send-SMS hook.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SmsHook {
     pub uri: String,
-    /// Decoded `v1,whsec_<base64>` secrets (`|`-separated in the variable).
+    /// Decoded `v1,whsec_<base64>` HMAC keys (`|`-separated in the variable).
     pub secrets: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Debug for SmsHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmsHook").field("uri", &self.uri).field("secrets", &"[redacted]").finish()
+    }
+}
+
+impl SmsHook {
+    /// The generic hook endpoint ([`crate::hooks`]) this hook posts to.
+    fn endpoint(&self) -> crate::hooks::HookEndpoint {
+        let secrets = self
+            .secrets
+            .iter()
+            .map(|k| Secret(format!("v1,whsec_{}", base64::engine::general_purpose::STANDARD.encode(k))))
+            .collect();
+        crate::hooks::HookEndpoint { uri: self.uri.clone(), secrets }
+    }
 }
 
 /// Parses `GOTRUE_HOOK_SEND_SMS_SECRETS`: `v1,whsec_<base64>` entries separated by `|`.
@@ -103,12 +119,7 @@ pub fn parse_hook_secrets(raw: &str) -> Result<Vec<Vec<u8>>, String> {
 
 /// Standard Webhooks signature header value for one secret: `v1,<base64 HMAC-SHA256(id.ts.body)>`.
 pub fn webhook_signature(secret: &[u8], id: &str, timestamp: i64, body: &str) -> String {
-    let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(secret) {
-        Ok(mac) => mac,
-        Err(_) => return String::new(),
-    };
-    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
-    format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
+    crate::hooks::sign_v1(secret, id, timestamp, body)
 }
 
 /// One SMS to deliver.
@@ -129,9 +140,15 @@ fn send_failed(detail: impl std::fmt::Display) -> AuthError {
 }
 
 /// Delivers through the hook if enabled, else Twilio. Returns the provider's message id.
-pub async fn deliver(settings: &SmsSettings, client: &reqwest::Client, sms: Sms) -> AuthResult<String> {
+/// `hooks` supplies the hook transport bounds (per-attempt timeout, total budget).
+pub async fn deliver(
+    settings: &SmsSettings,
+    hooks: &crate::hooks::HookSettings,
+    client: &reqwest::Client,
+    sms: Sms,
+) -> AuthResult<String> {
     if let Some(hook) = &settings.hook {
-        return deliver_hook(hook, client, &sms).await;
+        return deliver_hook(hook, hooks, &sms).await;
     }
     if let Some(twilio) = &settings.twilio {
         return deliver_twilio(twilio, client, &sms).await;
@@ -139,39 +156,15 @@ pub async fn deliver(settings: &SmsSettings, client: &reqwest::Client, sms: Sms)
     Err(send_failed("no SMS provider is configured (set GOTRUE_SMS_PROVIDER or GOTRUE_HOOK_SEND_SMS_*)"))
 }
 
-async fn deliver_hook(hook: &SmsHook, client: &reqwest::Client, sms: &Sms) -> AuthResult<String> {
-    let body = json!({"user": sms.user, "sms": {"otp": sms.otp, "phone": sms.phone}}).to_string();
-    let id = uuid::Uuid::new_v4().to_string();
-    let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
-    let signatures: Vec<String> = hook.secrets.iter().map(|s| webhook_signature(s, &id, timestamp, &body)).collect();
-    let resp = client
-        .post(&hook.uri)
-        .header("content-type", "application/json")
-        .header("webhook-id", &id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signatures.join(" "))
-        .body(body)
-        .timeout(SMS_HTTP_TIMEOUT)
-        .send()
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, uri = %hook.uri, "send-SMS hook unreachable");
-            send_failed(format!(
-                "the send-SMS hook did not answer ({})",
-                if e.is_timeout() { "timeout" } else { "connection failed" }
-            ))
-        })?;
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    if !status.is_success() {
-        tracing::error!(%status, body = ?text, "send-SMS hook refused");
-        // A hook signals failure with {"error": {"http_code", "message"}}.
-        let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let message =
-            parsed["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| format!("hook answered {status}"));
-        return Err(send_failed(message));
+async fn deliver_hook(hook: &SmsHook, settings: &crate::hooks::HookSettings, sms: &Sms) -> AuthResult<String> {
+    let payload = json!({"user": sms.user, "sms": {"otp": sms.otp, "phone": sms.phone}});
+    match crate::hooks::invoke(settings, crate::hooks::HookName::SendSms, &hook.endpoint(), payload).await {
+        Ok(_) => Ok(String::new()),
+        Err(e) if e.code == ErrorCode::HookTimeout || e.code == ErrorCode::HookTimeoutAfterRetry => {
+            Err(send_failed(format!("the send-SMS hook did not answer ({})", e.msg)))
+        }
+        Err(e) => Err(send_failed(e.msg)),
     }
-    Ok(String::new())
 }
 
 async fn deliver_twilio(t: &TwilioSettings, client: &reqwest::Client, sms: &Sms) -> AuthResult<String> {

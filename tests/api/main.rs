@@ -10,6 +10,7 @@ mod common;
 mod crash;
 mod email;
 mod errors;
+mod hooks;
 mod keys;
 mod logout;
 mod mailer;

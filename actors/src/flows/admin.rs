@@ -141,7 +141,7 @@ pub async fn create_user(a: &Actors, admin_role: &str, p: AdminUserParams, aud: 
         user.role = role;
     }
     user.banned_until = banned;
-    let user = a.users.create(user).await?;
+    let user = crate::flows::create_user(a, user).await?;
     let id = user.id.to_string();
     let [t1, t2, t3] = user_traits(&id, &user);
     let provider = if user.email.is_empty() { "phone" } else { "email" };
@@ -354,7 +354,7 @@ pub async fn generate_link(a: &Actors, admin_role: &str, input: GenerateLinkInpu
             if kind == LinkKind::Invite {
                 user.invited_at = Some(a.clock.now());
             }
-            let user = a.users.create(user).await?;
+            let user = crate::flows::create_user(a, user).await?;
             let id = user.id.to_string();
             let action = if kind == LinkKind::Invite { "user_invited" } else { "user_signedup" };
             audit(a, AuditActor::Admin(admin_role), action, &[("user_id", &id), ("user_email", &email)]).await?;

@@ -216,6 +216,29 @@ pub struct IssuedLink {
 /// Issues the token (and flow state), renders and sends the mail.
 pub async fn send_link(a: &Actors, user: &User, link: Link<'_>) -> AuthResult<()> {
     let issued = issue_link(a, user, &link).await?;
+    if a.settings.hooks.send_email.is_some() {
+        // The send_email hook replaces SMTP for every mail (SPEC §11). GoTrue's convention for
+        // secure email change: `token`/`token_hash` go to the new address, `*_new` to the
+        // current one.
+        let (token, token_hash, token_new, token_hash_new) = match link.kind {
+            LinkKind::EmailChangeCurrent => (String::new(), String::new(), issued.otp, issued.hashed_token),
+            _ => (issued.otp, issued.hashed_token, String::new(), String::new()),
+        };
+        let payload = serde_json::json!({
+            "user": crate::hooks::user_json(user),
+            "email_data": {
+                "token": token,
+                "token_hash": token_hash,
+                "redirect_to": link.redirect_to,
+                "email_action_type": link.kind.verify_type(),
+                "site_url": a.settings.mail.site_url,
+                "token_new": token_new,
+                "token_hash_new": token_hash_new,
+            },
+        });
+        a.durable().await?;
+        return a.mail.send_email_hook(payload).await;
+    }
     let data = TemplateData {
         SiteURL: a.settings.mail.site_url.clone(),
         ConfirmationURL: issued.action_link,

@@ -26,7 +26,7 @@ pub async fn invite(
         None => {
             let mut user = new_user(a, Channel::Email, &email, None, data, aud, false);
             user.confirmation_sent_at = None;
-            a.users.create(user).await?
+            crate::flows::create_user(a, user).await?
         }
     };
     let link = Link { kind: LinkKind::Invite, address: &email, redirect_to, pkce: None, new_email: "" };

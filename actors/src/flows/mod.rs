@@ -20,7 +20,7 @@ pub mod validate;
 pub mod verify;
 
 use crate::clock::Timestamp;
-use crate::error::AuthResult;
+use crate::error::{AuthError, AuthResult};
 use crate::session_manager::model::Session;
 use crate::session_manager::state::Issued;
 use crate::user_registry::model::User;
@@ -55,15 +55,31 @@ pub struct SessionGrant {
     pub provider_refresh_token: Option<String>,
 }
 
-/// Mints the access token for `session` and packages the grant.
-pub fn grant(a: &Actors, user: User, session: &Session, refresh_token: String) -> AuthResult<SessionGrant> {
+/// Mints the access token for `session` and packages the grant. `authentication_method` is
+/// what the `custom_access_token` hook hears (GoTrue's names: `password`, `otp`, `oauth`,
+/// `token_refresh`, `anonymous`, ...); with the hook on, its claims are the ones signed.
+pub async fn grant(
+    a: &Actors,
+    user: User,
+    session: &Session,
+    refresh_token: String,
+    authentication_method: &str,
+) -> AuthResult<SessionGrant> {
     let now = a.clock.now();
     let claims = a.jwt.claims_for(&user, session, now);
-    let access_token = a.jwt.sign(&claims)?;
+    let exp = claims.exp;
+    let access_token = if a.settings.hooks.custom_access_token.is_some() {
+        let value = serde_json::to_value(&claims).map_err(|e| AuthError::unexpected(format!("claims: {e}")))?;
+        let custom =
+            crate::hooks::custom_access_token(&a.settings.hooks, user.id, value, authentication_method).await?;
+        a.jwt.sign(&custom)?
+    } else {
+        a.jwt.sign(&claims)?
+    };
     Ok(SessionGrant {
         access_token,
-        expires_in: claims.exp - now.unix_seconds(),
-        expires_at: claims.exp,
+        expires_in: exp - now.unix_seconds(),
+        expires_at: exp,
         refresh_token,
         user,
         weak_password: None,
@@ -90,7 +106,20 @@ pub async fn sign_in(a: &Actors, user: User, method: &str, meta: &RequestMeta) -
         })
         .await?;
     audit(a, AuditActor::User(&user), "login", &[("provider", method)]).await?;
-    grant(a, user, &session, refresh_token)
+    grant(a, user, &session, refresh_token, method).await
+}
+
+/// Saves a new user: every path that creates users (signup, OTP, OAuth, invite, admin,
+/// anonymous) goes through here so the `before_user_created` hook can refuse it (nothing is
+/// written then) and `after_user_created` hears about it once it is durable.
+pub async fn create_user(a: &Actors, user: User) -> AuthResult<User> {
+    crate::hooks::before_user_created(&a.settings.hooks, &user).await?;
+    let user = a.users.create(user).await?;
+    if a.settings.hooks.after_user_created.is_some() {
+        a.durable().await?;
+        crate::hooks::after_user_created(&a.settings.hooks, &user).await?;
+    }
+    Ok(user)
 }
 
 /// The identity a password sign-in used: email if the user has one, else phone.

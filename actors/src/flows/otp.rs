@@ -50,7 +50,7 @@ pub async fn phone_otp(a: &Actors, input: OtpInput) -> AuthResult<String> {
             may_sign_up(a, &input)?;
             let mut user = new_user(a, Channel::Phone, &phone, None, input.data.clone(), &input.aud, false);
             user.confirmation_sent_at = None;
-            let user = a.users.create(user).await?;
+            let user = crate::flows::create_user(a, user).await?;
             audit(a, AuditActor::User(&user), "user_signedup", &[("provider", "phone")]).await?;
             user
         }
@@ -98,7 +98,7 @@ pub async fn magic_link(a: &Actors, input: OtpInput) -> AuthResult<()> {
             let mut user =
                 new_user(a, Channel::Email, &email, None, input.data.clone(), &input.aud, policy.mailer_autoconfirm);
             user.confirmation_sent_at = None;
-            let user = a.users.create(user).await?;
+            let user = crate::flows::create_user(a, user).await?;
             audit(a, AuditActor::User(&user), "user_signedup", &[("provider", "email")]).await?;
             user
         }

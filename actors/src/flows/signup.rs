@@ -91,7 +91,7 @@ pub async fn signup(a: &Actors, input: SignupInput) -> AuthResult<SignupOutcome>
     let mut user = new_user(a, channel, &address, Some(hash), input.data.clone(), &input.aud, autoconfirm);
     // Stamped only once the confirmation is actually sent (a failed send can be retried).
     user.confirmation_sent_at = None;
-    let user = a.users.create(user).await?;
+    let user = crate::flows::create_user(a, user).await?;
     audit(a, AuditActor::User(&user), "user_signedup", &[("provider", provider_name(channel))]).await?;
     if autoconfirm {
         let grant = sign_in(a, user, "password", &input.meta).await?;
@@ -300,7 +300,7 @@ async fn anonymous(a: &Actors, input: SignupInput) -> AuthResult<SignupOutcome> 
     user.confirmation_sent_at = None;
     user.is_anonymous = true;
     user.created_at = now;
-    let user = a.users.create(user).await?;
+    let user = crate::flows::create_user(a, user).await?;
     audit(a, AuditActor::User(&user), "user_signedup", &[("provider", "anonymous")]).await?;
     let grant = sign_in(a, user, "anonymous", &input.meta).await?;
     Ok(SignupOutcome::Session(Box::new(grant)))

@@ -48,6 +48,18 @@ pub async fn password(a: &Actors, input: PasswordGrant) -> AuthResult<SessionGra
         Some(stored) if !input.password.expose().is_empty() => a.hasher.verify(&input.password, stored).await?,
         _ => a.hasher.verify_decoy(&input.password).await?,
     };
+    if let Some(user) = user.as_ref() {
+        // GoTrue: the hook hears every attempt on an existing user, valid or not, and may
+        // reject it (optionally signing the user out everywhere) before the password counts.
+        let valid = matches!(check, PasswordCheck::Match | PasswordCheck::MatchNeedsRehash);
+        let decision = crate::hooks::password_verification_attempt(&a.settings.hooks, user.id, valid).await?;
+        if let Some(decision) = decision.filter(|d| d.reject) {
+            if decision.should_logout_user {
+                a.sessions.end_user_sessions(user.id, None).await?;
+            }
+            return Err(AuthError::bad_request(ErrorCode::InvalidCredentials, decision.message));
+        }
+    }
     let user = match (user, check) {
         (Some(user), PasswordCheck::Match | PasswordCheck::MatchNeedsRehash) => user,
         _ => return Err(invalid_login()),
@@ -94,7 +106,7 @@ pub async fn refresh(a: &Actors, refresh_token: &str) -> AuthResult<SessionGrant
     }
     let issued = a.sessions.refresh(token).await?;
     audit(a, AuditActor::User(&user), "token_refreshed", &[]).await?;
-    grant(a, user, &issued.session, issued.refresh_token)
+    grant(a, user, &issued.session, issued.refresh_token, "token_refresh").await
 }
 
 /// `grant_type=pkce`: exchange an auth code and its verifier for a session, once.

@@ -45,6 +45,8 @@ pub enum MailerMessage {
     /// Render `GOTRUE_SMS_TEMPLATE` for `sms.otp` and deliver it (hook or Twilio), within the
     /// global SMS budget; replies with the provider's message id.
     SendSms { sms: Box<crate::sms::Sms>, reply: Reply<String> },
+    /// An auth mail handed to the send_email hook instead of SMTP (same global budget).
+    SendEmailHook { payload: Box<serde_json::Value>, reply: Reply<()> },
 }
 
 /// The actor.
@@ -61,6 +63,8 @@ pub struct MailerState {
     sms_budget: Budget,
     sms_template: Arc<minijinja::Environment<'static>>,
     http: reqwest::Client,
+    /// The settings, for the hooks' transport bounds and the send_email endpoint.
+    hooks: Arc<crate::settings::Settings>,
 }
 
 /// `GOTRUE_RATE_LIMIT_EMAIL_SENT`.
@@ -190,6 +194,7 @@ impl Actor for Mailer {
             sms_budget: Budget::new(sms.budget),
             sms_template: Arc::new(sms_template),
             http,
+            hooks: env.settings.clone(),
         })
     }
 
@@ -231,6 +236,25 @@ impl Actor for Mailer {
                     let _ = reply.send(deliver(transport, from, Email { to, subject, html }, what).await);
                 });
             }
+            MailerMessage::SendEmailHook { payload, reply } => {
+                if let Err(e) = st.budget.take(ErrorCode::OverEmailSendRateLimit, "email rate limit exceeded") {
+                    let _ = reply.send(Err(e));
+                    return Ok(());
+                }
+                let settings = st.hooks.clone();
+                tokio::spawn(async move {
+                    let hooks = &settings.hooks;
+                    let result = match &hooks.send_email {
+                        Some(endpoint) => {
+                            crate::hooks::invoke(hooks, crate::hooks::HookName::SendEmail, endpoint, *payload)
+                                .await
+                                .map(|_| ())
+                        }
+                        None => Err(AuthError::unexpected("send_email hook is not configured")),
+                    };
+                    let _ = reply.send(result);
+                });
+            }
             MailerMessage::SendSms { mut sms, reply } => {
                 if let Err(e) = st.sms_budget.take(ErrorCode::OverSmsSendRateLimit, "SMS rate limit exceeded") {
                     let _ = reply.send(Err(e));
@@ -247,9 +271,9 @@ impl Actor for Mailer {
                         return Ok(());
                     }
                 }
-                let (settings, http) = (st.sms.clone(), st.http.clone());
+                let (settings, http, all) = (st.sms.clone(), st.http.clone(), st.hooks.clone());
                 tokio::spawn(async move {
-                    let _ = reply.send(crate::sms::deliver(&settings, &http, *sms).await);
+                    let _ = reply.send(crate::sms::deliver(&settings, &all.hooks, &http, *sms).await);
                 });
             }
         }
@@ -283,6 +307,13 @@ impl Mail {
     }
 
     /// Renders and delivers an auth mail; 429 `over_email_send_rate_limit` past the budget.
+    /// Hands an auth mail's payload to the send_email hook (SPEC §11) under the mail budget.
+    pub async fn send_email_hook(&self, payload: serde_json::Value) -> AuthResult<()> {
+        let actor = self.actor.borrow().clone();
+        let payload = Box::new(payload);
+        call(&actor, self.timeout, |reply| MailerMessage::SendEmailHook { payload, reply }).await
+    }
+
     pub async fn send_auth(&self, kind: TemplateKind, to: &str, data: TemplateData) -> AuthResult<()> {
         let actor = self.actor.borrow().clone();
         let (to, data) = (to.to_owned(), Box::new(data));

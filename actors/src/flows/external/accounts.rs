@@ -108,7 +108,7 @@ pub(super) async fn create_or_link(a: &Actors, provider: &str, data: &UserData, 
                 candidate.email.clear();
             }
             let user = new_external_user(a, provider, &sub, &candidate.email, &identity_data, cx.aud);
-            a.users.create(user).await?
+            crate::flows::create_user(a, user).await?
         }
     };
 
