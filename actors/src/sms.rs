@@ -4,7 +4,6 @@
 
 use crate::crypto::Secret;
 use crate::error::{AuthError, AuthResult, ErrorCode};
-use base64::Engine;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -76,51 +75,9 @@ pub struct TwilioSettings {
     pub base_url: String,
 }
 
-/// The send-SMS hook.
-#[derive(Clone)]
-pub struct SmsHook {
-    pub uri: String,
-    /// Decoded `v1,whsec_<base64>` HMAC keys (`|`-separated in the variable).
-    pub secrets: Vec<Vec<u8>>,
-}
-
-impl std::fmt::Debug for SmsHook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SmsHook").field("uri", &self.uri).field("secrets", &"[redacted]").finish()
-    }
-}
-
-impl SmsHook {
-    /// The generic hook endpoint ([`crate::hooks`]) this hook posts to.
-    fn endpoint(&self) -> crate::hooks::HookEndpoint {
-        let secrets = self
-            .secrets
-            .iter()
-            .map(|k| Secret(format!("v1,whsec_{}", base64::engine::general_purpose::STANDARD.encode(k))))
-            .collect();
-        crate::hooks::HookEndpoint { uri: self.uri.clone(), secrets }
-    }
-}
-
-/// Parses `GOTRUE_HOOK_SEND_SMS_SECRETS`: `v1,whsec_<base64>` entries separated by `|`.
-pub fn parse_hook_secrets(raw: &str) -> Result<Vec<Vec<u8>>, String> {
-    raw.split('|')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            let b64 = s.strip_prefix("v1,").unwrap_or(s);
-            let b64 = b64.strip_prefix("whsec_").unwrap_or(b64);
-            base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .map_err(|_| "each secret must look like v1,whsec_<base64>".to_owned())
-        })
-        .collect()
-}
-
-/// Standard Webhooks signature header value for one secret: `v1,<base64 HMAC-SHA256(id.ts.body)>`.
-pub fn webhook_signature(secret: &[u8], id: &str, timestamp: i64, body: &str) -> String {
-    crate::hooks::sign_v1(secret, id, timestamp, body)
-}
+/// The send-SMS hook: a hook endpoint like every other ([`crate::hooks`]), with `v1` (HMAC) and
+/// `v1a` (Ed25519) secrets.
+pub type SmsHook = crate::hooks::HookEndpoint;
 
 /// One SMS to deliver.
 #[derive(Debug, Clone)]
@@ -158,7 +115,7 @@ pub async fn deliver(
 
 async fn deliver_hook(hook: &SmsHook, settings: &crate::hooks::HookSettings, sms: &Sms) -> AuthResult<String> {
     let payload = json!({"user": sms.user, "sms": {"otp": sms.otp, "phone": sms.phone}});
-    match crate::hooks::invoke(settings, crate::hooks::HookName::SendSms, &hook.endpoint(), payload).await {
+    match crate::hooks::invoke(settings, crate::hooks::HookName::SendSms, hook, payload).await {
         Ok(_) => Ok(String::new()),
         Err(e) if e.code == ErrorCode::HookTimeout || e.code == ErrorCode::HookTimeoutAfterRetry => {
             Err(send_failed(format!("the send-SMS hook did not answer ({})", e.msg)))
@@ -204,23 +161,4 @@ async fn deliver_twilio(t: &TwilioSettings, client: &reqwest::Client, sms: &Sms)
         return Err(send_failed(format!("Twilio error {code}: {}", body["error_message"].as_str().unwrap_or(""))));
     }
     Ok(body["sid"].as_str().unwrap_or_default().to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn standard_webhooks_signature() {
-        // Known vector from the Standard Webhooks reference implementation.
-        let secret = parse_hook_secrets("v1,whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
-        let sig = webhook_signature(&secret[0], "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, r#"{"test": 2432232314}"#);
-        assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
-    }
-
-    #[test]
-    fn secrets_must_be_base64() {
-        assert!(parse_hook_secrets("v1,whsec_!!!").is_err());
-        assert_eq!(parse_hook_secrets("v1,whsec_AAAA|v1,whsec_AQID").unwrap().len(), 2);
-    }
 }

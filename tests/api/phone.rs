@@ -2,8 +2,11 @@
 //! REST shape, both received by a real HTTP server in the harness (wiremock).
 
 use crate::common::*;
+use base64::Engine;
 use ferrotrue::config::Config;
-use ferrotrue_actors::sms::{webhook_signature, SmsHook, TwilioSettings};
+use ferrotrue_actors::crypto::Secret;
+use ferrotrue_actors::hooks::sign_v1;
+use ferrotrue_actors::sms::{SmsHook, TwilioSettings};
 use serde_json::{json, Value};
 use std::time::Duration;
 use wiremock::matchers::{method, path};
@@ -21,9 +24,15 @@ async fn hook_server() -> MockServer {
     server
 }
 
+/// The send-SMS hook at `uri`, signing with [`HOOK_SECRET`] (`v1,whsec_<base64>`).
+pub fn sms_hook(uri: String) -> SmsHook {
+    let secret = format!("v1,whsec_{}", base64::engine::general_purpose::STANDARD.encode(HOOK_SECRET));
+    SmsHook { uri, secrets: vec![Secret(secret)] }
+}
+
 fn with_hook(c: &mut Config, uri: String) {
     c.settings.signup.sms_autoconfirm = false;
-    c.settings.sms.hook = Some(SmsHook { uri, secrets: vec![HOOK_SECRET.to_vec()] });
+    c.settings.sms.hook = Some(sms_hook(uri));
 }
 
 /// The OTPs the hook received, in order, after checking each request's signature.
@@ -33,7 +42,7 @@ async fn hook_codes(server: &MockServer) -> Vec<(String, String)> {
         let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         let body = String::from_utf8(req.body.clone()).unwrap();
         let ts: i64 = header("webhook-timestamp").parse().expect("webhook-timestamp");
-        let expected = webhook_signature(HOOK_SECRET, &header("webhook-id"), ts, &body);
+        let expected = sign_v1(HOOK_SECRET, &header("webhook-id"), ts, &body);
         assert_eq!(header("webhook-signature"), expected, "Standard Webhooks signature");
         assert!(header("content-type").starts_with("application/json"));
         let v: Value = serde_json::from_str(&body).unwrap();

@@ -7,7 +7,6 @@ use crate::common::*;
 use crate::smtp::{wait_for_to, SmtpSink};
 use ferrotrue::config::Config;
 use ferrotrue_actors::otp_issuer::MAX_FAILED_ATTEMPTS;
-use ferrotrue_actors::sms::SmsHook;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha224};
@@ -220,7 +219,7 @@ async fn an_sms_code_dies_after_five_wrong_guesses() {
     let uri = format!("{}/sms", hook.uri());
     let server = TestServer::start_with(|c| {
         c.settings.signup.sms_autoconfirm = false;
-        c.settings.sms.hook = Some(SmsHook { uri, secrets: vec![b"hook-secret-for-tests".to_vec()] });
+        c.settings.sms.hook = Some(crate::phone::sms_hook(uri));
         c.settings.sms.max_frequency = SPACING;
     })
     .await;
@@ -252,7 +251,7 @@ async fn a_phone_change_code_dies_after_five_wrong_guesses() {
     let uri = format!("{}/sms", hook.uri());
     let server = TestServer::start_with(|c| {
         c.settings.signup.sms_autoconfirm = false;
-        c.settings.sms.hook = Some(SmsHook { uri, secrets: vec![b"hook-secret-for-tests".to_vec()] });
+        c.settings.sms.hook = Some(crate::phone::sms_hook(uri));
     })
     .await;
     let session = server.signup(&unique_email()).await;
