@@ -53,36 +53,53 @@ enum KeysCommand {
     },
 }
 
-fn init_logging(level: &str) {
+/// Logs go to stderr through a background writer thread: a request never waits for the write
+/// of its access line (only for formatting it). The buffer is large and not lossy: when it is
+/// full, writers wait rather than drop security-relevant lines. Keep the guard until exit: it
+/// flushes what is buffered.
+fn init_logging(level: &str) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(format!("{level},sled=warn")))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: a log file or collector gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(64 * 1024)
+        .thread_name("ferrotrue-log")
+        .finish(std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(writer).init();
+    guard
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is *called*, not when
+/// the future is first polled, so a signal that arrives while the server is starting (it
+/// already answers /health) still means a graceful stop rather than the default kill.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let ctrl_c = tokio::signal::ctrl_c();
+    async move {
+        #[cfg(unix)]
+        {
+            match term {
+                Some(mut term) => {
+                    tokio::select! {
+                        _ = ctrl_c => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                None => {
+                    let _ = ctrl_c.await;
                 }
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
         }
+        #[cfg(not(unix))]
+        {
+            let _ = ctrl_c.await;
+        }
+        tracing::info!("shutdown requested");
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("shutdown requested");
 }
 
 fn on_off(b: bool) -> &'static str {
@@ -194,7 +211,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&config.log_level);
+    let _log_guard = init_logging(&config.log_level);
+    let shutdown = shutdown_signal();
     let bind = format!("{}:{}", config.host, config.port);
     let listener = match TcpListener::bind(&bind).await {
         Ok(l) => l,
@@ -213,6 +231,6 @@ async fn main() -> ExitCode {
         }
     };
     log_startup(&startup, &url);
-    server.run_until(shutdown_signal()).await;
+    server.run_until(shutdown).await;
     ExitCode::SUCCESS
 }
