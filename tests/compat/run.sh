@@ -392,6 +392,7 @@ export FERROTRUE_OIDC_CLIENT_ID="$OIDC_CLIENT_ID"
 export FERROTRUE_PHONE_URL="$PHONE_URL"
 export FERROTRUE_SMS_LOG="$SMS_LOG"
 export FERROTRUE_KEYS_URL="$KEYS_URL"
+export FERROTRUE_BIN="$BIN"
 
 # ---- suites -----------------------------------------------------------------
 echo
