@@ -25,7 +25,7 @@ async fn spawn(dir: &Path, vars: &[(&str, &str)]) -> (Child, String) {
     for (k, v) in vars {
         cmd.env(k, v);
     }
-    let child = cmd.spawn().unwrap();
+    let mut child = cmd.spawn().unwrap();
     let base = format!("http://127.0.0.1:{port}");
     for _ in 0..600 {
         if reqwest::get(format!("{base}/health")).await.is_ok() {
@@ -33,7 +33,9 @@ async fn spawn(dir: &Path, vars: &[(&str, &str)]) -> (Child, String) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the server did not start");
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    panic!("the server did not start:\n{}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// SIGTERM, then the log.
