@@ -1046,6 +1046,28 @@ async fn email_change_without_secure_mode_needs_one_link() {
 }
 
 #[tokio::test]
+async fn under_autoconfirm_both_addresses_are_mailed_and_one_link_completes_the_change() {
+    // GoTrue: secure email change mails the current address too, also under autoconfirm; there,
+    // either link alone completes the change (emailChangeVerify skips the two-step).
+    let (server, sink) = unthrottled(|c| c.settings.signup.mailer_autoconfirm = true).await;
+    let (old, new) = (unique_email(), unique_email());
+    let session = server.signup(&old).await;
+    let resp = server.put_auth("/user", session["access_token"].as_str().unwrap(), json!({"email": new})).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.json::<Value>().await.unwrap()["new_email"], new.as_str());
+    let to_new = wait_for_to(&sink, &new, 1).await.remove(0);
+    let to_old = wait_for_to(&sink, &old, 1).await.remove(0);
+    for mail in [&to_new, &to_old] {
+        assert_eq!(mail.subject(), "Confirm Email Change");
+    }
+    let access = assert_session_redirect(&click(&to_new.verify_link().unwrap()).await, SITE, "email_change");
+    assert_email_changed(&server, &access, &old, &new).await;
+    // The other link is spent with the change.
+    let location = click(&to_old.verify_link().unwrap()).await;
+    assert!(location.contains("error_code=otp_expired"), "{location}");
+}
+
+#[tokio::test]
 async fn email_change_to_a_taken_address_is_email_exists() {
     let (server, sink) = unthrottled(|_| {}).await;
     let (me, other) = (unique_email(), unique_email());

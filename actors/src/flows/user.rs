@@ -186,10 +186,12 @@ pub async fn update(a: &Actors, auth: Authenticated, input: UserUpdate) -> AuthR
 }
 
 /// Sends the email-change mails (SPEC §6.5): with secure change on and a current address, one
-/// code to each address, both needed; else one to the new address. Records `new_email`.
+/// code to each address — both needed, except under autoconfirm, where either link alone
+/// completes the change (GoTrue's `emailChangeVerify`) but the current address is still told;
+/// else one to the new address. Records `new_email`.
 pub async fn send_email_change(a: &Actors, user: User, new_email: &str, redirect_to: &str) -> AuthResult<User> {
     check_spacing(a, user.email_change_sent_at)?;
-    let secure = a.settings.mail.secure_email_change && !user.email.is_empty() && !a.settings.signup.mailer_autoconfirm;
+    let secure = a.settings.mail.secure_email_change && !user.email.is_empty();
     let new_link = Link { kind: LinkKind::EmailChangeNew, address: new_email, redirect_to, pkce: None, new_email };
     send_link(a, &user, new_link).await?;
     if secure {

@@ -165,7 +165,9 @@ pub async fn verify(
             } else {
                 "email_change_token_current"
             };
-            if !a.otps.for_user(user.id, &[other]).await?.is_empty() {
+            // Under autoconfirm one confirmation completes the change (GoTrue); the other
+            // address's token is cleared with the rest below.
+            if !a.settings.signup.mailer_autoconfirm && !a.otps.for_user(user.id, &[other]).await?.is_empty() {
                 return Ok(Verified::EmailChangeHalfDone);
             }
             let changed = a.users.update(user.id, move |u| apply_email_change(u, now)).await?;
