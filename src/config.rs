@@ -27,6 +27,9 @@ pub enum SecretSource {
     Generated,
     /// Set directly (tests).
     Explicit,
+    /// Not set and not generated yet: `ferrotrue config check` does not write anything, the
+    /// server would generate one at start-up.
+    WouldGenerate,
 }
 
 /// The validated configuration of one server.
@@ -253,6 +256,16 @@ impl Config {
     /// Validates `vars` into a config. The JWT secret, if unset, is loaded from (or generated
     /// into) the data directory.
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        Self::build(vars, true)
+    }
+
+    /// Like [`Config::from_vars`], but writes nothing: a missing secret stays missing
+    /// ([`SecretSource::WouldGenerate`]). For `ferrotrue config check`.
+    pub fn check_vars(vars: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        Self::build(vars, false)
+    }
+
+    fn build(vars: &HashMap<String, String>, generate_secret: bool) -> Result<Config, ConfigError> {
         let mut env = Env { vars, errors: Vec::new() };
         let port = match env.raw("PORT").or(env.raw("GOTRUE_API_PORT")) {
             None => 9999,
@@ -385,11 +398,18 @@ impl Config {
         }
         match env.raw("GOTRUE_JWT_SECRET") {
             Some(secret) => config.settings.jwt.secret = Secret(secret.to_owned()),
-            None => {
+            None if generate_secret => {
                 let (secret, source) = load_or_generate_secret(&config.data_dir).map_err(|e| ConfigError(vec![e]))?;
                 config.settings.jwt.secret = secret;
                 config.secret_source = source;
             }
+            None => match std::fs::read_to_string(config.data_dir.join(SECRET_FILE)) {
+                Ok(existing) if !existing.trim().is_empty() => {
+                    config.settings.jwt.secret = Secret(existing.trim().to_owned());
+                    config.secret_source = SecretSource::DataDir;
+                }
+                _ => config.secret_source = SecretSource::WouldGenerate,
+            },
         }
         if config.api_external_url.is_empty() {
             config.api_external_url = format!("http://{}:{}", config.host, config.port);

@@ -18,6 +18,7 @@ Configuration is read from the environment, with GoTrue's names and defaults:
   GOTRUE_SECURITY_REFRESH_TOKEN_ROTATION_ENABLED, GOTRUE_SECURITY_REFRESH_TOKEN_REUSE_INTERVAL
   GOTRUE_SESSIONS_TIMEBOX, GOTRUE_SESSIONS_INACTIVITY_TIMEOUT, GOTRUE_API_MAX_REQUEST_DURATION
   GOTRUE_SMTP_HOST/PORT/USER/PASS/ADMIN_EMAIL/SENDER_NAME, GOTRUE_LOG_LEVEL (info)
+Check a configuration without starting: `ferrotrue config check` (secrets masked, exit 2 on errors).
 ferrotrue's own:
   FERROTRUE_DATA_DIR (./data), FERROTRUE_DURABILITY (sync | relaxed), FERROTRUE_CACHE_MB (64)
 See README.md for the full table.";
@@ -39,6 +40,18 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Configuration tooling.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the environment as the server would (writing nothing), print the effective
+    /// configuration with secrets masked, and exit 2 if anything is wrong.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -123,7 +136,7 @@ fn log_startup(config: &Config, url: &str) {
             "GOTRUE_JWT_SECRET is not set: using the secret generated earlier in {}",
             config.data_dir.join(SECRET_FILE).display()
         ),
-        SecretSource::Environment | SecretSource::Explicit => {}
+        SecretSource::Environment | SecretSource::Explicit | SecretSource::WouldGenerate => {}
     }
     if s.jwt.secret.expose().len() < 32 {
         tracing::warn!(
@@ -179,6 +192,26 @@ fn log_startup(config: &Config, url: &str) {
     tracing::info!("ferrotrue {} listening on {url}", env!("CARGO_PKG_VERSION"));
 }
 
+/// `ferrotrue config check`: the effective configuration, secrets masked, or every error.
+fn config_check() -> ExitCode {
+    let vars: std::collections::HashMap<String, String> = std::env::vars().collect();
+    match Config::check_vars(&vars) {
+        Ok(config) => {
+            println!("{}", ferrotrue::config_report::render(&config));
+            let warnings = ferrotrue::config_report::warnings(&config);
+            for w in &warnings {
+                println!("warning: {w}");
+            }
+            println!("configuration OK{}", if warnings.is_empty() { "" } else { " (with warnings)" });
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ferrotrue: invalid configuration:\n{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     // Everything this process creates (database files, the generated secret, snapshots) is
@@ -186,8 +219,9 @@ async fn main() -> ExitCode {
     #[cfg(unix)]
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => {}
+    let command = cli.command.unwrap_or(Command::Serve);
+    match &command {
+        Command::Serve | Command::Config { .. } => {}
         Command::Keys { command: KeysCommand::Generate { alg } } => {
             let generated = ferrotrue_actors::jwt_keys::parse_alg(&alg)
                 .ok_or_else(|| format!("unsupported algorithm {alg:?}"))
@@ -203,6 +237,9 @@ async fn main() -> ExitCode {
                 }
             };
         }
+    }
+    if let Command::Config { command: ConfigCommand::Check } = command {
+        return config_check();
     }
     let config = match Config::from_process_env() {
         Ok(c) => c,

@@ -62,3 +62,27 @@ async fn zero_config_serves_health_from_an_empty_directory() {
     assert!(dir.path().join("data/jwt_secret").is_file(), "secret persisted in ./data");
     assert!(dir.path().join("data/db").is_dir(), "database in ./data");
 }
+
+#[test]
+fn config_check_validates_masks_secrets_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .current_dir(dir.path())
+        .args(["config", "check"])
+        .env("GOTRUE_SMTP_PASS", "very-secret-smtp-password")
+        .env("GOTRUE_RATE_LIMIT_HEADER", "X-Real-IP")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("very-secret-smtp-password"), "{text}");
+    assert!(text.contains("GOTRUE_SMTP_PASS") && text.contains("set (25 bytes, masked)"), "{text}");
+    assert!(text.contains("X-Real-IP, else the peer address"), "{text}");
+    assert!(text.contains("warning: GOTRUE_JWT_SECRET is not set"), "{text}");
+    assert!(text.contains("configuration OK"), "{text}");
+    assert!(!dir.path().join("data").exists(), "a check must not create the data directory");
+
+    let bad = bin().current_dir(dir.path()).args(["config", "check"]).env("GOTRUE_JWT_EXP", "soon").output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("GOTRUE_JWT_EXP"));
+}
