@@ -29,4 +29,5 @@ mod signup;
 mod smtp;
 mod supervision;
 mod token;
+mod upgrade;
 mod user;
