@@ -67,3 +67,69 @@ pub fn openid_configuration(cx: &Ctx) -> Resp {
 }
 
 const CACHE: &str = "public, max-age=600";
+
+/// How long one dependency may take to answer a readiness probe.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether a TCP connection to `host:port` opens within [`PROBE_TIMEOUT`].
+async fn reachable(host: &str, port: u16) -> bool {
+    matches!(tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect((host, port))).await, Ok(Ok(_)))
+}
+
+/// Host and port of a hook URI.
+fn hook_target(uri: &str) -> Option<(String, u16)> {
+    let url = url::Url::parse(uri).ok()?;
+    Some((url.host_str()?.trim_start_matches('[').trim_end_matches(']').to_owned(), url.port_or_known_default()?))
+}
+
+/// `GET /ready` (ferrotrue's; GoTrue has only `/health`): 200 when storage syncs, every actor
+/// answers, and each configured dependency (SMTP relay, hook endpoints) accepts a connection;
+/// else 503 with the same report. Names and booleans only — no host, URI or secret — since the
+/// endpoint is public; each probe is bounded by [`PROBE_TIMEOUT`] and they run concurrently.
+pub async fn ready(cx: &Ctx) -> Resp {
+    let a = &cx.actors;
+    let started = std::time::Instant::now();
+    let storage = a.durable().await.is_ok();
+    let sync_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let actors = a.users.count().await.is_ok() && a.sessions.count().await.is_ok() && a.otps.count().await.is_ok();
+    let s = &cx.config.settings;
+    let smtp = async {
+        if s.smtp.host.is_empty() {
+            None
+        } else {
+            Some(reachable(&s.smtp.host, s.smtp.port).await)
+        }
+    };
+    let h = &s.hooks;
+    let endpoints = [
+        ("send_email", &h.send_email),
+        ("send_sms", &s.sms.hook),
+        ("custom_access_token", &h.custom_access_token),
+        ("password_verification_attempt", &h.password_verification_attempt),
+        ("mfa_verification_attempt", &h.mfa_verification_attempt),
+        ("before_user_created", &h.before_user_created),
+        ("after_user_created", &h.after_user_created),
+    ];
+    let hooks = futures_util::future::join_all(
+        endpoints.iter().filter_map(|(name, e)| e.as_ref().map(|e| (*name, e))).map(|(name, e)| async move {
+            let ok = match hook_target(&e.uri) {
+                Some((host, port)) => reachable(&host, port).await,
+                None => false,
+            };
+            (name, ok)
+        }),
+    );
+    let (smtp, hooks) = tokio::join!(smtp, hooks);
+    let ready = storage && actors && smtp != Some(false) && hooks.iter().all(|(_, ok)| *ok);
+    let body = json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "storage": {"ok": storage, "sync_ms": (sync_ms * 100.0).round() / 100.0},
+        "actors": {"ok": actors},
+        "smtp": match smtp { None => json!("not configured"), Some(ok) => json!({"reachable": ok}) },
+        "hooks": hooks.into_iter().map(|(name, ok)| (name.to_owned(), json!({"reachable": ok}))).collect::<serde_json::Map<_, _>>(),
+    });
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let mut resp = response::json_value(status, &body);
+    resp.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    resp
+}

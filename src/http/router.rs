@@ -18,6 +18,7 @@ use std::panic::AssertUnwindSafe;
 /// Paths we serve, for telling 405 from 404.
 const KNOWN_PATHS: &[&str] = &[
     "/health",
+    "/ready",
     "/.well-known/jwks.json",
     "/.well-known/openid-configuration",
     "/settings",
@@ -157,6 +158,7 @@ async fn dispatch(
     let method = req.parts.method.clone();
     match (method, path.as_str()) {
         (Method::GET | Method::HEAD, "/health") => Ok(handlers::health::get()),
+        (Method::GET, "/ready") => Ok(handlers::health::ready(cx).await),
         (Method::GET, "/.well-known/jwks.json") => Ok(handlers::health::jwks(cx)),
         (Method::GET, "/.well-known/openid-configuration") => Ok(handlers::health::openid_configuration(cx)),
         (Method::GET, "/settings") => Ok(handlers::settings::get(cx)),

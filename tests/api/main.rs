@@ -15,6 +15,7 @@ mod keys;
 mod logout;
 mod mailer;
 mod oauth;
+mod operations;
 mod persistence;
 mod phone;
 mod public;
