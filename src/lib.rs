@@ -9,6 +9,7 @@
 //!
 //! [`start`] takes an already-bound listener, so tests run real servers on port 0.
 
+pub mod admin_cli;
 pub mod config;
 pub mod config_hooks;
 pub mod config_keys;

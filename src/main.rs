@@ -45,6 +45,64 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Manage users of a running server through its admin API.
+    Users {
+        #[command(flatten)]
+        target: AdminTarget,
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Manage sessions of a running server through its admin API.
+    Sessions {
+        #[command(flatten)]
+        target: AdminTarget,
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
+}
+
+/// Where the admin commands go and how they authenticate.
+#[derive(clap::Args)]
+struct AdminTarget {
+    /// The server's URL.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:9999")]
+    url: String,
+    /// A service_role key to use instead of signing one from this environment.
+    #[arg(long, global = true)]
+    key: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// List users, one line each.
+    List {
+        #[arg(long, default_value_t = 1)]
+        page: usize,
+        #[arg(long, default_value_t = 50)]
+        per_page: usize,
+    },
+    /// Create a user (confirmed unless --unconfirmed).
+    Create {
+        email: String,
+        #[arg(long)]
+        password: Option<String>,
+        #[arg(long)]
+        unconfirmed: bool,
+    },
+    /// Delete a user by id (ends their sessions first).
+    Delete { id: String },
+    /// Ban a user by id for a Go duration (e.g. 24h; `none` lifts a ban).
+    Ban {
+        id: String,
+        #[arg(long, default_value = "876000h")]
+        duration: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionsCommand {
+    /// End every session and refresh token of a user (by id).
+    Revoke { user: String },
 }
 
 #[derive(Subcommand)]
@@ -192,6 +250,62 @@ fn log_startup(config: &Config, url: &str) {
     tracing::info!("ferrotrue {} listening on {url}", env!("CARGO_PKG_VERSION"));
 }
 
+fn admin_action(command: &Command) -> Option<(&AdminTarget, ferrotrue::admin_cli::Action)> {
+    use ferrotrue::admin_cli::Action;
+    Some(match command {
+        Command::Users { target, command } => (
+            target,
+            match command {
+                UsersCommand::List { page, per_page } => Action::ListUsers { page: *page, per_page: *per_page },
+                UsersCommand::Create { email, password, unconfirmed } => {
+                    Action::CreateUser { email: email.clone(), password: password.clone(), confirm: !unconfirmed }
+                }
+                UsersCommand::Delete { id } => Action::DeleteUser { id: id.clone() },
+                UsersCommand::Ban { id, duration } => Action::BanUser { id: id.clone(), duration: duration.clone() },
+            },
+        ),
+        Command::Sessions { target, command: SessionsCommand::Revoke { user } } => {
+            (target, Action::RevokeSessions { id: user.clone() })
+        }
+        _ => return None,
+    })
+}
+
+/// `ferrotrue users …` / `ferrotrue sessions …` against `--url`: exit 0 with the outcome on
+/// stdout, 1 with the server's error on stderr, 2 when the environment cannot sign a token.
+async fn admin_command(target: &AdminTarget, action: ferrotrue::admin_cli::Action) -> ExitCode {
+    let token = match &target.key {
+        Some(key) => key.clone(),
+        None => {
+            let vars: std::collections::HashMap<String, String> = std::env::vars().collect();
+            let signed = Config::check_vars(&vars).map_err(|e| e.to_string()).and_then(|c| match c.secret_source {
+                SecretSource::WouldGenerate => {
+                    Err("no GOTRUE_JWT_SECRET and no generated secret in FERROTRUE_DATA_DIR: set one, or pass --key"
+                        .into())
+                }
+                _ => ferrotrue::admin_cli::service_token(&c.settings.jwt),
+            });
+            match signed {
+                Ok(token) => token,
+                Err(e) => {
+                    eprintln!("ferrotrue: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    match ferrotrue::admin_cli::run(&target.url, &token, &action).await {
+        Ok(answer) => {
+            println!("{}", ferrotrue::admin_cli::render(&action, &answer));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ferrotrue: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// `ferrotrue config check`: the effective configuration, secrets masked, or every error.
 fn config_check() -> ExitCode {
     let vars: std::collections::HashMap<String, String> = std::env::vars().collect();
@@ -221,7 +335,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Serve);
     match &command {
-        Command::Serve | Command::Config { .. } => {}
+        Command::Serve | Command::Config { .. } | Command::Users { .. } | Command::Sessions { .. } => {}
         Command::Keys { command: KeysCommand::Generate { alg } } => {
             let generated = ferrotrue_actors::jwt_keys::parse_alg(&alg)
                 .ok_or_else(|| format!("unsupported algorithm {alg:?}"))
@@ -240,6 +354,9 @@ async fn main() -> ExitCode {
     }
     if let Command::Config { command: ConfigCommand::Check } = command {
         return config_check();
+    }
+    if let Some((target, action)) = admin_action(&command) {
+        return admin_command(target, action).await;
     }
     let config = match Config::from_process_env() {
         Ok(c) => c,

@@ -108,6 +108,10 @@ pub async fn route(cx: &Ctx, req: &Req, path: &str) -> AuthResult<Resp> {
             // No factor exists until MFA lands.
             Err(AuthError::not_found(ErrorCode::MfaFactorNotFound, "Factor not found"))
         }
+        (Method::DELETE, ["users" | "user", id, "sessions"]) => {
+            admin::revoke_sessions(&cx.actors, &role, user_id(id)?).await?;
+            Ok(response::json_value(StatusCode::OK, &json!({})))
+        }
         (Method::POST, ["generate_link"]) => generate_link(cx, req, &role).await,
         (Method::GET, ["audit"]) => audit(cx, req, path).await,
         _ => Err(AuthError::new(ErrorKind::MethodNotAllowed, ErrorCode::MethodNotAllowed, "Method not allowed")),

@@ -86,3 +86,58 @@ fn config_check_validates_masks_secrets_and_writes_nothing() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("GOTRUE_JWT_EXP"));
 }
+
+/// Runs `ferrotrue <args>` with `GOTRUE_JWT_SECRET` set, off the async threads.
+async fn admin_cli(args: &[&str]) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        bin().env("GOTRUE_JWT_SECRET", crate::common::SECRET).args(&args).output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn admin_commands_manage_users_and_sessions_of_a_running_server() {
+    use crate::common::*;
+    let server = TestServer::start().await;
+    let url = server.base.clone();
+    let email = unique_email();
+
+    let out = admin_cli(&["users", "create", &email, "--password", PASSWORD, "--url", &url]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let created = String::from_utf8_lossy(&out.stdout).to_string();
+    let id = created.trim().strip_prefix("created ").expect("created <id>").to_owned();
+    let session = server.login(&email).await;
+
+    let out = admin_cli(&["users", "list", "--url", &url]).await;
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(listing.contains(&id) && listing.contains(&email) && listing.contains("1 user(s)"), "{listing}");
+
+    let out = admin_cli(&["sessions", "revoke", &id, "--url", &url]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let refresh = server.refresh(session["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(refresh.status(), 400, "the revoked session's refresh token is dead");
+
+    let out = admin_cli(&["users", "ban", &id, "--duration", "24h", "--url", &url]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let login =
+        server.post("/token?grant_type=password", serde_json::json!({"email": email, "password": PASSWORD})).await;
+    assert_error(login, 400, "user_banned").await;
+
+    let out = admin_cli(&["users", "delete", &id, "--url", &url]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(server.actors.users.count().await.unwrap(), 0);
+
+    // Errors come back with the server's code; a wrong key is refused by the server.
+    let out = admin_cli(&["users", "delete", &id, "--url", &url]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("404 user_not_found"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = admin_cli(&["users", "list", "--url", &url, "--key", "not-a-jwt"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad_jwt"));
+}

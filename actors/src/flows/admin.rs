@@ -264,6 +264,17 @@ pub async fn delete_user(a: &Actors, admin_role: &str, id: Uuid, soft: bool) -> 
     audit(a, AuditActor::Admin(admin_role), "user_deleted", &user_traits(&uid, &user)).await
 }
 
+/// `DELETE /admin/users/{id}/sessions` (ferrotrue's; GoTrue has no admin door for it): ends
+/// every session and refresh token of the user at once — after a stolen device or a leaked
+/// token — without deleting or banning the user. Access tokens already issued stay valid until
+/// they expire (`GOTRUE_JWT_EXP`), as with every logout.
+pub async fn revoke_sessions(a: &Actors, admin_role: &str, id: Uuid) -> AuthResult<()> {
+    let user = get_user(a, id).await?;
+    a.sessions.end_user_sessions(id, None).await?;
+    let uid = user.id.to_string();
+    audit(a, AuditActor::Admin(admin_role), "logout", &user_traits(&uid, &user)).await
+}
+
 /// `GET /admin/users`.
 pub async fn list_users(
     a: &Actors,
