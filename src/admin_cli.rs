@@ -93,3 +93,25 @@ pub fn render(action: &Action, answer: &Value) -> String {
         Action::RevokeSessions { id } => format!("revoked every session of {id}"),
     }
 }
+
+/// `GET /admin/backup`: the snapshot's bytes, checked before they are returned.
+pub async fn fetch_backup(url: &str, token: &str) -> Result<Vec<u8>, String> {
+    let base = url.trim_end_matches('/');
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(600)).build().map_err(|e| e.to_string())?;
+    let resp = client
+        .get(format!("{base}/admin/backup"))
+        .bearer_auth(token)
+        .header("X-Supabase-Api-Version", "2024-01-01")
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach {base}: {e}"))?;
+    let status = resp.status();
+    let bytes = resp.bytes().await.map_err(|e| format!("backup interrupted: {e}"))?.to_vec();
+    if !status.is_success() {
+        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let message = value["message"].as_str().or(value["msg"].as_str()).unwrap_or("no message");
+        return Err(format!("{} {}: {message}", status.as_u16(), value["code"].as_str().unwrap_or("")));
+    }
+    ferrotrue_actors::storage::backup::entries(&bytes).map_err(|e| e.to_string())?;
+    Ok(bytes)
+}

@@ -59,6 +59,22 @@ enum Command {
         #[command(subcommand)]
         command: SessionsCommand,
     },
+    /// Write a consistent snapshot of a running server's database to a file (it keeps serving).
+    Backup {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// Where to write the backup.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Restore a backup into an empty data directory (offline: the server must not be using it).
+    Restore {
+        /// The backup file.
+        file: std::path::PathBuf,
+        /// The data directory to create (its `db/` must not exist yet).
+        #[arg(long)]
+        data_dir: std::path::PathBuf,
+    },
 }
 
 /// Where the admin commands go and how they authenticate.
@@ -273,30 +289,80 @@ fn admin_action(command: &Command) -> Option<(&AdminTarget, ferrotrue::admin_cli
 
 /// `ferrotrue users …` / `ferrotrue sessions …` against `--url`: exit 0 with the outcome on
 /// stdout, 1 with the server's error on stderr, 2 when the environment cannot sign a token.
+/// The bearer for admin commands: `--key`, else a short-lived service token signed with this
+/// environment's key.
+fn admin_token(target: &AdminTarget) -> Result<String, String> {
+    if let Some(key) = &target.key {
+        return Ok(key.clone());
+    }
+    let vars: std::collections::HashMap<String, String> = std::env::vars().collect();
+    let config = Config::check_vars(&vars).map_err(|e| e.to_string())?;
+    if config.secret_source == SecretSource::WouldGenerate {
+        return Err("no GOTRUE_JWT_SECRET and no generated secret in FERROTRUE_DATA_DIR: set one, or pass --key".into());
+    }
+    ferrotrue::admin_cli::service_token(&config.settings.jwt)
+}
+
 async fn admin_command(target: &AdminTarget, action: ferrotrue::admin_cli::Action) -> ExitCode {
-    let token = match &target.key {
-        Some(key) => key.clone(),
-        None => {
-            let vars: std::collections::HashMap<String, String> = std::env::vars().collect();
-            let signed = Config::check_vars(&vars).map_err(|e| e.to_string()).and_then(|c| match c.secret_source {
-                SecretSource::WouldGenerate => {
-                    Err("no GOTRUE_JWT_SECRET and no generated secret in FERROTRUE_DATA_DIR: set one, or pass --key"
-                        .into())
-                }
-                _ => ferrotrue::admin_cli::service_token(&c.settings.jwt),
-            });
-            match signed {
-                Ok(token) => token,
-                Err(e) => {
-                    eprintln!("ferrotrue: {e}");
-                    return ExitCode::from(2);
-                }
-            }
+    let token = match admin_token(target) {
+        Ok(token) => token,
+        Err(e) => {
+            eprintln!("ferrotrue: {e}");
+            return ExitCode::from(2);
         }
     };
     match ferrotrue::admin_cli::run(&target.url, &token, &action).await {
         Ok(answer) => {
             println!("{}", ferrotrue::admin_cli::render(&action, &answer));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ferrotrue: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `ferrotrue backup`: fetch, check, then write the file (never a partial one in its place).
+async fn backup_command(target: &AdminTarget, out: &std::path::Path) -> ExitCode {
+    let token = match admin_token(target) {
+        Ok(token) => token,
+        Err(e) => {
+            eprintln!("ferrotrue: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let bytes = match ferrotrue::admin_cli::fetch_backup(&target.url, &token).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            eprintln!("ferrotrue: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let partial = out.with_extension("partial");
+    let written = std::fs::write(&partial, &bytes).and_then(|()| std::fs::rename(&partial, out));
+    match written {
+        Ok(()) => {
+            println!("backup of {} bytes written to {}", bytes.len(), out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ferrotrue: cannot write {}: {e}", out.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `ferrotrue restore`: checks the file (format, checksum) and writes a new database.
+fn restore_command(file: &std::path::Path, data_dir: &std::path::Path) -> ExitCode {
+    let result = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display())).and_then(|bytes| {
+        ferrotrue::config::create_private_dir(data_dir)
+            .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+        ferrotrue_actors::storage::backup::restore(&bytes, &data_dir.join("db")).map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(r) => {
+            println!("restored {} records in {} trees into {}", r.records, r.trees, data_dir.join("db").display());
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -335,7 +401,12 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Serve);
     match &command {
-        Command::Serve | Command::Config { .. } | Command::Users { .. } | Command::Sessions { .. } => {}
+        Command::Serve
+        | Command::Config { .. }
+        | Command::Users { .. }
+        | Command::Sessions { .. }
+        | Command::Backup { .. }
+        | Command::Restore { .. } => {}
         Command::Keys { command: KeysCommand::Generate { alg } } => {
             let generated = ferrotrue_actors::jwt_keys::parse_alg(&alg)
                 .ok_or_else(|| format!("unsupported algorithm {alg:?}"))
@@ -357,6 +428,12 @@ async fn main() -> ExitCode {
     }
     if let Some((target, action)) = admin_action(&command) {
         return admin_command(target, action).await;
+    }
+    if let Command::Backup { target, out } = &command {
+        return backup_command(target, out).await;
+    }
+    if let Command::Restore { file, data_dir } = &command {
+        return restore_command(file, data_dir);
     }
     let config = match Config::from_process_env() {
         Ok(c) => c,

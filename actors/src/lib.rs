@@ -68,6 +68,8 @@ pub struct Actors {
     /// `redirect_to` policy (site URL + allow list).
     pub redirects: Arc<redirect::RedirectPolicy>,
     flusher: storage::Flusher,
+    /// For online backups only; everything else reaches storage through an actor.
+    store: Store,
 }
 
 impl Actors {
@@ -76,6 +78,16 @@ impl Actors {
     /// flows await it before anything leaves the server (a mail with a link, an SMS code).
     pub async fn durable(&self) -> error::AuthResult<()> {
         self.flusher.flush().await.map_err(error::AuthError::from)
+    }
+
+    /// A consistent, checksummed snapshot of the whole database ([`storage::backup`]), taken on
+    /// a blocking thread: writes pause while it is copied, reads and the reactor do not.
+    pub async fn backup(&self) -> error::AuthResult<Vec<u8>> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.snapshot())
+            .await
+            .map_err(|e| error::AuthError::unexpected(format!("backup task: {e}")))?
+            .map_err(error::AuthError::from)
     }
 }
 
@@ -111,7 +123,7 @@ impl Actors {
     pub async fn start(store: Store, settings: Settings, clock: Clock) -> Result<(Actors, Supervisor), StartError> {
         let settings = Arc::new(settings);
         let flusher = store.flusher();
-        let env = ActorEnv { store, settings: settings.clone(), clock: clock.clone() };
+        let env = ActorEnv { store: store.clone(), settings: settings.clone(), clock: clock.clone() };
         let (refs_tx, refs_rx) = oneshot::channel();
         let (root, join) =
             Actor::spawn(None, Root, RootArgs { env, refs: refs_tx }).await.map_err(|e| StartError(e.to_string()))?;
@@ -130,6 +142,7 @@ impl Actors {
             clock,
             settings,
             flusher,
+            store,
         };
         Ok((actors, Supervisor { root, join }))
     }

@@ -86,7 +86,7 @@ pub async fn route(cx: &Ctx, req: &Req, path: &str) -> AuthResult<Resp> {
     let segments: Vec<&str> = path.trim_start_matches("/admin/").split('/').collect();
     let method = req.parts.method.clone();
     let role = match segments.as_slice() {
-        ["users"] | ["users", ..] | ["user", _] | ["user", _, ..] | ["generate_link"] | ["audit"] => {
+        ["users"] | ["users", ..] | ["user", _] | ["user", _, ..] | ["generate_link"] | ["audit"] | ["backup"] => {
             require_admin(cx, req).await?
         }
         _ => return Err(AuthError::not_found(ErrorCode::NotFound, "404 page not found")),
@@ -113,9 +113,22 @@ pub async fn route(cx: &Ctx, req: &Req, path: &str) -> AuthResult<Resp> {
             Ok(response::json_value(StatusCode::OK, &json!({})))
         }
         (Method::POST, ["generate_link"]) => generate_link(cx, req, &role).await,
+        (Method::GET, ["backup"]) => backup(cx, &role).await,
         (Method::GET, ["audit"]) => audit(cx, req, path).await,
         _ => Err(AuthError::new(ErrorKind::MethodNotAllowed, ErrorCode::MethodNotAllowed, "Method not allowed")),
     }
+}
+
+/// `GET /admin/backup` (ferrotrue's): a consistent snapshot of the database, for
+/// `ferrotrue backup`; restore it offline with `ferrotrue restore`.
+async fn backup(cx: &Ctx, role: &str) -> AuthResult<Resp> {
+    let snapshot = cx.actors.backup().await?;
+    tracing::info!(role, bytes = snapshot.len(), "backup taken");
+    let mut resp = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(snapshot)));
+    let h = resp.headers_mut();
+    h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/octet-stream"));
+    h.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    Ok(resp)
 }
 
 fn user_id(raw: &str) -> AuthResult<Uuid> {

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on the unexpected
 
 mod admin;
+mod backup;
 mod cli;
 mod common;
 mod crash;

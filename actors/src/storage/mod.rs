@@ -10,6 +10,7 @@
 //! * Multi-tree writes go through [`Store::apply`], one sled transaction, so a crash never leaves
 //!   an index pointing at a missing record.
 
+pub mod backup;
 pub mod codec;
 
 use crate::error::StoreError;
@@ -54,6 +55,9 @@ pub enum Durability {
 pub struct Store {
     db: Arc<sled::Db>,
     flusher: Flusher,
+    /// Writers share it; a backup takes it alone, so a snapshot sees no half-applied state
+    /// across trees (reads never wait).
+    gate: Arc<std::sync::RwLock<()>>,
 }
 
 impl Store {
@@ -75,7 +79,7 @@ impl Store {
         // The flusher only holds a weak reference: dropping the last `Store` (and its tables)
         // closes sled and releases the directory lock at once, so a restart can reopen it.
         let flusher = Flusher::start(Arc::downgrade(&db), durability);
-        Store { db, flusher }
+        Store { db, flusher, gate: Arc::default() }
     }
 
     /// A typed view of one tree.
@@ -95,6 +99,7 @@ impl Store {
 
     /// Applies `ops` atomically across the trees they name.
     pub fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        let _writing = self.gate.read().map_err(|_| StoreError::Corrupt("store gate poisoned".into()))?;
         apply_ops(ops)?;
         self.flusher.progress.written.fetch_add(1, Ordering::SeqCst);
         Ok(())
