@@ -65,6 +65,8 @@ pub struct Config {
     pub limits: crate::config_security::RateLimits,
     /// `GOTRUE_SECURITY_CAPTCHA_*` when enabled.
     pub captcha: Option<crate::config_security::CaptchaSettings>,
+    /// `GOTRUE_METRICS_*` / `OTEL_EXPORTER_PROMETHEUS_*`.
+    pub metrics: crate::metrics::MetricsSettings,
     /// Everything below HTTP.
     pub settings: Settings,
 }
@@ -381,6 +383,7 @@ impl Config {
             mail_template_sources: template_sources,
             limits: crate::config_security::read_rate_limits(vars, &mut env.errors),
             captcha: crate::config_security::read_captcha(vars, &mut env.errors),
+            metrics: crate::metrics::read(vars, &mut env.errors),
             settings: s,
         };
         env.errors.extend(crate::config_security::unimplemented_settings(vars));
@@ -436,6 +439,7 @@ impl Config {
             mail_template_sources: Vec::new(),
             limits: crate::config_security::RateLimits::generous(),
             captcha: None,
+            metrics: crate::metrics::MetricsSettings::default(),
             settings: Settings::for_tests(),
         }
     }

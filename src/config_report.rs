@@ -131,6 +131,14 @@ pub fn render(c: &Config) -> String {
     line("FERROTRUE_HTTP2_MAX_CONCURRENT_STREAMS", s.work.http2_max_concurrent_streams.to_string());
     line("GOTRUE_API_MAX_REQUEST_DURATION", secs(c.max_request_duration));
     line("GOTRUE_LOG_LEVEL", c.log_level.clone());
+    line(
+        "GOTRUE_METRICS_ENABLED",
+        if c.metrics.enabled {
+            format!("prometheus on http://{}:{}/metrics", c.metrics.host, c.metrics.port)
+        } else {
+            "off".into()
+        },
+    );
     line("password hashing", format!("argon2id m={} KiB t={}", s.hash_cost.memory_kib, s.hash_cost.iterations));
     line("refresh-token rotation", on(s.refresh.rotation_enabled).into());
     out.trim_end().to_owned()

@@ -19,6 +19,7 @@ pub mod config_security;
 pub mod dto;
 pub mod handlers;
 pub mod http;
+pub mod metrics;
 pub mod state;
 
 use config::Config;
@@ -96,6 +97,8 @@ async fn fetch_template(var: &str, url: &str) -> Result<String, StartupError> {
 pub struct Server {
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// Where `GET /metrics` answers, when metrics are enabled.
+    pub metrics_addr: Option<SocketAddr>,
     /// Handles to its actors (tests use them to reach below HTTP).
     pub actors: Actors,
     stop: Option<oneshot::Sender<()>>,
@@ -136,7 +139,21 @@ pub async fn start(listener: TcpListener, mut config: Config) -> Result<Server, 
     let (actors, mut supervisor) = Actors::start(store.clone(), config.settings.clone(), Clock::System).await?;
     let limits = Arc::new(http::limits::Limits::new(&config.limits));
     spawn_limit_sweeper(Arc::downgrade(&limits));
+    let metrics = config.metrics.clone();
     let cx = Arc::new(Ctx { actors: actors.clone(), config: Arc::new(config), limits });
+    let metrics_addr = if metrics.enabled {
+        let handle = crate::metrics::install().map_err(StartupError::Template)?;
+        let bind = format!("{}:{}", metrics.host, metrics.port);
+        let listener = TcpListener::bind(&bind)
+            .await
+            .map_err(|e| StartupError::Template(format!("OTEL_EXPORTER_PROMETHEUS_HOST/PORT {bind}: {e}")))?;
+        let addr = listener.local_addr().map_err(StartupError::Listener)?;
+        crate::metrics::serve(listener, handle, Arc::downgrade(&cx));
+        tracing::info!("metrics on http://{addr}/metrics");
+        Some(addr)
+    } else {
+        None
+    };
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let shutdown = async {
@@ -153,7 +170,7 @@ pub async fn start(listener: TcpListener, mut config: Config) -> Result<Server, 
         drop(store);
         tracing::info!("stopped");
     });
-    Ok(Server { addr, actors, stop: Some(stop_tx), task })
+    Ok(Server { addr, metrics_addr, actors, stop: Some(stop_tx), task })
 }
 
 /// Warns when other local users can read or enter the data directory (it holds the database

@@ -14,6 +14,9 @@ pub async fn call<M: Message, T: Send + 'static>(
     timeout: Duration,
     build: impl FnOnce(Reply<T>) -> M,
 ) -> AuthResult<T> {
+    // Calls waiting for this actor's reply: its mailbox depth as callers see it.
+    let name = std::any::type_name::<M>().rsplit("::").next().unwrap_or("actor").trim_end_matches("Message");
+    let _waiting = InFlight::enter(metrics::gauge!("ferrotrue_actor_calls_in_flight", "actor" => name));
     match actor.call(build, Some(timeout)).await {
         Ok(CallResult::Success(result)) => result,
         Ok(CallResult::Timeout) => Err(AuthError::unexpected(format!("call to actor {} timed out", actor.get_id()))),
@@ -22,6 +25,23 @@ pub async fn call<M: Message, T: Send + 'static>(
         Ok(CallResult::SenderError) | Err(_) => {
             Err(AuthError::unexpected(format!("actor {} did not answer", actor.get_id())))
         }
+    }
+}
+
+/// One call counted in a gauge for as long as it waits, however it ends (a cancelled request
+/// drops the future mid-call).
+struct InFlight(metrics::Gauge);
+
+impl InFlight {
+    fn enter(gauge: metrics::Gauge) -> InFlight {
+        gauge.increment(1.0);
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
     }
 }
 

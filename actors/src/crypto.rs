@@ -190,18 +190,25 @@ impl Hasher {
         let (tx, rx) = oneshot::channel();
         let counters = self.counters.clone();
         let job: Job = Box::new(move || {
+            metrics::gauge!("ferrotrue_password_hash_queue_depth").decrement(1.0);
             if tx.is_closed() {
                 counters.skipped.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("ferrotrue_password_hash_jobs_total", "outcome" => "skipped").increment(1);
                 return;
             }
             counters.run.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("ferrotrue_password_hash_jobs_total", "outcome" => "run").increment(1);
             // A panicking hash must not kill the pool thread.
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
             let _ = tx.send(result);
         });
         match self.jobs.try_send(job) {
-            Ok(()) => Ok(rx),
+            Ok(()) => {
+                metrics::gauge!("ferrotrue_password_hash_queue_depth").increment(1.0);
+                Ok(rx)
+            }
             Err(mpsc::TrySendError::Full(_)) => {
+                metrics::counter!("ferrotrue_password_hash_jobs_total", "outcome" => "shed").increment(1);
                 let shed = self.counters.shed.fetch_add(1, Ordering::Relaxed) + 1;
                 // One line for the first and then every 1000th, not one per refused request.
                 if shed % 1000 == 1 {

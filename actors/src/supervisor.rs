@@ -180,6 +180,7 @@ impl Actor for Root {
         }
         st.recent_restarts.push_back(now);
         st.total_restarts += 1;
+        metrics::counter!("ferrotrue_actor_restarts_total", "actor" => format!("{child:?}")).increment(1);
         if let Err(e) = restart(child, &me, st).await {
             tracing::error!(?child, error = %e, "restart failed; stopping the server");
             st.stopping = true;

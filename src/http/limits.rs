@@ -214,6 +214,7 @@ impl Limits {
     pub fn check(&self, scope: Scope, client: Client) -> AuthResult<()> {
         self.limiter(scope).check(self.hash(client)).map_err(|wait| {
             tracing::info!(?scope, ?client, "rate limit reached");
+            metrics::counter!("ferrotrue_rate_limited_total", "scope" => format!("{scope:?}")).increment(1);
             refused(RATE_LIMIT_MSG, wait)
         })
     }
@@ -225,6 +226,7 @@ impl Limits {
     pub fn password_attempt(&self, account: &str, client: Client) -> AuthResult<()> {
         let refuse = |wait: Duration| {
             tracing::info!(?client, "password sign-in throttled for an account");
+            metrics::counter!("ferrotrue_rate_limited_total", "scope" => "PasswordAccount").increment(1);
             refused("Too many sign-in attempts for this account, please try again later", wait)
         };
         self.password_per_client.check(self.hash((account, client))).map_err(refuse)?;
@@ -237,6 +239,7 @@ impl Limits {
     pub fn code_attempt(&self, target: &str) -> AuthResult<()> {
         self.code_per_target.check(self.hash(("code", target))).map_err(|wait| {
             tracing::info!("one-time code attempts throttled for an address");
+            metrics::counter!("ferrotrue_rate_limited_total", "scope" => "CodeTarget").increment(1);
             refused("Too many verification attempts for this address, please try again later", wait)
         })
     }

@@ -90,6 +90,10 @@ pub async fn route(cx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> Resp {
         resp.headers_mut().insert("x-request-id", id);
     }
     access_log(&method, &path, &resp, started, &request_id, client, peer);
+    if cx.config.metrics.enabled {
+        let error_code = resp.headers().get("x-sb-error-code").and_then(|v| v.to_str().ok()).unwrap_or("");
+        crate::metrics::record_request(&method, &path, resp.status(), started.elapsed().as_secs_f64(), error_code);
+    }
     resp
 }
 

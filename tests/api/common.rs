@@ -80,6 +80,11 @@ impl TestServer {
         Self::start_in(self.dir, self.config).await
     }
 
+    /// Where `GET /metrics` answers, when the configuration enables metrics.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.server.as_ref().and_then(|s| s.metrics_addr)
+    }
+
     /// The data directory.
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()

@@ -15,6 +15,7 @@ mod hooks;
 mod keys;
 mod logout;
 mod mailer;
+mod metrics;
 mod oauth;
 mod operations;
 mod persistence;

@@ -145,6 +145,9 @@ pub enum AuditActor<'a> {
 /// logged as GoTrue's `auth_audit_event` line.
 pub async fn audit(a: &Actors, actor: AuditActor<'_>, action: &str, traits: &[(&str, &str)]) -> AuthResult<()> {
     use crate::user_registry::model::{AuditEntry, JsonText};
+    // Sign-ins, sign-ups, refreshes, logouts, … by what they were and how (the provider).
+    let method = traits.iter().find(|(k, _)| *k == "provider").map_or("", |(_, v)| *v).to_owned();
+    metrics::counter!("ferrotrue_auth_events_total", "action" => action.to_owned(), "method" => method).increment(1);
     let (actor_id, username, name) = match actor {
         AuditActor::User(u) => {
             let username = if u.phone.is_empty() { u.email.clone() } else { u.phone.clone() };

@@ -149,11 +149,14 @@ async fn deliver(
         .header(ContentType::TEXT_HTML)
         .body(mail.html)
         .map_err(|e| AuthError::unexpected(format!("building mail: {e}")))?;
-    transport.send(message).await.map(|_| ()).map_err(|e| {
+    let sent = transport.send(message).await.map(|_| ()).map_err(|e| {
         // The client gets a clear summary; the log gets lettre's full diagnostics.
         tracing::error!(error = ?e, "SMTP delivery failed");
         AuthError::internal(format!("Error sending {what}: {}", describe(&e)))
-    })
+    });
+    let outcome = if sent.is_ok() { "sent" } else { "failed" };
+    metrics::counter!("ferrotrue_mails_total", "outcome" => outcome).increment(1);
+    sent
 }
 
 fn describe(e: &lettre::transport::smtp::Error) -> String {
@@ -273,7 +276,10 @@ impl Actor for Mailer {
                 }
                 let (settings, http, all) = (st.sms.clone(), st.http.clone(), st.hooks.clone());
                 tokio::spawn(async move {
-                    let _ = reply.send(crate::sms::deliver(&settings, &all.hooks, &http, *sms).await);
+                    let delivered = crate::sms::deliver(&settings, &all.hooks, &http, *sms).await;
+                    let outcome = if delivered.is_ok() { "sent" } else { "failed" };
+                    metrics::counter!("ferrotrue_sms_total", "outcome" => outcome).increment(1);
+                    let _ = reply.send(delivered);
                 });
             }
         }

@@ -303,10 +303,13 @@ impl Flusher {
                 // Every waiter enqueued before this point made its writes before enqueueing, so
                 // this one sync covers all of them (and every write counted in `covered`).
                 let covered = shared.written.load(Ordering::SeqCst);
+                let started = std::time::Instant::now();
                 let result = match db.upgrade() {
                     Some(db) => db.flush_async().await.map(|_| ()).map_err(|e| e.to_string()),
                     None => Err("database closed".to_owned()),
                 };
+                metrics::histogram!("ferrotrue_storage_sync_seconds").record(started.elapsed().as_secs_f64());
+                metrics::histogram!("ferrotrue_storage_group_commit_batch").record(waiters.len() as f64);
                 match &result {
                     Ok(()) => {
                         shared.durable.fetch_max(covered, Ordering::SeqCst);

@@ -1,0 +1,61 @@
+//! `GET /metrics` on its own listener (GoTrue's `GOTRUE_METRICS_*` switches): the Prometheus
+//! text format with request, authentication, rate-limit, storage, hashing and actor metrics.
+
+use crate::common::*;
+use ferrotrue::config_security::{Bucket, RateLimits};
+use serde_json::json;
+
+fn value_of(text: &str, line_prefix: &str) -> Option<f64> {
+    text.lines().find(|l| l.starts_with(line_prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_cover_requests_auth_limits_storage_hashing_and_actors() {
+    let server = TestServer::start_with(|c| {
+        c.metrics.enabled = true;
+        c.metrics.port = 0;
+        c.limits = RateLimits { verify: Bucket { burst: 1, period: None }, ..RateLimits::generous() };
+    })
+    .await;
+    let addr = server.metrics_addr().expect("a metrics listener");
+    let email = unique_email();
+    let session = server.signup(&email).await;
+    server.login(&email).await;
+    let bad = server.post("/token?grant_type=password", json!({"email": email, "password": "wrong-one"})).await;
+    assert_eq!(bad.status(), 400);
+    assert_eq!(server.refresh(session["refresh_token"].as_str().unwrap()).await.status(), 200);
+    for _ in 0..2 {
+        server.post("/verify", json!({"type": "email", "email": email, "token": "000000"})).await;
+    }
+
+    let resp = reqwest::get(format!("http://{addr}/metrics")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = resp.text().await.unwrap();
+    for needle in [
+        r#"ferrotrue_http_requests_total{route="/signup",method="POST",status="200"}"#,
+        r#"ferrotrue_http_request_duration_seconds_bucket{route="/token""#,
+        r#"ferrotrue_auth_events_total{action="user_signedup",method="email"}"#,
+        r#"ferrotrue_auth_events_total{action="login",method="password"}"#,
+        r#"ferrotrue_auth_events_total{action="token_refreshed",method=""}"#,
+        r#"ferrotrue_auth_failures_total{route="/token",error_code="invalid_credentials"}"#,
+        r#"ferrotrue_rate_limited_total{scope="Verify"}"#,
+        "ferrotrue_storage_sync_seconds_bucket",
+        "ferrotrue_storage_group_commit_batch_bucket",
+        r#"ferrotrue_password_hash_jobs_total{outcome="run"}"#,
+        "ferrotrue_password_hash_queue_depth",
+        r#"ferrotrue_actor_calls_in_flight{actor="UserRegistry"}"#,
+        "ferrotrue_users ",
+        "ferrotrue_sessions ",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in:\n{text}");
+    }
+    assert!(value_of(&text, "ferrotrue_users ").is_some_and(|n| n >= 1.0));
+    // Nothing a client sends becomes a label value.
+    server.http.get(server.url("/no/such/path/made/up")).send().await.unwrap();
+    let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(!text.contains("made/up") && text.contains(r#"route="unmatched""#), "{text}");
+    // The API port does not serve metrics; the metrics port serves nothing else.
+    assert_eq!(server.http.get(server.url("/metrics")).send().await.unwrap().status(), 404);
+    assert_eq!(reqwest::get(format!("http://{addr}/health")).await.unwrap().status(), 404);
+}
