@@ -76,7 +76,7 @@ pub fn render(c: &Config) -> String {
     line(
         "GOTRUE_SMTP_HOST",
         if s.smtp.host.is_empty() {
-            "not set (mail is dropped)".into()
+            "not set (mails are written to the log)".into()
         } else {
             format!("{}:{}", s.smtp.host, s.smtp.port)
         },
@@ -156,7 +156,9 @@ pub fn warnings(c: &Config) -> Vec<String> {
         w.push(format!("GOTRUE_JWT_SECRET is shorter than 32 bytes ({} bytes)", s.jwt.secret.expose().len()));
     }
     if s.smtp.host.is_empty() && !s.signup.mailer_autoconfirm {
-        w.push("GOTRUE_SMTP_HOST is not set: confirmation, magic-link and recovery mails are dropped".into());
+        w.push(
+            "GOTRUE_SMTP_HOST is not set: mails (with their links and codes) are written to the log, not sent".into(),
+        );
     }
     if c.durability == ferrotrue_actors::storage::Durability::Relaxed {
         w.push("FERROTRUE_DURABILITY=relaxed: acknowledged writes may be lost on a crash".into());

@@ -231,7 +231,9 @@ fn log_startup(config: &Config, url: &str) {
     );
     if s.smtp.host.is_empty() && !s.signup.mailer_autoconfirm {
         tracing::warn!(
-            "GOTRUE_SMTP_HOST is not set: confirmation, magic-link and recovery mails are dropped (as GoTrue does)"
+            "GOTRUE_SMTP_HOST is not set: confirmation, magic-link and recovery mails are written to this log \
+             (with their links and codes) instead of being sent — fine for trying ferrotrue out, never for \
+             production: set GOTRUE_SMTP_HOST"
         );
     }
     if config.durability == Durability::Relaxed {

@@ -141,3 +141,55 @@ async fn admin_commands_manage_users_and_sessions_of_a_running_server() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad_jwt"));
 }
+
+#[tokio::test]
+async fn the_newcomers_first_minute_ends_signed_in() {
+    // README's zero-config path: no SMTP relay, so the confirmation mail is in the log.
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let log_path = dir.path().join("server.log");
+    let child = bin()
+        .current_dir(dir.path())
+        .env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..600 {
+        if reqwest::get(format!("{base}/health")).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let http = reqwest::Client::new();
+    let signup = serde_json::json!({"email": "ann@example.com", "password": "correct-horse-9"});
+    assert_eq!(http.post(format!("{base}/signup")).json(&signup).send().await.unwrap().status(), 200);
+    let login = || http.post(format!("{base}/token?grant_type=password")).json(&signup).send();
+    assert_eq!(login().await.unwrap().status(), 400, "not confirmed yet");
+    // The mail reaches the log (through the background writer) within a moment.
+    let mut code = None;
+    for _ in 0..100 {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        code = log
+            .lines()
+            .find(|l| l.contains("ferrotrue::mail") && l.contains("ann@example.com"))
+            .and_then(|l| l.split("code=\"").nth(1))
+            .and_then(|rest| rest.split('"').next())
+            .map(str::to_owned);
+        if code.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let code = code.expect("the confirmation code is in the log");
+    let verify = serde_json::json!({"type": "signup", "email": "ann@example.com", "token": code});
+    let resp = http.post(format!("{base}/verify")).json(&verify).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(login().await.unwrap().status(), 200, "signed in");
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("written to this log"), "announced at start-up: {log}");
+}

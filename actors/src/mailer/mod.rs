@@ -226,6 +226,20 @@ impl Actor for Mailer {
                         return Ok(());
                     }
                 };
+                if st.transport.is_none() {
+                    // No relay (the zero-config start): the mail goes to the log, so a newcomer can
+                    // follow the link or type the code. Announced at start-up; never with a relay.
+                    tracing::info!(
+                        target: "ferrotrue::mail",
+                        to = ?to,
+                        subject = ?subject,
+                        link = ?data.ConfirmationURL,
+                        code = ?data.Token,
+                        "GOTRUE_SMTP_HOST is not set: mail written to the log instead of sent"
+                    );
+                    let _ = reply.send(Ok(()));
+                    return Ok(());
+                }
                 let (transport, from) = (st.transport.clone(), st.from.clone());
                 let what = match kind {
                     TemplateKind::Confirmation => "confirmation email",
