@@ -255,6 +255,28 @@ impl Config {
         Self::from_vars(&std::env::vars().collect())
     }
 
+    /// The variables the server reads, as GoTrue assembles them: the process environment, plus
+    /// `./.env` if present (the process environment wins, godotenv's `Load`), plus `env_file`
+    /// when given (`--env-file`/`--config`: the file wins, godotenv's `Overload`).
+    pub fn environment(env_file: Option<&Path>) -> Result<HashMap<String, String>, ConfigError> {
+        let mut vars: HashMap<String, String> = std::env::vars().collect();
+        let read = |path: &Path| -> Result<Vec<(String, String)>, ConfigError> {
+            dotenvy::from_path_iter(path)
+                .and_then(|entries| entries.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))
+        };
+        let dot_env = Path::new(".env");
+        if dot_env.is_file() {
+            for (k, v) in read(dot_env)? {
+                vars.entry(k).or_insert(v);
+            }
+        }
+        if let Some(path) = env_file {
+            vars.extend(read(path)?);
+        }
+        Ok(vars)
+    }
+
     /// Validates `vars` into a config. The JWT secret, if unset, is loaded from (or generated
     /// into) the data directory.
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Config, ConfigError> {

@@ -27,6 +27,11 @@ See README.md for the full table.";
 #[derive(Parser)]
 #[command(name = "ferrotrue", version, about, after_help = ENV_HELP)]
 struct Cli {
+    /// Read configuration from this file too (`KEY=value` lines, as GoTrue's `--config`); its
+    /// values override the environment. `./.env` is read as well when present (the environment
+    /// wins over it).
+    #[arg(long, short = 'c', visible_alias = "config", global = true, value_name = "FILE")]
+    env_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -289,22 +294,28 @@ fn admin_action(command: &Command) -> Option<(&AdminTarget, ferrotrue::admin_cli
     })
 }
 
-/// `ferrotrue users …` / `ferrotrue sessions …` against `--url`: exit 0 with the outcome on
-/// stdout, 1 with the server's error on stderr, 2 when the environment cannot sign a token.
+/// The variables of this run (process environment, `./.env`, `--env-file`), read once.
+static ENVIRONMENT: std::sync::OnceLock<std::collections::HashMap<String, String>> = std::sync::OnceLock::new();
+
+fn environment() -> &'static std::collections::HashMap<String, String> {
+    ENVIRONMENT.get_or_init(|| std::env::vars().collect())
+}
+
 /// The bearer for admin commands: `--key`, else a short-lived service token signed with this
 /// environment's key.
 fn admin_token(target: &AdminTarget) -> Result<String, String> {
     if let Some(key) = &target.key {
         return Ok(key.clone());
     }
-    let vars: std::collections::HashMap<String, String> = std::env::vars().collect();
-    let config = Config::check_vars(&vars).map_err(|e| e.to_string())?;
+    let config = Config::check_vars(environment()).map_err(|e| e.to_string())?;
     if config.secret_source == SecretSource::WouldGenerate {
         return Err("no GOTRUE_JWT_SECRET and no generated secret in FERROTRUE_DATA_DIR: set one, or pass --key".into());
     }
     ferrotrue::admin_cli::service_token(&config.settings.jwt)
 }
 
+/// `ferrotrue users …` / `ferrotrue sessions …` against `--url`: exit 0 with the outcome on
+/// stdout, 1 with the server's error on stderr, 2 when the environment cannot sign a token.
 async fn admin_command(target: &AdminTarget, action: ferrotrue::admin_cli::Action) -> ExitCode {
     let token = match admin_token(target) {
         Ok(token) => token,
@@ -376,8 +387,7 @@ fn restore_command(file: &std::path::Path, data_dir: &std::path::Path) -> ExitCo
 
 /// `ferrotrue config check`: the effective configuration, secrets masked, or every error.
 fn config_check() -> ExitCode {
-    let vars: std::collections::HashMap<String, String> = std::env::vars().collect();
-    match Config::check_vars(&vars) {
+    match Config::check_vars(environment()) {
         Ok(config) => {
             println!("{}", ferrotrue::config_report::render(&config));
             let warnings = ferrotrue::config_report::warnings(&config);
@@ -401,6 +411,15 @@ async fn main() -> ExitCode {
     #[cfg(unix)]
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
+    match Config::environment(cli.env_file.as_deref()) {
+        Ok(vars) => {
+            let _ = ENVIRONMENT.set(vars);
+        }
+        Err(e) => {
+            eprintln!("ferrotrue: invalid configuration:\n{e}");
+            return ExitCode::from(2);
+        }
+    }
     let command = cli.command.unwrap_or(Command::Serve);
     match &command {
         Command::Serve
@@ -437,7 +456,7 @@ async fn main() -> ExitCode {
     if let Command::Restore { file, data_dir } = &command {
         return restore_command(file, data_dir);
     }
-    let config = match Config::from_process_env() {
+    let config = match Config::from_vars(environment()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ferrotrue: invalid configuration:\n{e}");

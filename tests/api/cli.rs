@@ -193,3 +193,41 @@ async fn the_newcomers_first_minute_ends_signed_in() {
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(log.contains("written to this log"), "announced at start-up: {log}");
 }
+
+#[test]
+fn an_env_file_configures_like_gotrue_config_and_dot_env_is_read_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("auth.env");
+    std::fs::write(
+        &file,
+        "# GoTrue-style env file\nexport GOTRUE_SITE_URL=https://app.example.com\nGOTRUE_JWT_AUD=\"from-file\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join(".env"), "GOTRUE_JWT_EXP=1800\nGOTRUE_JWT_AUD=from-dot-env\n").unwrap();
+    let out = bin()
+        .current_dir(dir.path())
+        .env("GOTRUE_JWT_AUD", "from-process")
+        .env("GOTRUE_JWT_EXP", "900")
+        .args(["--env-file", file.to_str().unwrap(), "config", "check"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let value = |name: &str| {
+        text.lines().find(|l| l.starts_with(name)).and_then(|l| l.split(" = ").nth(1)).unwrap_or_default().to_owned()
+    };
+    assert_eq!(value("GOTRUE_SITE_URL "), "https://app.example.com", "{text}");
+    assert_eq!(value("GOTRUE_JWT_AUD "), "from-file", "the explicit file overrides the environment");
+    assert_eq!(value("GOTRUE_JWT_EXP "), "900s", "the environment overrides ./.env");
+
+    std::fs::write(&file, "GOTRUE_JWT_EXP=soon\n").unwrap();
+    let out = bin().current_dir(dir.path()).args(["-c", file.to_str().unwrap(), "config", "check"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("GOTRUE_JWT_EXP"));
+    let out = bin()
+        .current_dir(dir.path())
+        .args(["--env-file", "/nonexistent/auth.env", "config", "check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -18,6 +18,7 @@ mod mailer;
 mod metrics;
 mod oauth;
 mod operations;
+mod packaging;
 mod persistence;
 mod phone;
 mod public;
