@@ -14,6 +14,7 @@ mod hooks;
 mod keys;
 mod logout;
 mod mailer;
+mod mfa;
 mod oauth;
 mod persistence;
 mod phone;
