@@ -12,6 +12,7 @@
 pub mod config;
 pub mod config_hooks;
 pub mod config_keys;
+pub mod config_mfa;
 pub mod config_oauth;
 pub mod config_security;
 pub mod dto;

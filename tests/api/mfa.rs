@@ -346,3 +346,81 @@ async fn factors_survive_restart_and_die_with_their_user() {
 fn service_role_token() -> String {
     sign(&json!({"role": "service_role"}), SECRET, jsonwebtoken::Algorithm::HS256)
 }
+
+fn hook_endpoint(server: &wiremock::MockServer) -> Option<ferrotrue_actors::hooks::HookEndpoint> {
+    let secret = format!("v1,whsec_{}", base64::engine::general_purpose::STANDARD.encode(b"mfa-hook-key"));
+    Some(ferrotrue_actors::hooks::HookEndpoint {
+        uri: format!("{}/mfa", server.uri()),
+        secrets: vec![ferrotrue_actors::crypto::Secret(secret)],
+    })
+}
+
+/// The mfa_verification_attempt hook hears `{factor_id, factor_type, user_id, valid}`; a
+/// rejection is 403 mfa_verification_rejected with its message and logs the user out.
+#[tokio::test]
+async fn mfa_verification_attempt_hook_rejects_and_logs_out() {
+    use wiremock::{matchers, Mock, MockServer, ResponseTemplate};
+    let hook = MockServer::start().await;
+    Mock::given(matchers::method("POST"))
+        .and(matchers::path("/mfa"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"decision": "reject", "message": "Nope"})))
+        .mount(&hook)
+        .await;
+    let server = TestServer::start_with(|c| c.settings.hooks.mfa_verification_attempt = hook_endpoint(&hook)).await;
+    let session = server.signup(&unique_email()).await;
+    let token = access(&session);
+    let e = enroll(&server, &token, "").await;
+    let (fid, secret) = (e["id"].as_str().unwrap(), e["totp"]["secret"].as_str().unwrap());
+    let c = challenge(&server, &token, fid).await;
+    let body =
+        assert_error(verify(&server, &token, fid, &c, &code_at(secret, 0)).await, 403, "mfa_verification_rejected")
+            .await;
+    assert_eq!(body["message"], "Nope");
+    let seen: Vec<Value> =
+        hook.received_requests().await.unwrap().iter().map(|r| serde_json::from_slice(&r.body).unwrap()).collect();
+    assert_eq!(seen[0]["factor_id"], fid);
+    assert_eq!(seen[0]["factor_type"], "totp");
+    assert_eq!(seen[0]["user_id"], session["user"]["id"]);
+    assert_eq!(seen[0]["valid"], true);
+    assert_eq!(server.refresh(session["refresh_token"].as_str().unwrap()).await.status(), 400, "logged out");
+}
+
+#[tokio::test]
+async fn mfa_verification_attempt_hook_continue_lets_valid_codes_through() {
+    use wiremock::{matchers, Mock, MockServer, ResponseTemplate};
+    let hook = MockServer::start().await;
+    Mock::given(matchers::method("POST"))
+        .and(matchers::path("/mfa"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"decision": "continue"})))
+        .mount(&hook)
+        .await;
+    let server = TestServer::start_with(|c| c.settings.hooks.mfa_verification_attempt = hook_endpoint(&hook)).await;
+    let token = access(&server.signup(&unique_email()).await);
+    let e = enroll(&server, &token, "").await;
+    let (fid, secret) = (e["id"].as_str().unwrap(), e["totp"]["secret"].as_str().unwrap());
+    let c = challenge(&server, &token, fid).await;
+    assert_error(verify(&server, &token, fid, &c, "000000x").await, 422, "mfa_verification_failed").await;
+    assert_eq!(verify(&server, &token, fid, &c, &code_at(secret, 0)).await.status(), 200);
+    let seen: Vec<Value> =
+        hook.received_requests().await.unwrap().iter().map(|r| serde_json::from_slice(&r.body).unwrap()).collect();
+    assert_eq!((seen[0]["valid"].as_bool(), seen[1]["valid"].as_bool()), (Some(false), Some(true)));
+}
+
+/// `GOTRUE_MFA_RATE_LIMIT_CHALLENGE_AND_VERIFY` applies to challenge and verify (per client).
+#[tokio::test]
+async fn challenge_and_verify_share_the_mfa_limit() {
+    use ferrotrue::config_security::{Bucket, RateLimits};
+    let server = TestServer::start_with(|c| {
+        c.limits = RateLimits { mfa: Bucket { burst: 2, period: None }, ..RateLimits::generous() }
+    })
+    .await;
+    let token = access(&server.signup(&unique_email()).await);
+    let e = enroll(&server, &token, "").await;
+    let fid = e["id"].as_str().unwrap();
+    let c = challenge(&server, &token, fid).await;
+    assert_error(verify(&server, &token, fid, &c, "000000x").await, 422, "mfa_verification_failed").await;
+    let resp = server.post_auth(&format!("/factors/{fid}/challenge"), &token, json!({})).await;
+    assert_error(resp, 429, "over_request_rate_limit").await;
+    // Enrollment is not part of that limit.
+    assert_eq!(server.post_auth("/factors", &token, json!({"factor_type": "totp"})).await.status(), 200);
+}
