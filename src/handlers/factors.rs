@@ -58,16 +58,13 @@ async fn enroll(cx: &Ctx, req: &Req) -> AuthResult<Resp> {
     let p: EnrollParams = req.json()?;
     let input = EnrollInput { factor_type: p.factor_type, friendly_name: p.friendly_name, issuer: p.issuer };
     let e = mfa::enroll(&cx.actors, auth, input).await?;
-    let mut body = json!({
+    // GoTrue's EnrollFactorResponse: `friendly_name` always present (the Python client requires it).
+    let body = json!({
         "id": e.factor.id.to_string(),
         "type": "totp",
+        "friendly_name": e.factor.friendly_name,
         "totp": {"qr_code": e.qr_code, "secret": e.secret, "uri": e.uri},
     });
-    if !e.factor.friendly_name.is_empty() {
-        if let Some(map) = body.as_object_mut() {
-            map.insert("friendly_name".into(), json!(e.factor.friendly_name));
-        }
-    }
     Ok(response::json_value(StatusCode::OK, &body))
 }
 
