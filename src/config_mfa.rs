@@ -68,7 +68,7 @@ pub fn read(vars: &HashMap<String, String>) -> Result<MfaSettings, Vec<String>> 
         if let Some(v) = raw(vars, name) {
             // GoTrue reads them as floats; a bound above 100 would let one user grow without limit.
             match v.parse::<f64>() {
-                Ok(n) if n >= 1.0 && n <= 100.0 => *slot = n as usize,
+                Ok(n) if (1.0..=100.0).contains(&n) => *slot = n as usize,
                 _ => errors.push(format!("{name}={v:?} is not a number between 1 and 100")),
             }
         }
