@@ -459,3 +459,51 @@ async fn totp_secret_is_not_stored_in_the_clear() {
     let c = challenge(&server, &token, fid).await;
     assert_eq!(verify(&server, &token, fid, &c, &code_at(&secret, 0)).await.status(), 200);
 }
+
+/// Verify must come from the IP that asked for the challenge (GoTrue's client address:
+/// the first `X-Forwarded-For` hop, else the peer).
+#[tokio::test]
+async fn verify_from_another_ip_is_refused() {
+    let server = TestServer::start().await;
+    let token = access(&server.signup(&unique_email()).await);
+    let e = enroll(&server, &token, "").await;
+    let (fid, secret) = (e["id"].as_str().unwrap(), e["totp"]["secret"].as_str().unwrap());
+    let c = challenge(&server, &token, fid).await;
+    let resp = server
+        .request(Method::POST, &format!("/factors/{fid}/verify"))
+        .bearer_auth(&token)
+        .header("X-Forwarded-For", "203.0.113.9")
+        .json(&json!({"challenge_id": c, "code": code_at(secret, 0)}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 422, "mfa_ip_address_mismatch").await;
+    assert_eq!(verify(&server, &token, fid, &c, &code_at(secret, 0)).await.status(), 200, "same IP still works");
+}
+
+/// A soft-deleted user loses its factors (GoTrue).
+#[tokio::test]
+async fn soft_delete_removes_factors() {
+    let server = TestServer::start().await;
+    let (s, _, _) = mfa_user(&server).await;
+    let uid = s["user"]["id"].as_str().unwrap().to_owned();
+    let admin = service_role_token();
+    let resp = server
+        .request(Method::DELETE, &format!("/admin/users/{uid}"))
+        .bearer_auth(&admin)
+        .json(&json!({"should_soft_delete": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let list: Value = server
+        .request(Method::GET, &format!("/admin/users/{uid}/factors"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list, json!([]));
+}
