@@ -484,3 +484,95 @@ pub fn require_aal2_for_sensitive_update(auth: &Authenticated) -> AuthResult<()>
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Clock;
+    use crate::settings::Settings;
+    use crate::storage::Store;
+    use std::time::Duration;
+
+    /// An actor system on a fixed clock at the start of a TOTP step, a user and its session.
+    async fn setup() -> (Actors, crate::Supervisor, Clock, Authenticated) {
+        let clock = Clock::fixed(Timestamp(1_800_000_000 / 30 * 30 * 1_000_000));
+        let (a, sup) = Actors::start(Store::temporary().unwrap(), Settings::for_tests(), clock.clone()).await.unwrap();
+        let user = a
+            .users
+            .create(User {
+                email: "m@example.com".into(),
+                ..User::blank("authenticated", "authenticated", clock.now())
+            })
+            .await
+            .unwrap();
+        let session = a.sessions.create(user.id, "password", String::new(), "10.0.0.1".into()).await.unwrap().session;
+        let claims: crate::jwt::PresentedClaims = serde_json::from_value(serde_json::json!({})).unwrap();
+        (a, sup, clock, Authenticated { user, session: Some(session), claims })
+    }
+
+    async fn reload(a: &Actors, auth: &Authenticated) -> Authenticated {
+        let mut auth = auth.clone();
+        auth.user = a.users.get(auth.user.id).await.unwrap().unwrap();
+        auth
+    }
+
+    fn code(secret: &str, at: Timestamp) -> String {
+        let raw = totp_rs::Secret::try_from_base32(secret).unwrap().as_ref().to_vec();
+        totp(raw).unwrap().generate(u64::try_from(at.unix_seconds()).unwrap()).to_string()
+    }
+
+    #[tokio::test]
+    async fn step_boundaries_skew_and_once_per_step() {
+        let (a, sup, clock, auth) = setup().await;
+        let e =
+            enroll(&a, auth.clone(), EnrollInput { factor_type: "totp".into(), ..Default::default() }).await.unwrap();
+        let fid = e.factor.id;
+        let ip = "10.0.0.1".to_owned();
+        let t0 = clock.now();
+        // A code two steps old is refused; one step old (skew) is accepted.
+        let (c, _, _) = challenge(&a, reload(&a, &auth).await, fid, ip.clone()).await.unwrap();
+        let two_back = code(&e.secret, Timestamp(t0.0 - 60_000_000));
+        let err = verify(&a, reload(&a, &auth).await, fid, c, two_back, ip.clone()).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::MfaVerificationFailed);
+        let one_back = code(&e.secret, Timestamp(t0.0 - 30_000_000));
+        let g = verify(&a, reload(&a, &auth).await, fid, c, one_back, ip.clone()).await.unwrap();
+        assert!(a.jwt.verify(&g.access_token).is_ok());
+        // The same step again (another challenge) is a replay; an older step too.
+        let (c, _, _) = challenge(&a, reload(&a, &auth).await, fid, ip.clone()).await.unwrap();
+        let err =
+            verify(&a, reload(&a, &auth).await, fid, c, code(&e.secret, Timestamp(t0.0 - 30_000_000)), ip.clone())
+                .await
+                .unwrap_err();
+        assert_eq!(err.code, ErrorCode::MfaVerificationFailed);
+        // Crossing into the next step: the current code (a newer step) is accepted.
+        clock.advance(Duration::from_secs(30));
+        let now_code = code(&e.secret, clock.now());
+        assert!(verify(&a, reload(&a, &auth).await, fid, c, now_code.clone(), ip.clone()).await.is_ok());
+        // And only once.
+        let (c, _, _) = challenge(&a, reload(&a, &auth).await, fid, ip.clone()).await.unwrap();
+        let err = verify(&a, reload(&a, &auth).await, fid, c, now_code, ip.clone()).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::MfaVerificationFailed);
+        // A challenge outlives its expiry only until then.
+        clock.advance(Duration::from_secs(301));
+        let err = verify(&a, reload(&a, &auth).await, fid, c, code(&e.secret, clock.now()), ip).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::MfaChallengeExpired);
+        sup.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn unverified_factors_expire_before_the_limits_are_counted() {
+        let (a, sup, clock, auth) = setup().await;
+        let input =
+            |name: &str| EnrollInput { factor_type: "totp".into(), friendly_name: name.into(), ..Default::default() };
+        for i in 0..10 {
+            enroll(&a, reload(&a, &auth).await, input(&format!("f{i}"))).await.unwrap();
+        }
+        let err = enroll(&a, reload(&a, &auth).await, input("f10")).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::TooManyEnrolledMfaFactors);
+        // Past GOTRUE_MFA_FACTOR_EXPIRY_DURATION the unverified ones are purged: the name is free.
+        clock.advance(Duration::from_secs(301));
+        enroll(&a, reload(&a, &auth).await, input("f0")).await.unwrap();
+        assert_eq!(a.users.get(auth.user.id).await.unwrap().unwrap().factors.len(), 1);
+        sup.shutdown().await;
+    }
+}
