@@ -414,6 +414,10 @@ impl Config {
             Ok(hooks) => config.settings.hooks = hooks,
             Err(errors) => env.errors.extend(errors),
         }
+        match crate::config_mfa::read(vars) {
+            Ok(mfa) => config.settings.mfa = mfa,
+            Err(errors) => env.errors.extend(errors),
+        }
         match crate::config_oauth::read(vars) {
             Ok(oauth) => config.settings.oauth = oauth,
             Err(errors) => env.errors.extend(errors),

@@ -3,7 +3,7 @@
 
 use ferrotrue_actors::clock::Timestamp;
 use ferrotrue_actors::flows::SessionGrant;
-use ferrotrue_actors::user_registry::model::{Identity, User};
+use ferrotrue_actors::user_registry::model::{Factor, Identity, User};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -81,7 +81,7 @@ impl From<&User> for UserJson {
             last_sign_in_at: ts(u.last_sign_in_at),
             app_metadata: Value::Object(u.app_metadata.to_map()),
             user_metadata: Value::Object(u.user_metadata.to_map()),
-            factors: None,
+            factors: if u.factors.is_empty() { None } else { Some(u.factors.iter().map(factor_json).collect()) },
             identities: u.identities.iter().map(|i| IdentityJson::of(u, i)).collect(),
             created_at: u.created_at.rfc3339(),
             updated_at: u.updated_at.rfc3339(),
@@ -90,6 +90,25 @@ impl From<&User> for UserJson {
             is_anonymous: u.is_anonymous,
         }
     }
+}
+
+/// The Factor object (SPEC §2.1); never carries the secret.
+pub fn factor_json(f: &Factor) -> Value {
+    let mut v = serde_json::json!({
+        "id": f.id.to_string(),
+        "created_at": f.created_at.rfc3339(),
+        "updated_at": f.updated_at.rfc3339(),
+        "status": f.status,
+    });
+    if let Some(map) = v.as_object_mut() {
+        if !f.friendly_name.is_empty() {
+            map.insert("friendly_name".into(), Value::String(f.friendly_name.clone()));
+        }
+        map.insert("factor_type".into(), Value::String(f.factor_type.clone()));
+        map.insert("phone".into(), Value::String(String::new()));
+        map.insert("last_challenged_at".into(), ts(f.last_challenged_at).map_or(Value::Null, Value::String));
+    }
+    v
 }
 
 /// The Identity object: `identity_id` is the row id, `id` the provider subject.
@@ -151,7 +170,7 @@ pub struct SessionJson {
 impl From<&SessionGrant> for SessionJson {
     fn from(g: &SessionGrant) -> Self {
         let mut user = UserJson::from(&g.user);
-        user.factors = Some(Vec::new());
+        user.factors = Some(g.user.factors.iter().map(factor_json).collect());
         SessionJson {
             access_token: g.access_token.clone(),
             token_type: "bearer",

@@ -13,6 +13,7 @@ pub mod admin_cli;
 pub mod config;
 pub mod config_hooks;
 pub mod config_keys;
+pub mod config_mfa;
 pub mod config_oauth;
 pub mod config_report;
 pub mod config_security;

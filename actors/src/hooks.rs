@@ -549,6 +549,32 @@ pub async fn password_verification_attempt(
     }))
 }
 
+/// GoTrue's default MFA rejection text.
+pub const DEFAULT_MFA_REJECTION: &str = "Further MFA verification attempts will be rejected.";
+
+/// `mfa_verification_attempt`: `Some(message)` when the hook rejects the attempt, `None` when it
+/// continues or is not configured.
+pub async fn mfa_verification_attempt(
+    settings: &HookSettings,
+    user_id: uuid::Uuid,
+    factor_id: uuid::Uuid,
+    valid: bool,
+) -> AuthResult<Option<String>> {
+    let Some(endpoint) = &settings.mfa_verification_attempt else { return Ok(None) };
+    let answer = invoke(
+        settings,
+        HookName::MfaVerificationAttempt,
+        endpoint,
+        json!({"factor_id": factor_id.to_string(), "factor_type": "totp", "user_id": user_id.to_string(), "valid": valid}),
+    )
+    .await?;
+    if answer.get("decision").and_then(Value::as_str) != Some("reject") {
+        return Ok(None);
+    }
+    let message = answer.get("message").and_then(Value::as_str).unwrap_or_default();
+    Ok(Some(if message.is_empty() { DEFAULT_MFA_REJECTION.to_owned() } else { message.to_owned() }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -156,7 +156,10 @@ impl JwtKeys {
         let iat = now.unix_seconds();
         let mut amr: Vec<AmrClaim> =
             session.amr.iter().map(|a| AmrClaim { method: a.method.clone(), timestamp: a.at.unix_seconds() }).collect();
-        amr.sort_by_key(|a| std::cmp::Reverse(a.timestamp)); // most recent first
+        // Most recent first; entries of the same second keep "newest added first" (the stored
+        // list is in the order they were added).
+        amr.reverse();
+        amr.sort_by_key(|a| std::cmp::Reverse(a.timestamp));
         AccessClaims {
             iss: self.settings.issuer.clone(),
             sub: user.id.to_string(),

@@ -31,6 +31,36 @@ pub struct Settings {
     pub hooks: crate::hooks::HookSettings,
     /// Bounds on concurrent work: hash queue, connections, HTTP/2 streams.
     pub work: WorkLimits,
+    /// MFA (`GOTRUE_MFA_*`).
+    pub mfa: MfaSettings,
+}
+
+/// `GOTRUE_MFA_*` (SPEC §1.17, §8.2). Phone and WebAuthn factors are not implemented: their
+/// enrollment is always answered as GoTrue does when they are disabled.
+#[derive(Debug, Clone)]
+pub struct MfaSettings {
+    pub totp_enroll_enabled: bool,
+    pub totp_verify_enabled: bool,
+    /// `GOTRUE_MFA_TOTP_ISSUER`; empty = the host of the site URL.
+    pub totp_issuer: String,
+    pub challenge_expiry: Duration,
+    pub factor_expiry: Duration,
+    pub max_enrolled_factors: usize,
+    pub max_verified_factors: usize,
+}
+
+impl Default for MfaSettings {
+    fn default() -> Self {
+        MfaSettings {
+            totp_enroll_enabled: true,
+            totp_verify_enabled: true,
+            totp_issuer: String::new(),
+            challenge_expiry: Duration::from_secs(300),
+            factor_expiry: Duration::from_secs(300),
+            max_enrolled_factors: 10,
+            max_verified_factors: 10,
+        }
+    }
 }
 
 /// Bounds on the work one client (or many) can make the server hold at once.
@@ -237,6 +267,7 @@ impl Settings {
             sms: crate::sms::SmsSettings::default(),
             hooks: crate::hooks::HookSettings::default(),
             work: WorkLimits::default(),
+            mfa: MfaSettings::default(),
         }
     }
 

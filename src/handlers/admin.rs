@@ -98,15 +98,26 @@ pub async fn route(cx: &Ctx, req: &Req, path: &str) -> AuthResult<Resp> {
         (Method::PUT, ["users" | "user", id]) => update_user(cx, req, &role, id).await,
         (Method::DELETE, ["users" | "user", id]) => delete_user(cx, req, &role, id).await,
         (Method::GET, ["users" | "user", id, "factors"]) => {
-            admin::get_user(&cx.actors, user_id(id)?).await?;
-            Ok(response::json_value(StatusCode::OK, &json!([])))
+            let factors = ferrotrue_actors::flows::mfa::admin_list(&cx.actors, user_id(id)?).await?;
+            let list: Vec<Value> = factors.iter().map(crate::dto::factor_json).collect();
+            Ok(response::json_value(StatusCode::OK, &Value::Array(list)))
         }
-        (Method::PUT | Method::DELETE, ["users" | "user", id, "factors", factor]) => {
-            admin::get_user(&cx.actors, user_id(id)?).await?;
-            Uuid::parse_str(factor)
+        (method, ["users" | "user", id, "factors", factor]) if method == Method::PUT || method == Method::DELETE => {
+            let uid = user_id(id)?;
+            let fid = Uuid::parse_str(factor)
                 .map_err(|_| AuthError::not_found(ErrorCode::ValidationFailed, "factor_id must be an UUID"))?;
-            // No factor exists until MFA lands.
-            Err(AuthError::not_found(ErrorCode::MfaFactorNotFound, "Factor not found"))
+            let factor = if method == Method::PUT {
+                #[derive(Default, serde::Deserialize)]
+                #[serde(default)]
+                struct FactorParams {
+                    friendly_name: Option<String>,
+                }
+                let p: FactorParams = req.json_or_default()?;
+                ferrotrue_actors::flows::mfa::admin_update(&cx.actors, &role, uid, fid, p.friendly_name).await?
+            } else {
+                ferrotrue_actors::flows::mfa::admin_delete(&cx.actors, &role, uid, fid).await?
+            };
+            Ok(response::json_value(StatusCode::OK, &crate::dto::factor_json(&factor)))
         }
         (Method::DELETE, ["users" | "user", id, "sessions"]) => {
             admin::revoke_sessions(&cx.actors, &role, user_id(id)?).await?;

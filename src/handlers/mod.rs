@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod external;
+pub mod factors;
 pub mod health;
 pub mod invite;
 pub mod logout;

@@ -152,7 +152,11 @@ async fn dispatch(
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().trim_end_matches('/').to_owned();
     let path = if path.is_empty() { "/".to_owned() } else { path };
-    if !KNOWN_PATHS.contains(&path.as_str()) && !handlers::admin::owns(&path) && !handlers::external::owns(&path) {
+    if !KNOWN_PATHS.contains(&path.as_str())
+        && !handlers::admin::owns(&path)
+        && !handlers::external::owns(&path)
+        && !handlers::factors::owns(&path)
+    {
         return Err(AuthError::not_found(ErrorCode::NotFound, "404 page not found"));
     }
     let body = read_body(body, MAX_BODY_BYTES).await?;
@@ -179,6 +183,7 @@ async fn dispatch(
         (Method::POST, "/resend") => handlers::resend::post(cx, &req).await,
         (Method::POST, "/invite") => handlers::invite::post(cx, &req).await,
         (Method::GET, "/reauthenticate") => handlers::reauthenticate::get(cx, &req).await,
+        (_, p) if handlers::factors::owns(p) => handlers::factors::route(cx, &req, p).await,
         (_, p) if handlers::admin::owns(p) => handlers::admin::route(cx, &req, p).await,
         (_, p) if handlers::external::owns(p) => handlers::external::route(cx, &req, p).await,
         _ => Err(AuthError::new(ErrorKind::MethodNotAllowed, ErrorCode::MethodNotAllowed, "Method not allowed")),

@@ -16,6 +16,7 @@ mod keys;
 mod logout;
 mod mailer;
 mod metrics;
+mod mfa;
 mod oauth;
 mod operations;
 mod packaging;

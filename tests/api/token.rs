@@ -89,6 +89,7 @@ fn email_user(email: &str, encrypted_password: Option<String>) -> User {
         deleted_at: None,
         is_anonymous: false,
         is_sso_user: false,
+        factors: Vec::new(),
     }
 }
 

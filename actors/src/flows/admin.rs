@@ -257,6 +257,13 @@ pub async fn delete_user(a: &Actors, admin_role: &str, id: Uuid, soft: bool) -> 
                 Ok(())
             })
             .await?;
+        // GoTrue's soft delete removes the user's MFA factors too.
+        a.users
+            .edit_factors(id, |factors| {
+                factors.clear();
+                Ok(None)
+            })
+            .await?;
     } else {
         a.users.delete(id).await?;
     }

@@ -8,6 +8,7 @@ pub mod email;
 pub mod external;
 pub mod invite;
 pub mod logout;
+pub mod mfa;
 pub mod otp;
 pub mod phone;
 pub mod reauthenticate;

@@ -44,6 +44,12 @@ pub fn get(auth: Authenticated, request_aud: &str) -> AuthResult<User> {
 
 /// `PUT /user`.
 pub async fn update(a: &Actors, auth: Authenticated, input: UserUpdate) -> AuthResult<User> {
+    let sensitive = input.password.is_some()
+        || input.email.as_deref().is_some_and(|e| !e.is_empty())
+        || input.phone.as_deref().is_some_and(|p| !p.is_empty());
+    if sensitive {
+        super::mfa::require_aal2_for_sensitive_update(&auth)?;
+    }
     let user = auth.user.clone();
     // Email: an unchanged value is accepted; a change is validated here, applied below.
     let new_email = match input.email.as_deref().filter(|e| !e.is_empty()) {

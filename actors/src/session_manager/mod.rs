@@ -32,6 +32,10 @@ pub enum SessionManagerMessage {
     Logout { user_id: Uuid, current: Option<Uuid>, scope: LogoutScope, reply: Reply<()> },
     /// End every session of a user except `keep`.
     EndUserSessions { user_id: Uuid, keep: Option<Uuid>, reply: Reply<()> },
+    /// MFA verified on a session: aal2, new refresh token, other low sessions deleted.
+    Elevate { session_id: Uuid, method: String, reply: Reply<Issued> },
+    /// A factor is gone: the user's aal2 sessions drop to aal1.
+    Downgrade { user_id: Uuid, method: String, reply: Reply<()> },
     /// Number of sessions.
     Count { reply: Reply<usize> },
     /// Periodic: delete refresh tokens revoked more than a day ago.
@@ -89,6 +93,8 @@ impl Actor for SessionManager {
             Get { id, reply } => send_reply(reply, Ok(state.get(id))),
             Logout { user_id, current, scope, reply } => send_reply(reply, state.logout(user_id, current, scope)),
             EndUserSessions { user_id, keep, reply } => send_reply(reply, state.end_user_sessions(user_id, keep)),
+            Elevate { session_id, method, reply } => send_reply(reply, state.elevate(session_id, &method)),
+            Downgrade { user_id, method, reply } => send_reply(reply, state.downgrade(user_id, &method)),
             Count { reply } => {
                 let _ = reply.send(Ok(state.count()));
             }
@@ -156,6 +162,16 @@ impl Sessions {
     pub async fn end_user_sessions(&self, user_id: Uuid, keep: Option<Uuid>) -> AuthResult<()> {
         call(&self.current(), self.timeout, |reply| SessionManagerMessage::EndUserSessions { user_id, keep, reply })
             .await
+    }
+    /// See [`SessionManagerMessage::Elevate`].
+    pub async fn elevate(&self, session_id: Uuid, method: &str) -> AuthResult<Issued> {
+        let method = method.to_owned();
+        call(&self.current(), self.timeout, |reply| SessionManagerMessage::Elevate { session_id, method, reply }).await
+    }
+    /// See [`SessionManagerMessage::Downgrade`].
+    pub async fn downgrade(&self, user_id: Uuid, method: &str) -> AuthResult<()> {
+        let method = method.to_owned();
+        call(&self.current(), self.timeout, |reply| SessionManagerMessage::Downgrade { user_id, method, reply }).await
     }
     /// See [`SessionManagerMessage::Count`].
     pub async fn count(&self) -> AuthResult<usize> {

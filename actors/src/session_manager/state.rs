@@ -327,6 +327,79 @@ impl SessionManagerState {
         Ok(doomed.len())
     }
 
+    /// MFA verification succeeded on `session_id`: the session becomes `aal2` with an `amr`
+    /// entry `method` (stamped now), its refresh tokens are revoked and a new one issued (GoTrue
+    /// issues a new refresh token for the same session), and the user's other sessions below
+    /// aal2 are deleted.
+    pub fn elevate(&mut self, session_id: Uuid, method: &str) -> AuthResult<Issued> {
+        let mut session = self
+            .sessions
+            .get(&session_id)
+            .cloned()
+            .ok_or_else(|| AuthError::forbidden(ErrorCode::SessionNotFound, "Session not found"))?;
+        let now = self.clock.now();
+        session.aal = "aal2".into();
+        session.amr.retain(|e| e.method != method);
+        session.amr.push(AmrEntry { method: method.into(), at: now });
+        session.updated_at = now;
+        let mut ops = vec![self.session_table.put(session.id.as_bytes().to_vec(), &session)?];
+        let mut revoked = Vec::new();
+        for digest in self.tokens_by_session.get(&session.id).cloned().unwrap_or_default() {
+            if let Some(t) = self.tokens.get(&digest).filter(|t| !t.revoked) {
+                let mut t = t.clone();
+                t.revoked = true;
+                t.updated_at = now;
+                ops.push(self.token_table.put(t.digest.to_vec(), &t)?);
+                revoked.push(t);
+            }
+        }
+        let parent = revoked.iter().max_by_key(|t| t.seq).map(|t| t.digest);
+        let (child, raw) = self.new_token(&session, parent);
+        ops.push(self.token_table.put(child.digest.to_vec(), &child)?);
+        self.store.apply(ops)?;
+        for t in revoked {
+            self.tokens.insert(t.digest, t);
+        }
+        self.tokens_by_session.entry(session.id).or_default().push(child.digest);
+        self.tokens.insert(child.digest, child);
+        self.sessions.insert(session.id, session.clone());
+        let low: Vec<Uuid> = self
+            .by_user
+            .get(&session.user_id)
+            .into_iter()
+            .flatten()
+            .filter(|id| **id != session.id && self.sessions.get(id).is_some_and(|s| s.aal != "aal2"))
+            .copied()
+            .collect();
+        self.delete_sessions(&low)?;
+        Ok(Issued { session, refresh_token: raw })
+    }
+
+    /// A factor was removed: the user's aal2 sessions go back to `aal1` and lose the `method`
+    /// entry (sessions do not record which factor raised them, so all of the user's are
+    /// downgraded).
+    pub fn downgrade(&mut self, user_id: Uuid, method: &str) -> AuthResult<()> {
+        let mut changed = Vec::new();
+        for id in self.by_user.get(&user_id).into_iter().flatten() {
+            if let Some(s) = self.sessions.get(id).filter(|s| s.aal == "aal2") {
+                let mut s = s.clone();
+                s.aal = "aal1".into();
+                s.amr.retain(|e| e.method != method);
+                s.updated_at = self.clock.now();
+                changed.push(s);
+            }
+        }
+        let ops = changed
+            .iter()
+            .map(|s| self.session_table.put(s.id.as_bytes().to_vec(), s))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.store.apply(ops)?;
+        for s in changed {
+            self.sessions.insert(s.id, s);
+        }
+        Ok(())
+    }
+
     /// `POST /logout`: ends sessions of `user_id` by scope. A token without a session always
     /// logs out globally.
     pub fn logout(&mut self, user_id: Uuid, current: Option<Uuid>, scope: LogoutScope) -> AuthResult<()> {

@@ -34,6 +34,8 @@ pub const REFRESH_TOKENS_V1: &str = "refresh_tokens/v1";
 pub const ONE_TIME_TOKENS: &str = "one_time_tokens/v2";
 pub const FLOW_STATES: &str = "flow_states/v2";
 pub const AUDIT_LOG: &str = "audit_log/v1";
+/// MFA factors by id (each carries its sealed TOTP secret and its open challenges).
+pub const MFA_FACTORS: &str = "mfa_factors/v1";
 /// Small server-wide values (the generated JWT secret lives in a file, not here).
 pub const META: &str = "meta/v1";
 

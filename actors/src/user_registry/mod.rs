@@ -1,7 +1,8 @@
 //! `UserRegistry`: owns users (and their identities) and the audit log of what happened to them.
 //! Port of GoTrue's `models/user.go` and `models/audit_log_entry.go` storage.
 //!
-//! Trees: `users/v1` (id → [`User`]), `users_by_email/v1`, `users_by_phone/v1` (key → id),
+//! Trees: `users/v1` (id → [`User`]), `mfa_factors/v1` (id → [`Factor`], see its doc for why
+//! factors live here), `users_by_email/v1`, `users_by_phone/v1` (key → id),
 //! `audit_log/v1` (big-endian sequence → [`AuditEntry`]; read page by page, never held in memory).
 //! Every write is durable before its reply leaves (see [`crate::call::send_reply`]).
 
@@ -11,9 +12,9 @@ pub mod state;
 use crate::call::{call, send_reply, Reply};
 use crate::error::AuthResult;
 use crate::ActorEnv;
-use model::{AuditEntry, User};
+use model::{AuditEntry, Factor, User};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use state::{AuditQuery, LinkCandidates, Page, UserEdit, UserRegistryState};
+use state::{AuditQuery, FactorEdit, LinkCandidates, Page, UserEdit, UserRegistryState};
 use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -34,8 +35,10 @@ pub enum UserRegistryMessage {
     LinkCandidates { emails: Vec<String>, reply: Reply<LinkCandidates> },
     /// Apply an edit to a user; `user_not_found` if absent.
     Update { id: Uuid, edit: UserEdit, reply: Reply<User> },
-    /// Hard delete.
+    /// Hard delete (with the user's factors).
     Delete { id: Uuid, reply: Reply<()> },
+    /// Edit a user's MFA factors (see [`FactorEdit`]).
+    EditFactors { user_id: Uuid, edit: FactorEdit, reply: Reply<Option<Factor>> },
     /// Number of users.
     Count { reply: Reply<usize> },
     /// A page of users in creation order (`ascending` or newest first), optionally filtered.
@@ -90,6 +93,7 @@ impl Actor for UserRegistry {
             Create { user, reply } => send_reply(reply, state.create(*user)),
             Update { id, edit, reply } => send_reply(reply, state.update(id, edit)),
             Delete { id, reply } => send_reply(reply, state.delete(id)),
+            EditFactors { user_id, edit, reply } => send_reply(reply, state.edit_factors(user_id, edit)),
             // A read may see a write whose sync is still running; the reader's response waits
             // for that sync too (the HTTP layer's `Actors::durable`), so nothing leaks early.
             Get { id, reply } => send_reply(reply, Ok(state.get(id))),
@@ -183,6 +187,15 @@ impl Users {
     /// See [`UserRegistryMessage::Delete`].
     pub async fn delete(&self, id: Uuid) -> AuthResult<()> {
         call(&self.current(), self.timeout, |reply| UserRegistryMessage::Delete { id, reply }).await
+    }
+    /// See [`UserRegistryMessage::EditFactors`].
+    pub async fn edit_factors(
+        &self,
+        user_id: Uuid,
+        edit: impl FnOnce(&mut Vec<Factor>) -> AuthResult<Option<Factor>> + Send + 'static,
+    ) -> AuthResult<Option<Factor>> {
+        let edit: FactorEdit = Box::new(edit);
+        call(&self.current(), self.timeout, |reply| UserRegistryMessage::EditFactors { user_id, edit, reply }).await
     }
     /// See [`UserRegistryMessage::Count`].
     pub async fn count(&self) -> AuthResult<usize> {

@@ -73,6 +73,11 @@ pub struct User {
     pub deleted_at: Option<Timestamp>,
     pub is_anonymous: bool,
     pub is_sso_user: bool,
+    /// The user's MFA factors. Not part of the `users/v1` record (skipped both ways, so the
+    /// layout is unchanged): factors live in `mfa_factors/v1` and the registry attaches them to
+    /// every user it hands out, so every rendering of a user (GET /user, sessions, admin) has them.
+    #[serde(skip)]
+    pub factors: Vec<Factor>,
 }
 
 impl User {
@@ -106,6 +111,7 @@ impl User {
             deleted_at: None,
             is_anonymous: false,
             is_sso_user: false,
+            factors: Vec::new(),
         }
     }
 
@@ -183,4 +189,48 @@ impl AuditEntry {
             _ => "user",
         }
     }
+}
+
+/// An MFA factor (`mfa_factors/v1`, keyed by id). Owned by the [`UserRegistry`]
+/// (crate::user_registry): factors appear in the user JSON, die with the user (same
+/// transaction), and enrollment limits are per user, so the actor that serialises a user's
+/// changes is the one that can check and apply them atomically.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Factor {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    /// Empty = none (`omitempty`).
+    pub friendly_name: String,
+    /// `totp` (phone and WebAuthn factors are not implemented).
+    pub factor_type: String,
+    /// `unverified` or `verified`.
+    pub status: String,
+    /// The TOTP secret sealed with AES-256-GCM under a key derived from the JWT secret
+    /// (`nonce ‖ ciphertext ‖ tag`, the factor id as associated data): a copy of the database
+    /// alone yields no working codes.
+    pub sealed_secret: Vec<u8>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub last_challenged_at: Option<Timestamp>,
+    /// The newest TOTP time step accepted: a code is accepted once per step (no replay).
+    pub last_used_step: Option<u64>,
+    /// Open challenges (bounded: the oldest go first).
+    pub challenges: Vec<Challenge>,
+}
+
+impl Factor {
+    pub fn is_verified(&self) -> bool {
+        self.status == "verified"
+    }
+}
+
+/// One MFA challenge of a factor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Challenge {
+    pub id: Uuid,
+    pub created_at: Timestamp,
+    /// The IP that asked for it; verify must come from the same one.
+    pub ip: String,
+    /// Wrong codes so far; the challenge dies at the limit.
+    pub failed_attempts: u32,
 }

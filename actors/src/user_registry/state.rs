@@ -3,7 +3,7 @@
 //! Invariant: memory is never ahead of disk. Each mutation validates against memory, writes one
 //! sled transaction (record + index trees), and only then changes the maps.
 
-use super::model::{AuditEntry, User};
+use super::model::{AuditEntry, Factor, User};
 use crate::clock::Clock;
 use crate::error::{AuthError, AuthResult, ErrorCode, StoreError, DUPLICATE_EMAIL_MSG, DUPLICATE_PHONE_MSG};
 use crate::storage::{self, Op, Store, Table};
@@ -38,6 +38,11 @@ pub struct LinkCandidates {
 /// A change to one user, run inside the registry against a copy of the record.
 pub type UserEdit = Box<dyn FnOnce(&mut User) -> AuthResult<()> + Send>;
 
+/// A change to one user's factors, run inside the registry against a copy of the list. What it
+/// changed is written even when it returns an error ("commit then fail": a wrong TOTP code
+/// still counts against its challenge); an edit that fails validation changes nothing.
+pub type FactorEdit = Box<dyn FnOnce(&mut Vec<Factor>) -> AuthResult<Option<Factor>> + Send>;
+
 /// Users in memory plus the tables they are written to.
 pub struct UserRegistryState {
     store: Store,
@@ -60,6 +65,9 @@ pub struct UserRegistryState {
     audit_table: Table<AuditEntry>,
     audit_count: usize,
     next_audit_seq: u64,
+    /// MFA factors (`mfa_factors/v1`) by owner; bounded per user by the enrollment limits.
+    factor_table: Table<Factor>,
+    factors: HashMap<Uuid, Vec<Factor>>,
 }
 
 /// Entries removed per transaction by the retention sweep.
@@ -86,6 +94,7 @@ impl UserRegistryState {
             None => 1,
         };
         let audit_count = audit_table.len();
+        let factor_table: Table<Factor> = store.table(storage::MFA_FACTORS)?;
         let mut state = UserRegistryState {
             store,
             clock,
@@ -101,6 +110,8 @@ impl UserRegistryState {
             audit_table,
             audit_count,
             next_audit_seq,
+            factor_table,
+            factors: HashMap::new(),
         };
         for (_, user) in state.users.load_all()? {
             if !user.email.is_empty() {
@@ -116,6 +127,21 @@ impl UserRegistryState {
             state.by_id.values().map(|u| (u.created_at, u.id)).collect();
         order.sort();
         state.order = order.into_iter().map(|(_, id)| id).collect();
+        let mut orphans = Vec::new();
+        for (key, factor) in state.factor_table.load_all()? {
+            if state.by_id.contains_key(&factor.user_id) {
+                state.factors.entry(factor.user_id).or_default().push(factor);
+            } else {
+                orphans.push(state.factor_table.remove(key));
+            }
+        }
+        if !orphans.is_empty() {
+            tracing::warn!(count = orphans.len(), "removing MFA factors of deleted users");
+            state.store.apply(orphans)?;
+        }
+        for list in state.factors.values_mut() {
+            list.sort_by_key(|f| (f.created_at, f.id));
+        }
         state.repair_index(true)?;
         state.repair_index(false)?;
         Ok(state)
@@ -145,7 +171,47 @@ impl UserRegistryState {
 
     /// By id.
     pub fn get(&self, id: Uuid) -> Option<User> {
-        self.by_id.get(&id).cloned()
+        self.by_id.get(&id).map(|u| self.attach(u.clone()))
+    }
+
+    /// `user` with its factors attached (oldest first).
+    fn attach(&self, mut user: User) -> User {
+        user.factors = self.factors.get(&user.id).cloned().unwrap_or_default();
+        user
+    }
+
+    /// Runs `edit` on a copy of the user's factors, then writes what changed (one transaction)
+    /// and swaps it in; see [`FactorEdit`].
+    pub fn edit_factors(&mut self, user_id: Uuid, edit: FactorEdit) -> AuthResult<Option<Factor>> {
+        if !self.by_id.contains_key(&user_id) {
+            return Err(AuthError::not_found(ErrorCode::UserNotFound, "User not found"));
+        }
+        let old = self.factors.get(&user_id).cloned().unwrap_or_default();
+        let mut new = old.clone();
+        let result = edit(&mut new);
+        for f in &mut new {
+            f.user_id = user_id;
+        }
+        let mut ops = Vec::new();
+        for f in &old {
+            if !new.iter().any(|n| n.id == f.id) {
+                ops.push(self.factor_table.remove(f.id.as_bytes().to_vec()));
+            }
+        }
+        for f in &new {
+            if old.iter().find(|o| o.id == f.id) != Some(f) {
+                ops.push(self.factor_table.put(f.id.as_bytes().to_vec(), f)?);
+            }
+        }
+        if !ops.is_empty() {
+            self.store.apply(ops)?;
+            if new.is_empty() {
+                self.factors.remove(&user_id);
+            } else {
+                self.factors.insert(user_id, new);
+            }
+        }
+        result
     }
 
     /// By lower-cased email.
@@ -247,7 +313,10 @@ impl UserRegistryState {
                             .is_some_and(|n| n.to_lowercase().contains(&needle))
                 };
                 let all: Vec<&User> = ordered.filter_map(|id| self.by_id.get(id)).filter(matches).collect();
-                Page { total: all.len(), items: all.into_iter().skip(skip).take(per_page).cloned().collect() }
+                Page {
+                    total: all.len(),
+                    items: all.into_iter().skip(skip).take(per_page).map(|u| self.attach(u.clone())).collect(),
+                }
             }
         }
     }
@@ -343,7 +412,7 @@ impl UserRegistryState {
         user.updated_at = self.clock.now();
         self.check_unique(&user, Some(&old))?;
         self.write(Some(&old), &user)?;
-        Ok(user)
+        Ok(self.attach(user))
     }
 
     /// Removes a user and its index entries.
@@ -352,6 +421,10 @@ impl UserRegistryState {
             return Err(AuthError::not_found(ErrorCode::UserNotFound, "User not found"));
         };
         let mut ops = vec![self.users.remove(id.as_bytes().to_vec())];
+        // Factors (and their challenges) die with their user, in the same transaction.
+        for f in self.factors.get(&id).into_iter().flatten() {
+            ops.push(self.factor_table.remove(f.id.as_bytes().to_vec()));
+        }
         if !old.email.is_empty() {
             ops.push(self.by_email_table.remove(old.email.as_bytes()));
         }
@@ -363,6 +436,7 @@ impl UserRegistryState {
         self.by_phone.remove(&old.phone);
         self.unindex_identities(&old);
         self.by_id.remove(&id);
+        self.factors.remove(&id);
         self.order.retain(|u| *u != id);
         Ok(())
     }
@@ -429,7 +503,8 @@ impl UserRegistryState {
             self.unindex_identities(old);
         }
         self.index_identities(user);
-        self.by_id.insert(user.id, user.clone());
+        // Factors are attached on the way out, never kept in the record map.
+        self.by_id.insert(user.id, User { factors: Vec::new(), ..user.clone() });
         Ok(())
     }
 }
