@@ -5,6 +5,60 @@ use crate::common::*;
 use ferrotrue::config_security::{Bucket, RateLimits};
 use serde_json::json;
 
+/// One sample of the Prometheus text exposition format: name, labels, value.
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: Vec<(String, String)>,
+    value: f64,
+}
+
+/// Parses the text format strictly: every line is a `# HELP`/`# TYPE` comment, blank, or a
+/// sample `name{label="value",…} number`; anything else fails the test.
+fn parse_exposition(text: &str) -> Vec<Sample> {
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(comment) = line.strip_prefix("# ") {
+            assert!(comment.starts_with("HELP ") || comment.starts_with("TYPE "), "bad comment line {line:?}");
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value in {line:?}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        let (name, labels) = match series.split_once('{') {
+            None => (series.to_owned(), Vec::new()),
+            Some((name, rest)) => {
+                let body = rest.strip_suffix('}').unwrap_or_else(|| panic!("unclosed labels in {line:?}"));
+                let labels = body
+                    .split("\",")
+                    .filter(|p| !p.is_empty())
+                    .map(|pair| {
+                        let (k, v) = pair.split_once("=\"").unwrap_or_else(|| panic!("bad label in {line:?}"));
+                        (k.to_owned(), v.trim_end_matches('"').to_owned())
+                    })
+                    .collect();
+                (name.to_owned(), labels)
+            }
+        };
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && name.starts_with("ferrotrue_"),
+            "metric name {name:?}"
+        );
+        samples.push(Sample { name, labels, value });
+    }
+    samples
+}
+
+/// The value of the sample named `name` whose labels include all of `labels`.
+fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| s.name == name && labels.iter().all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v)))
+        .map(|s| s.value)
+}
+
 fn value_of(text: &str, line_prefix: &str) -> Option<f64> {
     text.lines().find(|l| l.starts_with(line_prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
 }
@@ -51,6 +105,20 @@ async fn metrics_cover_requests_auth_limits_storage_hashing_and_actors() {
         assert!(text.contains(needle), "missing {needle} in:\n{text}");
     }
     assert!(value_of(&text, "ferrotrue_users ").is_some_and(|n| n >= 1.0));
+    let samples = parse_exposition(&text);
+    let at_least = |name: &str, labels: &[(&str, &str)], n: f64| {
+        let v = value(&samples, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?}"));
+        assert!(v >= n, "{name} {labels:?} = {v}, expected at least {n}");
+    };
+    at_least("ferrotrue_http_requests_total", &[("route", "/signup"), ("method", "POST"), ("status", "200")], 1.0);
+    at_least("ferrotrue_http_request_duration_seconds_count", &[("route", "/token")], 3.0);
+    at_least("ferrotrue_auth_events_total", &[("action", "login"), ("method", "password")], 1.0);
+    at_least("ferrotrue_auth_failures_total", &[("route", "/token"), ("error_code", "invalid_credentials")], 1.0);
+    at_least("ferrotrue_rate_limited_total", &[("scope", "Verify")], 1.0);
+    at_least("ferrotrue_storage_sync_seconds_count", &[], 1.0);
+    at_least("ferrotrue_password_hash_jobs_total", &[("outcome", "run")], 3.0);
+    at_least("ferrotrue_users", &[], 1.0);
+    at_least("ferrotrue_sessions", &[], 1.0);
     // Nothing a client sends becomes a label value.
     server.http.get(server.url("/no/such/path/made/up")).send().await.unwrap();
     let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();

@@ -554,7 +554,7 @@ mod tests {
     #[tokio::test]
     async fn v1_tokens_migrate_without_raw_values_and_keep_their_sessions() {
         let dir = tempfile::tempdir().unwrap();
-        let open = || Store::open(dir.path(), storage::DEFAULT_CACHE_BYTES, storage::Durability::Sync).unwrap();
+        let open = || Store::reopen_for_tests(dir.path());
         let clock = Clock::fixed(Timestamp(1_700_000_000_000_000));
         let session = |user_id| Session {
             id: Uuid::new_v4(),
@@ -572,7 +572,7 @@ mod tests {
         // Two v1 sessions, each with a revoked parent and an active child holding its raw value.
         let (a1, a2, b1, b2) = ("a1-raw-token-value", "a2-raw-token-value", "b1-raw-token-value", "b2-raw-token-value");
         {
-            let store = open();
+            let store = open().await;
             let sessions: Table<Session> = store.table(storage::SESSIONS).unwrap();
             let v1: Table<RefreshTokenV1> = store.table(storage::REFRESH_TOKENS_V1).unwrap();
             let mut ops = vec![
@@ -590,7 +590,7 @@ mod tests {
             store.apply(ops).unwrap();
             store.durable().await.unwrap();
         }
-        let store = open();
+        let store = open().await;
         let mut st = SessionManagerState::load(store.clone(), clock.clone(), Arc::new(Settings::for_tests())).unwrap();
         let v1: Table<RefreshTokenV1> = store.table(storage::REFRESH_TOKENS_V1).unwrap();
         assert!(v1.is_empty(), "v1 records are moved, not copied");

@@ -120,8 +120,8 @@ pub fn restore(bytes: &[u8], db_path: &Path) -> Result<Restored, StoreError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn round_trip_and_refusals() {
+    #[tokio::test]
+    async fn round_trip_and_refusals() {
         let store = Store::temporary().unwrap();
         let table: super::super::Table<String> = store.table("things/v1").unwrap();
         store.apply(vec![table.put(b"a".to_vec(), &"one".to_owned()).unwrap()]).unwrap();

@@ -113,6 +113,20 @@ impl Store {
         Ok(())
     }
 
+    /// Reopens a database a test has just dropped. sled releases its directory lock from its
+    /// own background machinery, which may need a moment (and this runtime's turn) after the
+    /// last handle is gone, so a reopen that races it retries for up to 2 s.
+    #[cfg(test)]
+    pub(crate) async fn reopen_for_tests(path: &Path) -> Store {
+        for _ in 0..100 {
+            if let Ok(store) = Store::open(path, DEFAULT_CACHE_BYTES, Durability::Sync) {
+                return store;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Store::open(path, DEFAULT_CACHE_BYTES, Durability::Sync).unwrap_or_else(|e| panic!("reopen: {e}"))
+    }
+
     /// Bytes on disk, for the start-up log.
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
@@ -358,7 +372,7 @@ mod tests {
                 .unwrap();
             store.durable().await.unwrap();
         }
-        let store = Store::open(dir.path(), DEFAULT_CACHE_BYTES, Durability::Sync).unwrap();
+        let store = Store::reopen_for_tests(dir.path()).await;
         let a: Table<String> = store.table("a/v1").unwrap();
         let b: Table<u64> = store.table("b/v1").unwrap();
         assert_eq!(a.get(b"k").unwrap().as_deref(), Some("v"));

@@ -552,7 +552,7 @@ mod tests {
             st.delete(gone.id).unwrap();
             store.durable().await.unwrap();
         }
-        let store = Store::open(dir.path(), storage::DEFAULT_CACHE_BYTES, storage::Durability::Sync).unwrap();
+        let store = Store::reopen_for_tests(dir.path()).await;
         let st = UserRegistryState::load(store, clock).unwrap();
         assert_eq!(st.count(), 1);
         assert!(st.by_email("a@example.com").is_none());
@@ -653,7 +653,7 @@ mod tests {
     #[tokio::test]
     async fn audit_pages_come_from_the_tree_newest_first_and_survive_reload() {
         let dir = tempfile::tempdir().unwrap();
-        let open = || Store::open(dir.path(), storage::DEFAULT_CACHE_BYTES, storage::Durability::Sync).unwrap();
+        let open = || Store::reopen_for_tests(dir.path());
         let clock = Clock::fixed(Timestamp(1_000_000));
         let check = |st: &UserRegistryState| {
             assert_eq!(st.audit_count(), 30);
@@ -673,7 +673,7 @@ mod tests {
             assert_eq!(st.audit_page(1, 100, Some(&q)).unwrap().total, 30);
         };
         {
-            let mut st = UserRegistryState::load(open(), clock.clone()).unwrap();
+            let mut st = UserRegistryState::load(open().await, clock.clone()).unwrap();
             for i in 1..=30u64 {
                 let (action, who) = if i % 3 == 0 { ("logout", "b") } else { ("login", "a") };
                 st.record_audit(audit_entry(action, who)).unwrap();
@@ -681,7 +681,7 @@ mod tests {
             check(&st);
             st.store.durable().await.unwrap();
         }
-        let mut st = UserRegistryState::load(open(), clock).unwrap();
+        let mut st = UserRegistryState::load(open().await, clock).unwrap();
         check(&st);
         st.record_audit(audit_entry("login", "a")).unwrap();
         assert_eq!(seqs(&st.audit_page(1, 1, None).unwrap()), vec![31], "the sequence continues");
