@@ -11,7 +11,6 @@ use crate::otp_issuer::NewToken;
 use crate::sms::Sms;
 use crate::user_registry::model::User;
 use crate::Actors;
-use serde_json::{json, Value};
 
 /// What a code is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,22 +55,6 @@ fn test_otp(a: &Actors, phone: &str) -> Option<String> {
     s.test_otps.iter().find(|(p, _)| p == phone).map(|(_, code)| code.clone())
 }
 
-/// The user as GoTrue's hook payload shows it.
-fn user_json(u: &User) -> Value {
-    json!({
-        "id": u.id.to_string(),
-        "aud": u.aud,
-        "role": u.role,
-        "email": u.email,
-        "phone": u.phone,
-        "app_metadata": Value::Object(u.app_metadata.to_map()),
-        "user_metadata": Value::Object(u.user_metadata.to_map()),
-        "created_at": u.created_at.rfc3339(),
-        "updated_at": u.updated_at.rfc3339(),
-        "is_anonymous": u.is_anonymous,
-    })
-}
-
 /// Issues a code for `phone` and sends it; returns the provider's message id (`test-otp` for
 /// test numbers, empty when the provider gave none).
 pub async fn send_code(a: &Actors, user: &User, kind: PhoneCode, phone: &str, channel: &str) -> AuthResult<String> {
@@ -102,6 +85,6 @@ pub async fn send_code(a: &Actors, user: &User, kind: PhoneCode, phone: &str, ch
         return Ok(id);
     }
     let sms =
-        Sms { phone: phone.to_owned(), otp, channel: channel.to_owned(), body: String::new(), user: user_json(user) };
+        Sms { phone: phone.to_owned(), otp, channel: channel.to_owned(), body: String::new(), user: crate::hooks::user_json(user) };
     a.mail.send_sms(sms).await
 }
