@@ -134,17 +134,9 @@ pub async fn start(listener: TcpListener, mut config: Config) -> Result<Server, 
     warn_if_open(&config.data_dir);
     let db_path = config.db_path();
     config::create_private_dir(&db_path).map_err(|e| StartupError::DataDir(db_path.display().to_string(), e))?;
-    // A process (or an in-process restart) that just let go of the directory may still be
-    // releasing sled's lock: retry briefly before reporting that another server holds it.
-    let mut opened = Store::open(&db_path, config.cache_bytes, config.durability);
-    for _ in 0..40 {
-        if opened.is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        opened = Store::open(&db_path, config.cache_bytes, config.durability);
-    }
-    let store = opened.map_err(|e| StartupError::Store(db_path.display().to_string(), e))?;
+    let store = Store::open_when_free(&db_path, config.cache_bytes, config.durability)
+        .await
+        .map_err(|e| StartupError::Store(db_path.display().to_string(), e))?;
     restrict_database_files(&db_path);
     let (actors, mut supervisor) = Actors::start(store.clone(), config.settings.clone(), Clock::System).await?;
     let limits = Arc::new(http::limits::Limits::new(&config.limits));

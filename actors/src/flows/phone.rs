@@ -84,7 +84,12 @@ pub async fn send_code(a: &Actors, user: &User, kind: PhoneCode, phone: &str, ch
     if let Some(id) = message_id {
         return Ok(id);
     }
-    let sms =
-        Sms { phone: phone.to_owned(), otp, channel: channel.to_owned(), body: String::new(), user: crate::hooks::user_json(user) };
+    let sms = Sms {
+        phone: phone.to_owned(),
+        otp,
+        channel: channel.to_owned(),
+        body: String::new(),
+        user: crate::hooks::user_json(user),
+    };
     a.mail.send_sms(sms).await
 }

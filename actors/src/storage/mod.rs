@@ -113,18 +113,28 @@ impl Store {
         Ok(())
     }
 
-    /// Reopens a database a test has just dropped. sled releases its directory lock from its
-    /// own background machinery, which may need a moment (and this runtime's turn) after the
-    /// last handle is gone, so a reopen that races it retries for up to 2 s.
+    /// [`Store::open`], retrying for up to 2 s: sled releases its directory lock from its own
+    /// background machinery, which may need a moment (and this runtime's turn) after the last
+    /// handle of a previous open — a restart in the same process, or a process just exiting —
+    /// is gone. The last error is returned if the directory stays locked.
+    pub async fn open_when_free(path: &Path, cache_bytes: u64, durability: Durability) -> Result<Store, StoreError> {
+        let mut opened = Store::open(path, cache_bytes, durability);
+        for _ in 0..40 {
+            if opened.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            opened = Store::open(path, cache_bytes, durability);
+        }
+        opened
+    }
+
+    /// Reopens a database a test has just dropped ([`Store::open_when_free`]).
     #[cfg(test)]
     pub(crate) async fn reopen_for_tests(path: &Path) -> Store {
-        for _ in 0..100 {
-            if let Ok(store) = Store::open(path, DEFAULT_CACHE_BYTES, Durability::Sync) {
-                return store;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        Store::open(path, DEFAULT_CACHE_BYTES, Durability::Sync).unwrap_or_else(|e| panic!("reopen: {e}"))
+        Store::open_when_free(path, DEFAULT_CACHE_BYTES, Durability::Sync)
+            .await
+            .unwrap_or_else(|e| panic!("reopen: {e}"))
     }
 
     /// Bytes on disk, for the start-up log.
