@@ -227,25 +227,14 @@ pub fn read_rate_limits(vars: &HashMap<String, String>, errors: &mut Vec<String>
         web3: read_rate(vars, errors, "GOTRUE_RATE_LIMIT_WEB3", 30.0, FIVE_MINUTES, Some(30)),
         mfa: read_rate(vars, errors, "GOTRUE_MFA_RATE_LIMIT_CHALLENGE_AND_VERIFY", 15.0, MINUTE, Some(30)),
         // ferrotrue's own: sign-in attempts per account per minute (burst: the same number from
-        // one client, twice that over all clients).
-        password_per_client: match vars.get("FERROTRUE_RATE_LIMIT_PASSWORD_PER_CLIENT") {
-            None => PASSWORD_PER_CLIENT,
-            Some(_) => {
-                let n = read_rate(vars, errors, "FERROTRUE_RATE_LIMIT_PASSWORD_PER_CLIENT", 5.0, MINUTE, None);
-                Bucket { burst: n.burst, ..n }
-            }
+        // one client, twice that over all clients); typed-in codes per address per hour. Unset,
+        // they are the constants above (`gotrue_defaults_and_overrides` checks it).
+        password_per_client: read_rate(vars, errors, "FERROTRUE_RATE_LIMIT_PASSWORD_PER_CLIENT", 5.0, MINUTE, None),
+        password_per_account: {
+            let n = read_rate(vars, errors, "FERROTRUE_RATE_LIMIT_PASSWORD_PER_ACCOUNT", 10.0, MINUTE, None);
+            Bucket { burst: n.burst.saturating_mul(2), ..n }
         },
-        password_per_account: match vars.get("FERROTRUE_RATE_LIMIT_PASSWORD_PER_ACCOUNT") {
-            None => PASSWORD_PER_ACCOUNT,
-            Some(_) => {
-                let n = read_rate(vars, errors, "FERROTRUE_RATE_LIMIT_PASSWORD_PER_ACCOUNT", 10.0, MINUTE, None);
-                Bucket { burst: n.burst.saturating_mul(2), ..n }
-            }
-        },
-        code_per_target: match vars.get("FERROTRUE_RATE_LIMIT_CODE_PER_TARGET") {
-            None => CODE_PER_TARGET,
-            Some(_) => read_rate(vars, errors, "FERROTRUE_RATE_LIMIT_CODE_PER_TARGET", 10.0, HOUR, None),
-        },
+        code_per_target: read_rate(vars, errors, "FERROTRUE_RATE_LIMIT_CODE_PER_TARGET", 10.0, HOUR, None),
     }
 }
 
