@@ -40,14 +40,7 @@ pub async fn post(cx: &Ctx, req: &Req) -> AuthResult<Resp> {
     let grant = match req.query("grant_type") {
         Some("password") => {
             let p: PasswordGrantParams = req.json()?;
-            // The throttle's key is the account as the flow will find it, so spelling variants
-            // (case, spaces, `+` and separators in a phone number) share one bucket.
-            let account = if p.email.trim().is_empty() {
-                p.phone.chars().filter(char::is_ascii_digit).collect::<String>()
-            } else {
-                p.email.trim().to_lowercase()
-            };
-            cx.limits.password_attempt(&account, req.client)?;
+            cx.limits.password_attempt(&crate::http::limits::account_key(&p.email, &p.phone), req.client)?;
             let input = PasswordGrant { email: p.email, phone: p.phone, password: Secret(p.password), meta: meta(req) };
             token::password(&cx.actors, input).await?
         }

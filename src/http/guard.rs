@@ -11,11 +11,40 @@ use http::Method;
 use serde::Deserialize;
 use serde_json::Value;
 
+/// The body fields the guards read, parsed once per request (only on the routes that need
+/// them). A body that is not a JSON object or form reads as empty; the handler reports it.
+struct Fields(Value);
+
+impl Fields {
+    fn of(req: &Req, method: &Method, path: &str) -> Fields {
+        let wanted = *method == Method::POST
+            && matches!(
+                path,
+                "/signup" | "/verify" | "/otp" | "/magiclink" | "/recover" | "/resend" | "/token" | "/sso"
+            );
+        Fields(if wanted { req.json_or_default().unwrap_or(Value::Null) } else { Value::Null })
+    }
+    fn text(&self, name: &str) -> &str {
+        self.0.get(name).and_then(Value::as_str).unwrap_or("")
+    }
+    fn captcha_token(&self) -> &str {
+        self.0
+            .get("gotrue_meta_security")
+            .and_then(|m| m.get("captcha_token"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .trim()
+    }
+}
+
 /// The rate-limit scope of a route, if it has one.
-fn scope(method: &Method, path: &str, req: &Req) -> Option<Scope> {
+fn scope(method: &Method, path: &str, req: &Req, body: &Fields) -> Option<Scope> {
     match (method.as_str(), path) {
-        ("POST", "/signup") => Some(if is_anonymous_signup(req) { Scope::Anonymous } else { Scope::Otp }),
-        ("POST", "/otp" | "/magiclink" | "/recover" | "/resend") | ("PUT", "/user") => Some(Scope::Otp),
+        // GoTrue's `/signup` with neither email nor phone is an anonymous sign-in.
+        ("POST", "/signup") if body.text("email").trim().is_empty() && body.text("phone").trim().is_empty() => {
+            Some(Scope::Anonymous)
+        }
+        ("POST", "/signup" | "/otp" | "/magiclink" | "/recover" | "/resend") | ("PUT", "/user") => Some(Scope::Otp),
         (_, "/verify") => Some(Scope::Verify),
         ("POST", "/token") => match req.query("grant_type") {
             Some("password" | "refresh_token" | "id_token" | "pkce") => Some(Scope::Token),
@@ -30,42 +59,14 @@ fn scope(method: &Method, path: &str, req: &Req) -> Option<Scope> {
     }
 }
 
-/// GoTrue's `/signup` with neither email nor phone is an anonymous sign-in.
-fn is_anonymous_signup(req: &Req) -> bool {
-    #[derive(Default, Deserialize)]
-    #[serde(default)]
-    struct Addresses {
-        email: String,
-        phone: String,
-    }
-    let a: Addresses = req.json_or_default().unwrap_or_default();
-    a.email.trim().is_empty() && a.phone.trim().is_empty()
-}
-
 /// The address a typed-in code is presented for (`POST /verify` with `token` and an email or
 /// phone, not a link's `token_hash`), normalised as the verifier will find it.
-fn typed_code_target(method: &Method, path: &str, req: &Req) -> Option<String> {
-    if method != Method::POST || path != "/verify" {
+fn typed_code_target(method: &Method, path: &str, body: &Fields) -> Option<String> {
+    if *method != Method::POST || path != "/verify" || body.text("token").is_empty() {
         return None;
     }
-    #[derive(Default, Deserialize)]
-    #[serde(default)]
-    struct Presented {
-        email: String,
-        phone: String,
-        token: String,
-    }
-    let p: Presented = req.json_or_default().ok()?;
-    if p.token.is_empty() {
-        return None;
-    }
-    if !p.email.trim().is_empty() {
-        Some(p.email.trim().to_lowercase())
-    } else if !p.phone.trim().is_empty() {
-        Some(p.phone.chars().filter(char::is_ascii_digit).collect())
-    } else {
-        None
-    }
+    let (email, phone) = (body.text("email"), body.text("phone"));
+    (!email.trim().is_empty() || !phone.trim().is_empty()).then(|| super::limits::account_key(email, phone))
 }
 
 /// GoTrue's `verifyCaptcha` routes: sign-up, the mail/SMS senders, and `/token` except the
@@ -82,40 +83,35 @@ fn needs_captcha(method: &Method, path: &str, req: &Req) -> bool {
 /// Applies the route's rate limit and CAPTCHA, in GoTrue's order for the route.
 pub async fn check(cx: &Ctx, req: &Req, path: &str, client: Client) -> AuthResult<()> {
     let method = &req.parts.method;
-    let limit = scope(method, path, req);
+    let body = Fields::of(req, method, path);
+    let limit = scope(method, path, req, &body);
     let captcha = cx.config.captcha.as_ref().filter(|_| needs_captcha(method, path, req));
     // GoTrue checks the CAPTCHA before the limiter on /signup and /token, after it elsewhere.
     let captcha_first = matches!(path, "/signup" | "/token");
     if let (Some(c), true) = (captcha, captcha_first) {
-        verify_captcha(cx, c, req).await?;
+        verify_captcha(cx, c, req, &body).await?;
     }
     if let Some(scope) = limit {
         cx.limits.check(scope, client)?;
     }
-    if let Some(target) = typed_code_target(method, path, req) {
+    if let Some(target) = typed_code_target(method, path, &body) {
         cx.limits.code_attempt(&target)?;
     }
     if let (Some(c), false) = (captcha, captcha_first) {
-        verify_captcha(cx, c, req).await?;
+        verify_captcha(cx, c, req, &body).await?;
     }
     Ok(())
 }
 
 /// `gotrue_meta_security.captcha_token` checked at the provider's siteverify endpoint; admin
 /// callers skip it (GoTrue).
-async fn verify_captcha(cx: &Ctx, settings: &CaptchaSettings, req: &Req) -> AuthResult<()> {
+async fn verify_captcha(cx: &Ctx, settings: &CaptchaSettings, req: &Req, body: &Fields) -> AuthResult<()> {
     if let Some(token) = req.bearer() {
         if cx.actors.jwt.verify(token).is_ok_and(|claims| cx.actors.jwt.is_admin_role(&claims)) {
             return Ok(());
         }
     }
-    let body: Value = req.json_or_default().unwrap_or(Value::Null);
-    let token = body
-        .get("gotrue_meta_security")
-        .and_then(|m| m.get("captcha_token"))
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .unwrap_or("");
+    let token = body.captcha_token();
     if token.is_empty() {
         return Err(AuthError::bad_request(
             ErrorCode::CaptchaFailed,

@@ -86,6 +86,17 @@ impl Limiter {
     }
 }
 
+/// The key of a per-account or per-address bucket: the address as the flows will find it
+/// (email trimmed and lower-cased, else the phone's digits), so spelling variants (case,
+/// spaces, `+` and separators in a phone number) share one bucket.
+pub fn account_key(email: &str, phone: &str) -> String {
+    if email.trim().is_empty() {
+        phone.chars().filter(char::is_ascii_digit).collect()
+    } else {
+        email.trim().to_lowercase()
+    }
+}
+
 /// Which GoTrue limiter guards a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
