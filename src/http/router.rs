@@ -89,10 +89,11 @@ pub async fn route(cx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> Resp {
     if let Ok(id) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-request-id", id);
     }
-    access_log(&method, &path, &resp, started, &request_id, client, peer);
+    let elapsed = started.elapsed();
+    let error_code = resp.headers().get("x-sb-error-code").and_then(|v| v.to_str().ok()).unwrap_or("");
+    access_log(&method, &path, resp.status().as_u16(), elapsed, error_code, &request_id, client, peer);
     if cx.config.metrics.enabled {
-        let error_code = resp.headers().get("x-sb-error-code").and_then(|v| v.to_str().ok()).unwrap_or("");
-        crate::metrics::record_request(&method, &path, resp.status(), started.elapsed().as_secs_f64(), error_code);
+        crate::metrics::record_request(&method, &path, resp.status(), elapsed.as_secs_f64(), error_code);
     }
     resp
 }
@@ -100,18 +101,18 @@ pub async fn route(cx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> Resp {
 /// One line per request: never the query string (it can carry tokens) nor a body; the path is
 /// Debug-escaped so nothing a client sends can forge a line. Failed authentications (a 4xx
 /// from a sign-in, verification or token route) are marked as such.
+#[allow(clippy::too_many_arguments)] // one line's fields, each already computed by `route`
 fn access_log(
     method: &Method,
     path: &str,
-    resp: &Resp,
-    started: std::time::Instant,
+    status: u16,
+    elapsed: std::time::Duration,
+    error_code: &str,
     request_id: &str,
     client: super::limits::Client,
     peer: SocketAddr,
 ) {
-    let status = resp.status().as_u16();
-    let latency_us = started.elapsed().as_micros() as u64;
-    let error_code = resp.headers().get("x-sb-error-code").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let latency_us = elapsed.as_micros() as u64;
     let auth_route = matches!(path, "/token" | "/verify" | "/reauthenticate" | "/user" | "/callback")
         || path.starts_with("/admin")
         || path.starts_with("/factors");
