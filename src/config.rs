@@ -127,6 +127,12 @@ impl<'a> Env<'a> {
     }
 }
 
+/// `(name, value)` pairs as an environment, for the tests of every configuration module.
+#[cfg(test)]
+pub(crate) fn vars_for_tests(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
 /// Go's `strconv.ParseBool`.
 pub fn parse_go_bool(v: &str) -> Option<bool> {
     match v {
@@ -533,9 +539,7 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
-    }
+    use crate::config::vars_for_tests as vars;
 
     #[test]
     fn go_durations() {

@@ -80,9 +80,7 @@ pub fn read(vars: &HashMap<String, String>, max_request_duration: Duration) -> R
 mod tests {
     use super::*;
 
-    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
-    }
+    use crate::config::vars_for_tests as vars;
 
     #[test]
     fn reads_enabled_hooks_and_bounds_the_budget() {

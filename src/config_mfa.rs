@@ -84,9 +84,7 @@ pub fn read(vars: &HashMap<String, String>) -> Result<MfaSettings, Vec<String>> 
 mod tests {
     use super::*;
 
-    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
-    }
+    use crate::config::vars_for_tests as vars;
 
     #[test]
     fn defaults_and_overrides() {

@@ -107,9 +107,7 @@ pub fn read(vars: &HashMap<String, String>) -> Result<OAuthSettings, Vec<String>
 mod tests {
     use super::*;
 
-    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
-    }
+    use crate::config::vars_for_tests as vars;
 
     #[test]
     fn providers_are_read() {

@@ -278,9 +278,7 @@ pub fn read_captcha(vars: &HashMap<String, String>, errors: &mut Vec<String>) ->
 mod tests {
     use super::*;
 
-    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
-    }
+    use crate::config::vars_for_tests as vars;
 
     #[test]
     fn gotrue_defaults_and_overrides() {

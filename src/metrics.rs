@@ -198,9 +198,7 @@ mod tests {
     #[test]
     fn settings() {
         let mut errors = Vec::new();
-        let vars = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
-            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
-        };
+        use crate::config::vars_for_tests as vars;
         assert_eq!(read(&vars(&[]), &mut errors), MetricsSettings::default());
         let m =
             read(&vars(&[("GOTRUE_METRICS_ENABLED", "true"), ("OTEL_EXPORTER_PROMETHEUS_PORT", "9200")]), &mut errors);
