@@ -133,6 +133,15 @@ pub(crate) fn vars_for_tests(pairs: &[(&str, &str)]) -> HashMap<String, String> 
     pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
 }
 
+/// [`Env`]'s boolean reading for the configuration modules that take `(vars, errors)`: unset
+/// is `default`, a bad value is named in `errors`.
+pub(crate) fn read_bool(vars: &HashMap<String, String>, errors: &mut Vec<String>, name: &str, default: bool) -> bool {
+    let mut env = Env { vars, errors: Vec::new() };
+    let value = env.bool(name, default);
+    errors.append(&mut env.errors);
+    value
+}
+
 /// Go's `strconv.ParseBool`.
 pub fn parse_go_bool(v: &str) -> Option<bool> {
     match v {

@@ -209,13 +209,7 @@ pub fn read_rate(
 /// `GOTRUE_RATE_LIMIT_*` and friends.
 pub fn read_rate_limits(vars: &HashMap<String, String>, errors: &mut Vec<String>) -> RateLimits {
     let text = |name: &str| vars.get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-    let sb_forwarded_for = match text("GOTRUE_SECURITY_SB_FORWARDED_FOR_ENABLED") {
-        None => false,
-        Some(v) => crate::config::parse_go_bool(&v).unwrap_or_else(|| {
-            errors.push(format!("GOTRUE_SECURITY_SB_FORWARDED_FOR_ENABLED={v:?} is not a boolean (true/false)"));
-            false
-        }),
-    };
+    let sb_forwarded_for = crate::config::read_bool(vars, errors, "GOTRUE_SECURITY_SB_FORWARDED_FOR_ENABLED", false);
     RateLimits {
         header: text("GOTRUE_RATE_LIMIT_HEADER"),
         sb_forwarded_for,
@@ -241,14 +235,7 @@ pub fn read_rate_limits(vars: &HashMap<String, String>, errors: &mut Vec<String>
 /// `GOTRUE_SECURITY_CAPTCHA_*`; `None` when disabled.
 pub fn read_captcha(vars: &HashMap<String, String>, errors: &mut Vec<String>) -> Option<CaptchaSettings> {
     let text = |name: &str| vars.get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-    let enabled = match text("GOTRUE_SECURITY_CAPTCHA_ENABLED") {
-        None => false,
-        Some(v) => crate::config::parse_go_bool(&v).unwrap_or_else(|| {
-            errors.push(format!("GOTRUE_SECURITY_CAPTCHA_ENABLED={v:?} is not a boolean (true/false)"));
-            false
-        }),
-    };
-    if !enabled {
+    if !crate::config::read_bool(vars, errors, "GOTRUE_SECURITY_CAPTCHA_ENABLED", false) {
         return None;
     }
     let provider = match text("GOTRUE_SECURITY_CAPTCHA_PROVIDER").as_deref() {

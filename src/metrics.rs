@@ -46,13 +46,9 @@ impl Default for MetricsSettings {
 /// Reads the metrics variables; an exporter other than Prometheus is an error (not ignored).
 pub fn read(vars: &HashMap<String, String>, errors: &mut Vec<String>) -> MetricsSettings {
     let text = |name: &str| vars.get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-    let mut m = MetricsSettings::default();
-    m.enabled = match text("GOTRUE_METRICS_ENABLED") {
-        None => false,
-        Some(v) => crate::config::parse_go_bool(&v).unwrap_or_else(|| {
-            errors.push(format!("GOTRUE_METRICS_ENABLED={v:?} is not a boolean (true/false)"));
-            false
-        }),
+    let mut m = MetricsSettings {
+        enabled: crate::config::read_bool(vars, errors, "GOTRUE_METRICS_ENABLED", false),
+        ..MetricsSettings::default()
     };
     if m.enabled {
         match text("GOTRUE_METRICS_EXPORTER").as_deref() {
