@@ -429,7 +429,7 @@ async fn main() -> ExitCode {
         | Command::Backup { .. }
         | Command::Restore { .. } => {}
         Command::Keys { command: KeysCommand::Generate { alg } } => {
-            let generated = ferrotrue_actors::jwt_keys::parse_alg(&alg)
+            let generated = ferrotrue_actors::jwt_keys::parse_alg(alg)
                 .ok_or_else(|| format!("unsupported algorithm {alg:?}"))
                 .and_then(ferrotrue_actors::jwt_keys::generate);
             return match generated {

@@ -57,8 +57,11 @@ impl Store {
     }
 }
 
-/// Checks a backup and yields its entries `(tree, key, value)`.
-pub fn entries(bytes: &[u8]) -> Result<Vec<(&[u8], &[u8], &[u8])>, StoreError> {
+/// One record of a backup: tree name, key, value.
+pub type Entry<'a> = (&'a [u8], &'a [u8], &'a [u8]);
+
+/// Checks a backup and yields its entries.
+pub fn entries(bytes: &[u8]) -> Result<Vec<Entry<'_>>, StoreError> {
     let bad = |why: &str| StoreError::Corrupt(format!("not a usable backup: {why}"));
     if bytes.len() < MAGIC.len() + 1 + 1 + 32 || &bytes[..MAGIC.len()] != MAGIC {
         return Err(bad("missing the FTBACKUP header"));
