@@ -302,16 +302,23 @@ fn environment() -> &'static std::collections::HashMap<String, String> {
 }
 
 /// The bearer for admin commands: `--key`, else a short-lived service token signed with this
-/// environment's key.
-fn admin_token(target: &AdminTarget) -> Result<String, String> {
+/// environment's key. When it cannot be had, the reason is printed and the exit code (2) given.
+fn admin_token(target: &AdminTarget) -> Result<String, ExitCode> {
     if let Some(key) = &target.key {
         return Ok(key.clone());
     }
-    let config = Config::check_vars(environment()).map_err(|e| e.to_string())?;
-    if config.secret_source == SecretSource::WouldGenerate {
-        return Err("no GOTRUE_JWT_SECRET and no generated secret in FERROTRUE_DATA_DIR: set one, or pass --key".into());
-    }
-    ferrotrue::admin_cli::service_token(&config.settings.jwt)
+    let signed = Config::check_vars(environment()).map_err(|e| e.to_string()).and_then(|config| {
+        if config.secret_source == SecretSource::WouldGenerate {
+            return Err(
+                "no GOTRUE_JWT_SECRET and no generated secret in FERROTRUE_DATA_DIR: set one, or pass --key".into()
+            );
+        }
+        ferrotrue::admin_cli::service_token(&config.settings.jwt)
+    });
+    signed.map_err(|e| {
+        eprintln!("ferrotrue: {e}");
+        ExitCode::from(2)
+    })
 }
 
 /// `ferrotrue users …` / `ferrotrue sessions …` against `--url`: exit 0 with the outcome on
@@ -319,10 +326,7 @@ fn admin_token(target: &AdminTarget) -> Result<String, String> {
 async fn admin_command(target: &AdminTarget, action: ferrotrue::admin_cli::Action) -> ExitCode {
     let token = match admin_token(target) {
         Ok(token) => token,
-        Err(e) => {
-            eprintln!("ferrotrue: {e}");
-            return ExitCode::from(2);
-        }
+        Err(exit) => return exit,
     };
     match ferrotrue::admin_cli::run(&target.url, &token, &action).await {
         Ok(answer) => {
@@ -340,10 +344,7 @@ async fn admin_command(target: &AdminTarget, action: ferrotrue::admin_cli::Actio
 async fn backup_command(target: &AdminTarget, out: &std::path::Path) -> ExitCode {
     let token = match admin_token(target) {
         Ok(token) => token,
-        Err(e) => {
-            eprintln!("ferrotrue: {e}");
-            return ExitCode::from(2);
-        }
+        Err(exit) => return exit,
     };
     let bytes = match ferrotrue::admin_cli::fetch_backup(&target.url, &token).await {
         Ok(bytes) => bytes,
