@@ -142,7 +142,7 @@ pub async fn start(listener: TcpListener, mut config: Config) -> Result<Server, 
     let limits = Arc::new(http::limits::Limits::new(&config.limits));
     spawn_limit_sweeper(Arc::downgrade(&limits));
     let metrics = config.metrics.clone();
-    let cx = Arc::new(Ctx { actors: actors.clone(), config: Arc::new(config), limits });
+    let cx = Arc::new(Ctx { actors: actors.clone(), config: Arc::new(config), limits, ready: Default::default() });
     let metrics_addr = if metrics.enabled {
         let handle = crate::metrics::install().map_err(StartupError::Template)?;
         let bind = format!("{}:{}", metrics.host, metrics.port);

@@ -10,6 +10,8 @@ pub struct Ctx {
     pub config: Arc<Config>,
     /// Per-client rate limits and the password throttle.
     pub limits: Arc<crate::http::limits::Limits>,
+    /// The last readiness report (`GET /ready` probes at most once a second for everyone).
+    pub ready: crate::handlers::health::ReadyCache,
 }
 
 impl Ctx {

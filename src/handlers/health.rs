@@ -68,6 +68,14 @@ pub fn openid_configuration(cx: &Ctx) -> Resp {
 
 const CACHE: &str = "public, max-age=600";
 
+/// How long a readiness report is reused: a public endpoint must not let clients make the
+/// server sync its disk and dial the SMTP relay and hook endpoints at their pace.
+const READY_REUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The last readiness report, `(taken at, ready, body)`; the lock is held while a probe runs,
+/// so concurrent callers wait for it and share its result.
+pub type ReadyCache = tokio::sync::Mutex<Option<(std::time::Instant, bool, serde_json::Value)>>;
+
 /// How long one dependency may take to answer a readiness probe.
 const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -85,8 +93,27 @@ fn hook_target(uri: &str) -> Option<(String, u16)> {
 /// `GET /ready` (ferrotrue's; GoTrue has only `/health`): 200 when storage syncs, every actor
 /// answers, and each configured dependency (SMTP relay, hook endpoints) accepts a connection;
 /// else 503 with the same report. Names and booleans only — no host, URI or secret — since the
-/// endpoint is public; each probe is bounded by [`PROBE_TIMEOUT`] and they run concurrently.
+/// endpoint is public; each probe is bounded by [`PROBE_TIMEOUT`] and they run concurrently, and
+/// a report is reused for [`READY_REUSE`] however many clients ask.
 pub async fn ready(cx: &Ctx) -> Resp {
+    let mut cached = cx.ready.lock().await;
+    let (ready, body) = match cached.as_ref() {
+        Some((at, ready, body)) if at.elapsed() < READY_REUSE => (*ready, body.clone()),
+        _ => {
+            let (ready, body) = probe(cx).await;
+            *cached = Some((std::time::Instant::now(), ready, body.clone()));
+            (ready, body)
+        }
+    };
+    drop(cached);
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let mut resp = response::json_value(status, &body);
+    resp.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// One readiness probe: whether everything is ready, and the report.
+async fn probe(cx: &Ctx) -> (bool, serde_json::Value) {
     let a = &cx.actors;
     let started = std::time::Instant::now();
     let storage = a.durable().await.is_ok();
@@ -128,8 +155,5 @@ pub async fn ready(cx: &Ctx) -> Resp {
         "smtp": match smtp { None => json!("not configured"), Some(ok) => json!({"reachable": ok}) },
         "hooks": hooks.into_iter().map(|(name, ok)| (name.to_owned(), json!({"reachable": ok}))).collect::<serde_json::Map<_, _>>(),
     });
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let mut resp = response::json_value(status, &body);
-    resp.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
-    resp
+    (ready, body)
 }

@@ -42,6 +42,32 @@ async fn ready_reports_storage_actors_and_each_dependency() {
     assert!(!body.to_string().contains("127.0.0.1"), "no host in a public answer: {body}");
 }
 
+#[tokio::test]
+async fn a_flood_of_readiness_probes_does_not_make_the_server_dial_its_dependencies_each_time() {
+    // A TCP listener standing in for the SMTP relay, counting the connections /ready makes.
+    let relay = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = relay.local_addr().unwrap().port();
+    let dials = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    tokio::spawn({
+        let dials = dials.clone();
+        async move {
+            while let Ok((_sock, _)) = relay.accept().await {
+                dials.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    let server = TestServer::start_with(|c| {
+        c.settings.smtp.host = "127.0.0.1".into();
+        c.settings.smtp.port = port;
+    })
+    .await;
+    let probes = (0..50).map(|_| server.http.get(server.url("/ready")).send());
+    let answers = futures_util::future::join_all(probes).await;
+    assert!(answers.iter().all(|r| r.as_ref().is_ok_and(|r| r.status() == 200)), "every probe is answered");
+    let dials = dials.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(dials <= 5, "50 probes dialled the relay {dials} times; a report is reused for a second");
+}
+
 /// An SMTP server that greets only after `delay`, then takes one message.
 async fn slow_smtp(delay: Duration) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
