@@ -1249,3 +1249,30 @@ async fn unknown_identity_routes() {
     let resp = server.request(Method::GET, "/user/identities/a/b").send().await.unwrap();
     assert_eq!(resp.status(), 404);
 }
+
+#[tokio::test]
+async fn before_user_created_guards_oauth_sign_ups_too() {
+    let idp = Idp::start().await;
+    idp.github(octocat(), verified("octo@example.com")).await;
+    let hook = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/before"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"error": {"http_code": 403, "message": "no outsiders"}})),
+        )
+        .mount(&hook)
+        .await;
+    let uri = format!("{}/before", hook.uri());
+    let server = server_with(ProviderKind::GitHub, github_config(&idp), move |c| {
+        c.settings.hooks.before_user_created =
+            Some(ferrotrue_actors::hooks::HookEndpoint { uri, secrets: vec![Secret("v1,whsec_AAAA".into())] });
+    })
+    .await;
+    let (_, state) = authorize(&server, "provider=github").await;
+    let (status, to) = callback(&server, &[("code", "good-code"), ("state", &state)]).await;
+    assert_eq!(status, StatusCode::FOUND, "{to}");
+    assert!(!to.contains("access_token"), "no session for a refused sign-up: {to}");
+    assert!(to.contains("no+outsiders") || to.contains("no%20outsiders"), "the hook's reason reaches the app: {to}");
+    assert_eq!(server.actors.users.count().await.unwrap(), 0, "nothing created");
+    assert_eq!(hook.received_requests().await.unwrap().len(), 1, "the hook saw the would-be user");
+}
