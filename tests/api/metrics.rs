@@ -65,9 +65,13 @@ fn value_of(text: &str, line_prefix: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn metrics_cover_requests_auth_limits_storage_hashing_and_actors() {
+    // An SMTP relay that refuses connections, so a mail fails.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let server = TestServer::start_with(|c| {
         c.metrics.enabled = true;
         c.metrics.port = 0;
+        c.settings.smtp.host = "127.0.0.1".into();
+        c.settings.smtp.port = closed.port();
         c.limits = RateLimits { verify: Bucket { burst: 1, period: None }, ..RateLimits::generous() };
     })
     .await;
@@ -80,6 +84,16 @@ async fn metrics_cover_requests_auth_limits_storage_hashing_and_actors() {
     assert_eq!(server.refresh(session["refresh_token"].as_str().unwrap()).await.status(), 200);
     for _ in 0..2 {
         server.post("/verify", json!({"type": "email", "email": email, "token": "000000"})).await;
+    }
+    // A failed delivery and an actor restart (fault injection) are counted too.
+    let mail = ferrotrue_actors::mailer::Email { to: email.clone(), subject: "s".into(), html: "h".into() };
+    assert!(server.actors.mail.send(mail).await.is_err(), "the relay is down");
+    assert!(server.actors.sessions.inject_panic().await.is_err());
+    for _ in 0..200 {
+        if server.actors.sessions.count().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
 
     let resp = reqwest::get(format!("http://{addr}/metrics")).await.unwrap();
@@ -118,6 +132,8 @@ async fn metrics_cover_requests_auth_limits_storage_hashing_and_actors() {
     at_least("ferrotrue_storage_sync_seconds_count", &[], 1.0);
     at_least("ferrotrue_password_hash_jobs_total", &[("outcome", "run")], 3.0);
     at_least("ferrotrue_users", &[], 1.0);
+    at_least("ferrotrue_mails_total", &[("outcome", "failed")], 1.0);
+    at_least("ferrotrue_actor_restarts_total", &[], 1.0);
     at_least("ferrotrue_sessions", &[], 1.0);
     // Nothing a client sends becomes a label value.
     server.http.get(server.url("/no/such/path/made/up")).send().await.unwrap();
