@@ -187,6 +187,9 @@ pub async fn enroll(a: &Actors, auth: Authenticated, input: EnrollInput) -> Auth
         last_challenged_at: None,
         last_used_step: None,
         challenges: Vec::new(),
+        phone: String::new(),
+        web_authn_credential: Vec::new(),
+        web_authn_aaguid: None,
     };
     let aal = session_aal(&auth).to_owned();
     let name = input.friendly_name;
@@ -244,7 +247,14 @@ pub async fn challenge(
         ));
     }
     let now = a.clock.now();
-    let challenge = Challenge { id: Uuid::new_v4(), created_at: now, ip, failed_attempts: 0 };
+    let challenge = Challenge {
+        id: Uuid::new_v4(),
+        created_at: now,
+        ip,
+        failed_attempts: 0,
+        otp_code: Vec::new(),
+        web_authn_state: Vec::new(),
+    };
     let expiry = a.settings.mfa.challenge_expiry;
     let c = challenge.clone();
     a.users

@@ -34,8 +34,11 @@ pub const REFRESH_TOKENS_V1: &str = "refresh_tokens/v1";
 pub const ONE_TIME_TOKENS: &str = "one_time_tokens/v2";
 pub const FLOW_STATES: &str = "flow_states/v2";
 pub const AUDIT_LOG: &str = "audit_log/v1";
-/// MFA factors by id (each carries its sealed TOTP secret and its open challenges).
-pub const MFA_FACTORS: &str = "mfa_factors/v1";
+/// MFA factors by id (each carries its sealed TOTP secret, phone or WebAuthn credential, and
+/// its open challenges). v2 added the phone and WebAuthn fields.
+pub const MFA_FACTORS: &str = "mfa_factors/v2";
+/// Read once at start-up to migrate into [`MFA_FACTORS`], then left empty.
+pub const MFA_FACTORS_V1: &str = "mfa_factors/v1";
 /// Small server-wide values (the generated JWT secret lives in a file, not here).
 pub const META: &str = "meta/v1";
 

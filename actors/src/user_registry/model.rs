@@ -191,7 +191,7 @@ impl AuditEntry {
     }
 }
 
-/// An MFA factor (`mfa_factors/v1`, keyed by id). Owned by the [`UserRegistry`]
+/// An MFA factor (`mfa_factors/v2`, keyed by id). Owned by the [`UserRegistry`]
 /// (crate::user_registry): factors appear in the user JSON, die with the user (same
 /// transaction), and enrollment limits are per user, so the actor that serialises a user's
 /// changes is the one that can check and apply them atomically.
@@ -201,7 +201,7 @@ pub struct Factor {
     pub user_id: Uuid,
     /// Empty = none (`omitempty`).
     pub friendly_name: String,
-    /// `totp` (phone and WebAuthn factors are not implemented).
+    /// `totp`, `phone` or `webauthn`.
     pub factor_type: String,
     /// `unverified` or `verified`.
     pub status: String,
@@ -216,6 +216,13 @@ pub struct Factor {
     pub last_used_step: Option<u64>,
     /// Open challenges (bounded: the oldest go first).
     pub challenges: Vec<Challenge>,
+    /// A phone factor's number (E.164 digits, no `+`); empty for other types.
+    pub phone: String,
+    /// A verified WebAuthn factor's credential (webauthn-rs `Passkey`, serialised as JSON bytes);
+    /// empty until registration completes and for other types.
+    pub web_authn_credential: Vec<u8>,
+    /// The authenticator's AAGUID, when it reported one.
+    pub web_authn_aaguid: Option<Uuid>,
 }
 
 impl Factor {
@@ -233,4 +240,67 @@ pub struct Challenge {
     pub ip: String,
     /// Wrong codes so far; the challenge dies at the limit.
     pub failed_attempts: u32,
+    /// A phone challenge's code as a keyed MAC (never the code itself); empty for other types.
+    pub otp_code: Vec<u8>,
+    /// A WebAuthn challenge's ceremony state (webauthn-rs registration or authentication
+    /// state, serialised as JSON bytes); empty for other types.
+    pub web_authn_state: Vec<u8>,
+}
+
+/// `mfa_factors/v1` layout (TOTP only), migrated to [`Factor`] at start-up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FactorV1 {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub friendly_name: String,
+    pub factor_type: String,
+    pub status: String,
+    pub sealed_secret: Vec<u8>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub last_challenged_at: Option<Timestamp>,
+    pub last_used_step: Option<u64>,
+    pub challenges: Vec<ChallengeV1>,
+}
+
+/// `mfa_factors/v1` challenge layout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeV1 {
+    pub id: Uuid,
+    pub created_at: Timestamp,
+    pub ip: String,
+    pub failed_attempts: u32,
+}
+
+impl FactorV1 {
+    /// The v2 record: same values, no phone or WebAuthn data (v1 held TOTP factors only).
+    pub fn migrate(self) -> Factor {
+        Factor {
+            id: self.id,
+            user_id: self.user_id,
+            friendly_name: self.friendly_name,
+            factor_type: self.factor_type,
+            status: self.status,
+            sealed_secret: self.sealed_secret,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            last_challenged_at: self.last_challenged_at,
+            last_used_step: self.last_used_step,
+            challenges: self
+                .challenges
+                .into_iter()
+                .map(|c| Challenge {
+                    id: c.id,
+                    created_at: c.created_at,
+                    ip: c.ip,
+                    failed_attempts: c.failed_attempts,
+                    otp_code: Vec::new(),
+                    web_authn_state: Vec::new(),
+                })
+                .collect(),
+            phone: String::new(),
+            web_authn_credential: Vec::new(),
+            web_authn_aaguid: None,
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //! Invariant: memory is never ahead of disk. Each mutation validates against memory, writes one
 //! sled transaction (record + index trees), and only then changes the maps.
 
-use super::model::{AuditEntry, Factor, User};
+use super::model::{AuditEntry, Factor, FactorV1, User};
 use crate::clock::Clock;
 use crate::error::{AuthError, AuthResult, ErrorCode, StoreError, DUPLICATE_EMAIL_MSG, DUPLICATE_PHONE_MSG};
 use crate::storage::{self, Op, Store, Table};
@@ -77,6 +77,39 @@ fn audit_key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
 }
 
+/// Moves every `mfa_factors/v1` record (TOTP only) into `mfa_factors/v2` in bounded
+/// transactions (put v2 + remove v1), so a crash mid-way resumes at the next start. A record
+/// already in v2 wins over its v1 copy.
+fn migrate_factors_v1(store: &Store, v2: &Table<Factor>) -> Result<(), StoreError> {
+    const BATCH: usize = 1024;
+    let v1: Table<FactorV1> = store.table(storage::MFA_FACTORS_V1)?;
+    let mut moved = 0usize;
+    loop {
+        let mut ops = Vec::new();
+        for item in v1.scan(false).take(BATCH) {
+            let (key, old) = item?;
+            if v2.get(&key)?.is_none() {
+                ops.push(v2.put(key.clone(), &old.migrate())?);
+                moved += 1;
+            }
+            ops.push(v1.remove(key));
+        }
+        if ops.is_empty() {
+            break;
+        }
+        store.apply(ops)?;
+    }
+    if moved > 0 {
+        tracing::info!(
+            count = moved,
+            from = storage::MFA_FACTORS_V1,
+            to = storage::MFA_FACTORS,
+            "migrated MFA factors"
+        );
+    }
+    Ok(())
+}
+
 impl UserRegistryState {
     /// Loads every user and rebuilds the indexes; repairs index trees that disagree with the
     /// records (the records are the truth).
@@ -95,6 +128,7 @@ impl UserRegistryState {
         };
         let audit_count = audit_table.len();
         let factor_table: Table<Factor> = store.table(storage::MFA_FACTORS)?;
+        migrate_factors_v1(&store, &factor_table)?;
         let mut state = UserRegistryState {
             store,
             clock,
@@ -525,6 +559,56 @@ mod tests {
             app_metadata: JsonText(r#"{"provider":"email"}"#.into()),
             ..User::blank("authenticated", "authenticated", Timestamp(1))
         }
+    }
+
+    #[tokio::test]
+    async fn v1_factors_migrate_with_their_challenges() {
+        use crate::user_registry::model::{ChallengeV1, FactorV1};
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::fixed(Timestamp(1_000_000));
+        let (user_id, factor_id, challenge_id);
+        {
+            let store = Store::reopen_for_tests(dir.path()).await;
+            let mut st = UserRegistryState::load(store.clone(), clock.clone()).unwrap();
+            user_id = st.create(sample_user("mfa@example.com", "")).unwrap().id;
+            drop(st);
+            factor_id = Uuid::new_v4();
+            challenge_id = Uuid::new_v4();
+            let old = FactorV1 {
+                id: factor_id,
+                user_id,
+                friendly_name: "phone app".into(),
+                factor_type: "totp".into(),
+                status: "verified".into(),
+                sealed_secret: vec![7; 40],
+                created_at: Timestamp(5),
+                updated_at: Timestamp(6),
+                last_challenged_at: Some(Timestamp(6)),
+                last_used_step: Some(42),
+                challenges: vec![ChallengeV1 {
+                    id: challenge_id,
+                    created_at: Timestamp(6),
+                    ip: "127.0.0.1".into(),
+                    failed_attempts: 2,
+                }],
+            };
+            let v1: Table<FactorV1> = store.table(storage::MFA_FACTORS_V1).unwrap();
+            store.apply(vec![v1.put(factor_id.as_bytes().to_vec(), &old).unwrap()]).unwrap();
+            store.durable().await.unwrap();
+        }
+        let store = Store::reopen_for_tests(dir.path()).await;
+        let st = UserRegistryState::load(store.clone(), clock.clone()).unwrap();
+        let v1: Table<FactorV1> = store.table(storage::MFA_FACTORS_V1).unwrap();
+        assert!(v1.is_empty(), "v1 records are moved, not copied");
+        let f = &st.factors[&user_id][0];
+        assert_eq!((f.id, f.status.as_str(), f.last_used_step), (factor_id, "verified", Some(42)));
+        assert_eq!(f.sealed_secret, vec![7; 40]);
+        assert!(f.phone.is_empty() && f.web_authn_credential.is_empty());
+        assert_eq!((f.challenges[0].id, f.challenges[0].failed_attempts), (challenge_id, 2));
+        // A second start has nothing left to migrate and keeps the factor.
+        drop(st);
+        let st = UserRegistryState::load(store, clock).unwrap();
+        assert_eq!(st.factors[&user_id].len(), 1);
     }
 
     #[tokio::test]
