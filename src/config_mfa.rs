@@ -1,6 +1,7 @@
-//! `GOTRUE_MFA_*` → [`MfaSettings`] (SPEC §1.17, §8.2): TOTP enroll/verify switches, issuer,
-//! challenge and unverified-factor lifetimes, enrollment limits. Phone and WebAuthn factors are
-//! not implemented: enabling them is refused at start-up rather than silently ignored.
+//! `GOTRUE_MFA_*` → [`MfaSettings`] (SPEC §1.17, §8.2): TOTP and phone enroll/verify switches,
+//! issuer, phone code length, template and spacing, challenge and unverified-factor lifetimes,
+//! enrollment limits. WebAuthn factors are not implemented: enabling them is refused at
+//! start-up rather than silently ignored.
 
 use crate::config::{parse_go_bool, parse_go_duration};
 use ferrotrue_actors::settings::MfaSettings;
@@ -34,16 +35,12 @@ pub fn read(vars: &HashMap<String, String>) -> Result<MfaSettings, Vec<String>> 
     };
     s.totp_enroll_enabled = flag("GOTRUE_MFA_TOTP_ENROLL_ENABLED", true, &mut errors);
     s.totp_verify_enabled = flag("GOTRUE_MFA_TOTP_VERIFY_ENABLED", true, &mut errors);
-    for name in [
-        "GOTRUE_MFA_PHONE_ENROLL_ENABLED",
-        "GOTRUE_MFA_PHONE_VERIFY_ENABLED",
-        "GOTRUE_MFA_WEB_AUTHN_ENROLL_ENABLED",
-        "GOTRUE_MFA_WEB_AUTHN_VERIFY_ENABLED",
-    ] {
+    for name in ["GOTRUE_MFA_WEB_AUTHN_ENROLL_ENABLED", "GOTRUE_MFA_WEB_AUTHN_VERIFY_ENABLED"] {
         if flag(name, false, &mut errors) {
-            errors.push(format!("{name}=true is not supported by ferrotrue (only TOTP factors are)"));
+            errors.push(format!("{name}=true is not supported by ferrotrue (TOTP and phone factors are)"));
         }
     }
+    read_phone(vars, &mut s, &mut errors);
     if let Some(v) = raw(vars, "GOTRUE_MFA_TOTP_ISSUER") {
         if v.contains(':') {
             errors.push(format!("GOTRUE_MFA_TOTP_ISSUER={v:?} must not contain ':'"));
@@ -80,6 +77,39 @@ pub fn read(vars: &HashMap<String, String>) -> Result<MfaSettings, Vec<String>> 
     }
 }
 
+/// `GOTRUE_MFA_PHONE_*`. As GoTrue: a code length outside 6..=10 means 6, a zero spacing means
+/// 60 s; the template is checked here so that a bad one stops the start, not the first SMS.
+fn read_phone(vars: &HashMap<String, String>, s: &mut MfaSettings, errors: &mut Vec<String>) {
+    let flag = |name: &str, errors: &mut Vec<String>| match raw(vars, name) {
+        None => false,
+        Some(v) => parse_go_bool(v).unwrap_or_else(|| {
+            errors.push(format!("{name}={v:?} is not a boolean (true/false)"));
+            false
+        }),
+    };
+    s.phone_enroll_enabled = flag("GOTRUE_MFA_PHONE_ENROLL_ENABLED", errors);
+    s.phone_verify_enabled = flag("GOTRUE_MFA_PHONE_VERIFY_ENABLED", errors);
+    if let Some(v) = raw(vars, "GOTRUE_MFA_PHONE_OTP_LENGTH") {
+        match v.parse::<i64>() {
+            Ok(n) => s.phone_otp_length = if (6..=10).contains(&n) { n as usize } else { 6 },
+            Err(_) => errors.push(format!("GOTRUE_MFA_PHONE_OTP_LENGTH={v:?} is not a whole number")),
+        }
+    }
+    if let Some(v) = raw(vars, "GOTRUE_MFA_PHONE_MAX_FREQUENCY") {
+        match parse_go_duration(v) {
+            Some(d) if d.is_zero() => s.phone_max_frequency = Duration::from_secs(60),
+            Some(d) => s.phone_max_frequency = d,
+            None => errors.push(format!("GOTRUE_MFA_PHONE_MAX_FREQUENCY={v:?} is not a duration (60s, 1m)")),
+        }
+    }
+    if let Some(v) = vars.get("GOTRUE_MFA_PHONE_TEMPLATE").filter(|v| !v.trim().is_empty()) {
+        s.phone_template = v.clone();
+    }
+    if let Err(e) = ferrotrue_actors::mailer::templates::go_to_jinja(&s.phone_template) {
+        errors.push(format!("GOTRUE_MFA_PHONE_TEMPLATE: {e}"));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,9 +137,47 @@ mod tests {
     }
 
     #[test]
+    fn phone_factor_settings() {
+        let d = read(&vars(&[])).unwrap();
+        assert!(!d.phone_enroll_enabled && !d.phone_verify_enabled, "phone MFA is opt-in");
+        assert_eq!((d.phone_otp_length, d.phone_max_frequency), (6, Duration::from_secs(60)));
+        assert_eq!(d.phone_template, "Your code is {{ .Code }}");
+        let s = read(&vars(&[
+            ("GOTRUE_MFA_PHONE_ENROLL_ENABLED", "true"),
+            ("GOTRUE_MFA_PHONE_VERIFY_ENABLED", "true"),
+            ("GOTRUE_MFA_PHONE_OTP_LENGTH", "8"),
+            ("GOTRUE_MFA_PHONE_TEMPLATE", "Acme code: {{ .Code }}"),
+            ("GOTRUE_MFA_PHONE_MAX_FREQUENCY", "2m"),
+        ]))
+        .unwrap();
+        assert!(s.phone_enroll_enabled && s.phone_verify_enabled);
+        assert_eq!((s.phone_otp_length, s.phone_max_frequency), (8, Duration::from_secs(120)));
+        assert_eq!(s.phone_template, "Acme code: {{ .Code }}");
+        // GoTrue's fallbacks: a length outside 6..=10 is 6, a zero spacing is 60 s.
+        let s = read(&vars(&[("GOTRUE_MFA_PHONE_OTP_LENGTH", "4"), ("GOTRUE_MFA_PHONE_MAX_FREQUENCY", "0s")])).unwrap();
+        assert_eq!((s.phone_otp_length, s.phone_max_frequency), (6, Duration::from_secs(60)));
+        let err = read(&vars(&[
+            ("GOTRUE_MFA_PHONE_OTP_LENGTH", "six"),
+            ("GOTRUE_MFA_PHONE_MAX_FREQUENCY", "soon"),
+            ("GOTRUE_MFA_PHONE_TEMPLATE", "{{ range .X }}{{ end }}"),
+            ("GOTRUE_MFA_PHONE_VERIFY_ENABLED", "yes please"),
+        ]))
+        .unwrap_err()
+        .join("\n");
+        for name in [
+            "GOTRUE_MFA_PHONE_OTP_LENGTH",
+            "GOTRUE_MFA_PHONE_MAX_FREQUENCY",
+            "GOTRUE_MFA_PHONE_TEMPLATE",
+            "GOTRUE_MFA_PHONE_VERIFY_ENABLED",
+        ] {
+            assert!(err.contains(name), "{err}");
+        }
+    }
+
+    #[test]
     fn refuses_bad_values_and_unimplemented_factor_types() {
         let err = read(&vars(&[
-            ("GOTRUE_MFA_PHONE_ENROLL_ENABLED", "true"),
+            ("GOTRUE_MFA_WEB_AUTHN_ENROLL_ENABLED", "true"),
             ("GOTRUE_MFA_TOTP_VERIFY_ENABLED", "maybe"),
             ("GOTRUE_MFA_MAX_VERIFIED_FACTORS", "0"),
             ("GOTRUE_MFA_TOTP_ISSUER", "a:b"),
@@ -117,7 +185,7 @@ mod tests {
         .unwrap_err()
         .join("\n");
         for name in [
-            "GOTRUE_MFA_PHONE_ENROLL_ENABLED",
+            "GOTRUE_MFA_WEB_AUTHN_ENROLL_ENABLED",
             "GOTRUE_MFA_TOTP_VERIFY_ENABLED",
             "GOTRUE_MFA_MAX_VERIFIED_FACTORS",
             "GOTRUE_MFA_TOTP_ISSUER",

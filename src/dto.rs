@@ -105,7 +105,7 @@ pub fn factor_json(f: &Factor) -> Value {
             map.insert("friendly_name".into(), Value::String(f.friendly_name.clone()));
         }
         map.insert("factor_type".into(), Value::String(f.factor_type.clone()));
-        map.insert("phone".into(), Value::String(String::new()));
+        map.insert("phone".into(), Value::String(f.phone.clone()));
         map.insert("last_challenged_at".into(), ts(f.last_challenged_at).map_or(Value::Null, Value::String));
     }
     v

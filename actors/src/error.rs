@@ -69,6 +69,8 @@ error_codes! {
     MfaTotpEnrollNotEnabled => "mfa_totp_enroll_not_enabled",
     MfaTotpVerifyNotEnabled => "mfa_totp_verify_not_enabled",
     MfaPhoneEnrollNotEnabled => "mfa_phone_enroll_not_enabled",
+    MfaPhoneVerifyNotEnabled => "mfa_phone_verify_not_enabled",
+    MfaVerifiedFactorExists => "mfa_verified_factor_exists",
     MfaWebauthnEnrollNotEnabled => "mfa_webauthn_enroll_not_enabled",
     InsufficientAal => "insufficient_aal",
     OverEmailSendRateLimit => "over_email_send_rate_limit",

@@ -558,6 +558,7 @@ pub async fn mfa_verification_attempt(
     settings: &HookSettings,
     user_id: uuid::Uuid,
     factor_id: uuid::Uuid,
+    factor_type: &str,
     valid: bool,
 ) -> AuthResult<Option<String>> {
     let Some(endpoint) = &settings.mfa_verification_attempt else { return Ok(None) };
@@ -565,7 +566,7 @@ pub async fn mfa_verification_attempt(
         settings,
         HookName::MfaVerificationAttempt,
         endpoint,
-        json!({"factor_id": factor_id.to_string(), "factor_type": "totp", "user_id": user_id.to_string(), "valid": valid}),
+        json!({"factor_id": factor_id.to_string(), "factor_type": factor_type, "user_id": user_id.to_string(), "valid": valid}),
     )
     .await?;
     if answer.get("decision").and_then(Value::as_str) != Some("reject") {

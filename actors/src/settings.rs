@@ -35,8 +35,7 @@ pub struct Settings {
     pub mfa: MfaSettings,
 }
 
-/// `GOTRUE_MFA_*` (SPEC §1.17, §8.2). Phone and WebAuthn factors are not implemented: their
-/// enrollment is always answered as GoTrue does when they are disabled.
+/// `GOTRUE_MFA_*` (SPEC §1.17, §8.2).
 #[derive(Debug, Clone)]
 pub struct MfaSettings {
     pub totp_enroll_enabled: bool,
@@ -47,6 +46,18 @@ pub struct MfaSettings {
     pub factor_expiry: Duration,
     pub max_enrolled_factors: usize,
     pub max_verified_factors: usize,
+    // Phone factors (`GOTRUE_MFA_PHONE_*`, see flows::mfa_phone).
+    /// `GOTRUE_MFA_PHONE_ENROLL_ENABLED` (default false).
+    pub phone_enroll_enabled: bool,
+    /// `GOTRUE_MFA_PHONE_VERIFY_ENABLED` (default false): challenge and verify.
+    pub phone_verify_enabled: bool,
+    /// `GOTRUE_MFA_PHONE_OTP_LENGTH`: digits of a code, 6..=10 (default 6).
+    pub phone_otp_length: usize,
+    /// `GOTRUE_MFA_PHONE_TEMPLATE` (Go syntax, `{{ .Code }}`).
+    pub phone_template: String,
+    /// `GOTRUE_MFA_PHONE_MAX_FREQUENCY`: spacing of codes per factor (GoTrue) and per destination
+    /// number over every factor of every user (ferrotrue), default 60 s.
+    pub phone_max_frequency: Duration,
 }
 
 impl Default for MfaSettings {
@@ -59,6 +70,11 @@ impl Default for MfaSettings {
             factor_expiry: Duration::from_secs(300),
             max_enrolled_factors: 10,
             max_verified_factors: 10,
+            phone_enroll_enabled: false,
+            phone_verify_enabled: false,
+            phone_otp_length: 6,
+            phone_template: "Your code is {{ .Code }}".into(),
+            phone_max_frequency: Duration::from_secs(60),
         }
     }
 }

@@ -90,6 +90,63 @@ pub struct Sms {
     pub body: String,
     /// GoTrue's user JSON, for the hook payload.
     pub user: Value,
+    /// The hook's `sms_type`: empty for sign-in codes, [`MFA_SMS_TYPE`] for a phone factor's
+    /// challenge (rendered with `GOTRUE_MFA_PHONE_TEMPLATE`, spaced per destination number).
+    pub sms_type: &'static str,
+}
+
+/// `sms_type` of a phone-factor challenge code (GoTrue's send-SMS hook payload).
+pub const MFA_SMS_TYPE: &str = "mfa";
+
+/// Most destination numbers [`RecentTargets`] remembers at once.
+pub const MAX_RECENT_TARGETS: usize = 65_536;
+
+/// When each destination number last got an MFA code, so that no number receives more than one
+/// per `GOTRUE_MFA_PHONE_MAX_FREQUENCY` however many factors (of however many users) name it.
+/// GoTrue spaces codes per factor only, which re-enrolling or a second account resets. In
+/// memory (like the SMS budget) and bounded: when full, entries past their window are dropped;
+/// if none is, every new number is refused until one is (the bound degrades to a global one).
+#[derive(Debug, Default)]
+pub struct RecentTargets {
+    last: std::collections::HashMap<String, crate::clock::Timestamp>,
+}
+
+impl RecentTargets {
+    /// Records a code for `phone` at `now`, or 429 `over_sms_send_rate_limit` inside the window.
+    pub fn take(&mut self, phone: &str, now: crate::clock::Timestamp, spacing: Duration) -> AuthResult<()> {
+        if let Some(next) = self.last.get(phone).map(|t| t.plus(spacing)).filter(|next| now < *next) {
+            let wait = (next.0 - now.0 + 999_999) / 1_000_000;
+            return Err(AuthError::too_many_requests(
+                ErrorCode::OverSmsSendRateLimit,
+                format!("For security purposes, you can only request this after {wait} seconds."),
+            ));
+        }
+        if self.last.len() >= MAX_RECENT_TARGETS && !self.last.contains_key(phone) {
+            self.last.retain(|_, t| now < t.plus(spacing));
+            if self.last.len() >= MAX_RECENT_TARGETS {
+                return Err(AuthError::too_many_requests(ErrorCode::OverSmsSendRateLimit, "SMS rate limit exceeded"));
+            }
+        }
+        self.last.insert(phone.to_owned(), now);
+        Ok(())
+    }
+
+    /// Forgets `phone`'s entry if it is still the one recorded at `at` (its code was not sent).
+    pub fn release(&mut self, phone: &str, at: crate::clock::Timestamp) {
+        if self.last.get(phone) == Some(&at) {
+            self.last.remove(phone);
+        }
+    }
+
+    /// Numbers currently remembered.
+    pub fn len(&self) -> usize {
+        self.last.len()
+    }
+
+    /// True when no number is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.last.is_empty()
+    }
 }
 
 fn send_failed(detail: impl std::fmt::Display) -> AuthError {
@@ -114,7 +171,10 @@ pub async fn deliver(
 }
 
 async fn deliver_hook(hook: &SmsHook, settings: &crate::hooks::HookSettings, sms: &Sms) -> AuthResult<String> {
-    let payload = json!({"user": sms.user, "sms": {"otp": sms.otp, "phone": sms.phone}});
+    let mut payload = json!({"user": sms.user, "sms": {"otp": sms.otp, "phone": sms.phone}});
+    if !sms.sms_type.is_empty() {
+        payload["sms"]["sms_type"] = json!(sms.sms_type);
+    }
     match crate::hooks::invoke(settings, crate::hooks::HookName::SendSms, hook, payload).await {
         Ok(_) => Ok(String::new()),
         Err(e) if e.code == ErrorCode::HookTimeout || e.code == ErrorCode::HookTimeoutAfterRetry => {
@@ -161,4 +221,39 @@ async fn deliver_twilio(t: &TwilioSettings, client: &reqwest::Client, sms: &Sms)
         return Err(send_failed(format!("Twilio error {code}: {}", body["error_message"].as_str().unwrap_or(""))));
     }
     Ok(body["sid"].as_str().unwrap_or_default().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Timestamp;
+
+    #[test]
+    fn recent_targets_space_each_number_and_stay_bounded() {
+        let minute = Duration::from_secs(60);
+        let mut r = RecentTargets::default();
+        let t0 = Timestamp(1_000_000_000);
+        r.take("15550001", t0, minute).unwrap();
+        let err = r.take("15550001", t0.plus(Duration::from_secs(59)), minute).unwrap_err();
+        assert_eq!(
+            (err.code, err.msg.as_ref()),
+            (ErrorCode::OverSmsSendRateLimit, "For security purposes, you can only request this after 1 seconds.")
+        );
+        r.take("15550002", t0, minute).unwrap();
+        r.take("15550001", t0.plus(minute), minute).unwrap();
+        // An unsent code releases its window, unless a newer one took it since.
+        r.release("15550002", t0);
+        r.take("15550002", t0, minute).unwrap();
+        r.release("15550001", t0);
+        assert!(r.take("15550001", t0.plus(minute), minute).is_err());
+        // Full: stale entries make room; with none stale, new numbers wait.
+        let mut r = RecentTargets::default();
+        for i in 0..MAX_RECENT_TARGETS {
+            r.take(&i.to_string(), t0, minute).unwrap();
+        }
+        assert!(r.take("new", t0, minute).is_err());
+        assert_eq!(r.len(), MAX_RECENT_TARGETS);
+        r.take("new", t0.plus(minute), minute).unwrap();
+        assert_eq!(r.len(), 1);
+    }
 }

@@ -111,9 +111,11 @@ pub async fn route(cx: &Ctx, req: &Req, path: &str) -> AuthResult<Resp> {
                 #[serde(default)]
                 struct FactorParams {
                     friendly_name: Option<String>,
+                    phone: Option<String>,
                 }
                 let p: FactorParams = req.json_or_default()?;
-                ferrotrue_actors::flows::mfa::admin_update(&cx.actors, &role, uid, fid, p.friendly_name).await?
+                ferrotrue_actors::flows::mfa::admin_update(&cx.actors, &role, uid, fid, p.friendly_name, p.phone)
+                    .await?
             } else {
                 ferrotrue_actors::flows::mfa::admin_delete(&cx.actors, &role, uid, fid).await?
             };

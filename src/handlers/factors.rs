@@ -1,5 +1,5 @@
 //! `POST /factors`, `POST /factors/{id}/challenge`, `POST /factors/{id}/verify`,
-//! `DELETE /factors/{id}`. Port of mfa.go (TOTP factors).
+//! `DELETE /factors/{id}`. Port of mfa.go (TOTP and phone factors).
 
 use crate::dto::SessionJson;
 use crate::http::request::Req;
@@ -24,6 +24,13 @@ struct EnrollParams {
     factor_type: String,
     friendly_name: String,
     issuer: String,
+    phone: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ChallengeParams {
+    channel: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -56,8 +63,15 @@ pub async fn route(cx: &Ctx, req: &Req, path: &str) -> AuthResult<Resp> {
 async fn enroll(cx: &Ctx, req: &Req) -> AuthResult<Resp> {
     let auth = authenticate(&cx.actors, req.bearer()).await?;
     let p: EnrollParams = req.json()?;
-    let input = EnrollInput { factor_type: p.factor_type, friendly_name: p.friendly_name, issuer: p.issuer };
+    let phone = p.phone.clone();
+    let input =
+        EnrollInput { factor_type: p.factor_type, friendly_name: p.friendly_name, issuer: p.issuer, phone: p.phone };
     let e = mfa::enroll(&cx.actors, auth, input).await?;
+    if e.factor.factor_type == "phone" {
+        // GoTrue echoes the number as it was sent.
+        let body = json!({"id": e.factor.id.to_string(), "type": "phone", "friendly_name": e.factor.friendly_name, "phone": phone});
+        return Ok(response::json_value(StatusCode::OK, &body));
+    }
     // GoTrue's EnrollFactorResponse: `friendly_name` always present (the Python client requires it).
     let body = json!({
         "id": e.factor.id.to_string(),
@@ -71,7 +85,10 @@ async fn enroll(cx: &Ctx, req: &Req) -> AuthResult<Resp> {
 async fn challenge(cx: &Ctx, req: &Req, id: &str) -> AuthResult<Resp> {
     let auth = authenticate(&cx.actors, req.bearer()).await?;
     let id = factor_id(id)?;
-    let (challenge_id, factor_type, expires_at) = mfa::challenge(&cx.actors, auth, id, req.client_ip()).await?;
+    // A body that is not a JSON object reads as no channel (TOTP challenges carry none).
+    let p: ChallengeParams = req.json_or_default().unwrap_or_default();
+    let (challenge_id, factor_type, expires_at) =
+        mfa::challenge(&cx.actors, auth, id, &p.channel, req.client_ip()).await?;
     let body = json!({"id": challenge_id.to_string(), "type": factor_type, "expires_at": expires_at});
     Ok(response::json_value(StatusCode::OK, &body))
 }

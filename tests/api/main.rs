@@ -17,6 +17,7 @@ mod logout;
 mod mailer;
 mod metrics;
 mod mfa;
+mod mfa_phone;
 mod oauth;
 mod operations;
 mod packaging;

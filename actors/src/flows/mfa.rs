@@ -1,7 +1,8 @@
-//! MFA with TOTP factors: port of GoTrue's `api/mfa.go` (enroll, challenge, verify, unenroll) and
-//! the admin factor routes of `api/admin.go`. Factors are owned by the user registry (see
-//! [`Factor`]); sessions are raised to aal2 by the session manager. Phone and WebAuthn factors
-//! are not implemented: they are refused as GoTrue refuses them when disabled.
+//! MFA: port of GoTrue's `api/mfa.go` (enroll, challenge, verify, unenroll) and the admin factor
+//! routes of `api/admin.go`. TOTP factors live here, phone factors in [`super::mfa_phone`]
+//! (dispatched by factor type). Factors are owned by the user registry (see [`Factor`]); sessions
+//! are raised to aal2 by the session manager. WebAuthn factors are not implemented: they are
+//! refused as GoTrue refuses them when disabled.
 
 use super::auth::Authenticated;
 use super::{audit, grant, AuditActor, SessionGrant};
@@ -39,6 +40,8 @@ pub struct EnrollInput {
     pub factor_type: String,
     pub friendly_name: String,
     pub issuer: String,
+    /// Phone factors: the number as given.
+    pub phone: String,
 }
 
 fn sealing_key(a: &Actors) -> AuthResult<LessSafeKey> {
@@ -105,7 +108,7 @@ fn not_anonymous(auth: &Authenticated) -> AuthResult<()> {
     Ok(())
 }
 
-fn session_aal(auth: &Authenticated) -> &str {
+pub(super) fn session_aal(auth: &Authenticated) -> &str {
     auth.session.as_ref().map_or("aal1", |s| s.aal.as_str())
 }
 
@@ -114,12 +117,56 @@ fn default_issuer(a: &Actors) -> String {
     url::Url::parse(&a.settings.mail.site_url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default()
 }
 
-fn factor_not_found() -> AuthError {
+pub(super) fn factor_not_found() -> AuthError {
     AuthError::not_found(ErrorCode::MfaFactorNotFound, "Factor not found")
 }
 
 fn traits_of<'a>(_user: &User, factor_id: &'a str) -> [(&'a str, &'a str); 2] {
     [("factor_id", factor_id), ("factor_type", "totp")]
+}
+
+/// The `amr` method a verification of this factor type adds.
+fn amr_of(factor_type: &str) -> &'static str {
+    match factor_type {
+        "phone" => super::mfa_phone::AMR,
+        _ => TOTP_AMR,
+    }
+}
+
+/// GoTrue's `validateFactors`, run inside `edit_factors` before a new factor is added: purges
+/// unverified factors past `GOTRUE_MFA_FACTOR_EXPIRY_DURATION`, then checks the friendly name,
+/// the enrollment limits and the session's level.
+pub(super) fn check_new_factor(
+    factors: &mut Vec<Factor>,
+    name: &str,
+    mfa: &crate::settings::MfaSettings,
+    aal: &str,
+    now: Timestamp,
+) -> AuthResult<()> {
+    factors.retain(|f| f.is_verified() || now < f.created_at.plus(mfa.factor_expiry));
+    if !name.is_empty() && factors.iter().any(|f| f.friendly_name == name) {
+        return Err(AuthError::unprocessable(
+            ErrorCode::MfaFactorNameConflict,
+            format!("A factor with the friendly name \"{name}\" for this user already exists"),
+        ));
+    }
+    let verified = factors.iter().filter(|f| f.is_verified()).count();
+    if factors.len() >= mfa.max_enrolled_factors {
+        return Err(AuthError::unprocessable(
+            ErrorCode::TooManyEnrolledMfaFactors,
+            "Maximum number of enrolled factors reached, unenroll to continue",
+        ));
+    }
+    if verified >= mfa.max_verified_factors {
+        return Err(AuthError::unprocessable(
+            ErrorCode::TooManyEnrolledMfaFactors,
+            "Maximum number of verified factors reached, unenroll to continue",
+        ));
+    }
+    if verified > 0 && aal != "aal2" {
+        return Err(AuthError::forbidden(ErrorCode::InsufficientAal, "AAL2 required to enroll a new factor"));
+    }
+    Ok(())
 }
 
 /// `POST /factors`.
@@ -128,12 +175,7 @@ pub async fn enroll(a: &Actors, auth: Authenticated, input: EnrollInput) -> Auth
     let mfa = a.settings.mfa.clone();
     match input.factor_type.as_str() {
         "totp" => {}
-        "phone" => {
-            return Err(AuthError::unprocessable(
-                ErrorCode::MfaPhoneEnrollNotEnabled,
-                "MFA enroll is disabled for Phone",
-            ))
-        }
+        "phone" => return super::mfa_phone::enroll(a, auth, input).await,
         "webauthn" => {
             return Err(AuthError::unprocessable(
                 ErrorCode::MfaWebauthnEnrollNotEnabled,
@@ -197,30 +239,7 @@ pub async fn enroll(a: &Actors, auth: Authenticated, input: EnrollInput) -> Auth
     let factor = a
         .users
         .edit_factors(auth.user.id, move |factors| {
-            // Unverified factors past their lifetime are purged first.
-            factors.retain(|f| f.is_verified() || now < f.created_at.plus(mfa.factor_expiry));
-            if !name.is_empty() && factors.iter().any(|f| f.friendly_name == name) {
-                return Err(AuthError::unprocessable(
-                    ErrorCode::MfaFactorNameConflict,
-                    format!("A factor with the friendly name \"{name}\" for this user already exists"),
-                ));
-            }
-            let verified = factors.iter().filter(|f| f.is_verified()).count();
-            if factors.len() >= mfa.max_enrolled_factors {
-                return Err(AuthError::unprocessable(
-                    ErrorCode::TooManyEnrolledMfaFactors,
-                    "Maximum number of enrolled factors reached, unenroll to continue",
-                ));
-            }
-            if verified >= mfa.max_verified_factors {
-                return Err(AuthError::unprocessable(
-                    ErrorCode::TooManyEnrolledMfaFactors,
-                    "Maximum number of verified factors reached, unenroll to continue",
-                ));
-            }
-            if verified > 0 && aal != "aal2" {
-                return Err(AuthError::forbidden(ErrorCode::InsufficientAal, "AAL2 required to enroll a new factor"));
-            }
+            check_new_factor(factors, &name, &mfa, &aal, now)?;
             factors.push(new.clone());
             Ok(Some(new))
         })
@@ -231,15 +250,20 @@ pub async fn enroll(a: &Actors, auth: Authenticated, input: EnrollInput) -> Auth
     Ok(Enrolled { factor, qr_code, secret: secret_b32, uri })
 }
 
-/// `POST /factors/{id}/challenge`: `(challenge id, expires_at)`.
+/// `POST /factors/{id}/challenge`: `(challenge id, type, expires_at)`; `channel` is a phone
+/// factor's (`sms`, `whatsapp`).
 pub async fn challenge(
     a: &Actors,
     auth: Authenticated,
     factor_id: Uuid,
+    channel: &str,
     ip: String,
 ) -> AuthResult<(Uuid, String, i64)> {
     not_anonymous(&auth)?;
     let factor = auth.user.factors.iter().find(|f| f.id == factor_id).cloned().ok_or_else(factor_not_found)?;
+    if factor.factor_type == "phone" {
+        return super::mfa_phone::challenge(a, auth, factor, channel, ip).await;
+    }
     if !a.settings.mfa.totp_verify_enabled {
         return Err(AuthError::unprocessable(
             ErrorCode::MfaTotpVerifyNotEnabled,
@@ -289,6 +313,9 @@ pub async fn verify(
         return Err(AuthError::validation("Code needs to be non-empty"));
     }
     let factor = auth.user.factors.iter().find(|f| f.id == factor_id).cloned().ok_or_else(factor_not_found)?;
+    if factor.factor_type == "phone" {
+        return super::mfa_phone::verify(a, auth, factor, challenge_id, code, ip).await;
+    }
     if !a.settings.mfa.totp_verify_enabled {
         return Err(AuthError::unprocessable(
             ErrorCode::MfaTotpVerifyNotEnabled,
@@ -323,7 +350,7 @@ pub async fn verify(
     let step = matching_step(unseal(a, &factor)?, code.trim(), now)?;
     let valid = step.is_some_and(|s| factor.last_used_step.is_none_or(|last| s > last));
     if let Some(message) =
-        crate::hooks::mfa_verification_attempt(&a.settings.hooks, auth.user.id, factor_id, valid).await?
+        crate::hooks::mfa_verification_attempt(&a.settings.hooks, auth.user.id, factor_id, "totp", valid).await?
     {
         // A rejection logs the user out everywhere (GoTrue).
         a.sessions.end_user_sessions(auth.user.id, None).await?;
@@ -399,7 +426,8 @@ pub async fn unenroll(a: &Actors, auth: Authenticated, factor_id: Uuid) -> AuthR
     }
     remove(a, auth.user.id, factor_id).await?;
     let fid = factor_id.to_string();
-    audit(a, AuditActor::User(&auth.user), "factor_unenrolled", &traits_of(&auth.user, &fid)).await?;
+    let traits = [("factor_id", fid.as_str()), ("factor_type", factor.factor_type.as_str())];
+    audit(a, AuditActor::User(&auth.user), "factor_unenrolled", &traits).await?;
     Ok(factor_id)
 }
 
@@ -413,7 +441,7 @@ async fn remove(a: &Actors, user_id: Uuid, factor_id: Uuid) -> AuthResult<Factor
         .await?
         .ok_or_else(factor_not_found)?;
     if removed.is_verified() {
-        a.sessions.downgrade(user_id, TOTP_AMR).await?;
+        a.sessions.downgrade(user_id, amr_of(&removed.factor_type)).await?;
     }
     Ok(removed)
 }
@@ -427,19 +455,26 @@ pub async fn admin_list(a: &Actors, user_id: Uuid) -> AuthResult<Vec<Factor>> {
     Ok(admin_user_factors(a.users.get(user_id).await?)?.factors)
 }
 
-/// `PUT /admin/users/{id}/factors/{factor_id}` (`friendly_name`).
+/// `PUT /admin/users/{id}/factors/{factor_id}` (`friendly_name`; `phone` for phone factors).
 pub async fn admin_update(
     a: &Actors,
     role: &str,
     user_id: Uuid,
     factor_id: Uuid,
     friendly_name: Option<String>,
+    phone: Option<String>,
 ) -> AuthResult<Factor> {
     admin_user_factors(a.users.get(user_id).await?)?;
     let now = a.clock.now();
+    let phone = phone.filter(|p| !p.is_empty()).map(|p| super::validate::phone(&p));
     let factor = a
         .users
         .edit_factors(user_id, move |factors| {
+            // Validated before anything changes (GoTrue: one transaction).
+            let phone = match (factors.iter().find(|f| f.id == factor_id), phone) {
+                (Some(f), Some(p)) if f.factor_type == "phone" => Some(p?),
+                _ => None,
+            };
             if let Some(name) = &friendly_name {
                 if !name.is_empty() && factors.iter().any(|f| f.id != factor_id && f.friendly_name == *name) {
                     return Err(AuthError::unprocessable(
@@ -449,8 +484,12 @@ pub async fn admin_update(
                 }
             }
             let f = factors.iter_mut().find(|f| f.id == factor_id).ok_or_else(factor_not_found)?;
-            if let Some(name) = friendly_name {
+            if let Some(name) = friendly_name.filter(|n| !n.is_empty()) {
                 f.friendly_name = name;
+                f.updated_at = now;
+            }
+            if let Some(phone) = phone {
+                f.phone = phone;
                 f.updated_at = now;
             }
             Ok(Some(f.clone()))
@@ -462,7 +501,7 @@ pub async fn admin_update(
         a,
         AuditActor::Admin(role),
         "factor_updated",
-        &[("user_id", &uid), ("factor_id", &fid), ("factor_type", "totp")],
+        &[("user_id", &uid), ("factor_id", &fid), ("factor_type", &factor.factor_type)],
     )
     .await?;
     Ok(factor)
@@ -477,7 +516,7 @@ pub async fn admin_delete(a: &Actors, role: &str, user_id: Uuid, factor_id: Uuid
         a,
         AuditActor::Admin(role),
         "factor_deleted",
-        &[("user_id", &uid), ("factor_id", &fid), ("factor_type", "totp")],
+        &[("user_id", &uid), ("factor_id", &fid), ("factor_type", &factor.factor_type)],
     )
     .await?;
     Ok(factor)
@@ -540,7 +579,7 @@ mod tests {
         let ip = "10.0.0.1".to_owned();
         let t0 = clock.now();
         // A code two steps old is refused; one step old (skew) is accepted.
-        let (c, _, _) = challenge(&a, reload(&a, &auth).await, fid, ip.clone()).await.unwrap();
+        let (c, _, _) = challenge(&a, reload(&a, &auth).await, fid, "", ip.clone()).await.unwrap();
         let two_back = code(&e.secret, Timestamp(t0.0 - 60_000_000));
         let err = verify(&a, reload(&a, &auth).await, fid, c, two_back, ip.clone()).await.unwrap_err();
         assert_eq!(err.code, ErrorCode::MfaVerificationFailed);
@@ -548,7 +587,7 @@ mod tests {
         let g = verify(&a, reload(&a, &auth).await, fid, c, one_back, ip.clone()).await.unwrap();
         assert!(a.jwt.verify(&g.access_token).is_ok());
         // The same step again (another challenge) is a replay; an older step too.
-        let (c, _, _) = challenge(&a, reload(&a, &auth).await, fid, ip.clone()).await.unwrap();
+        let (c, _, _) = challenge(&a, reload(&a, &auth).await, fid, "", ip.clone()).await.unwrap();
         let err =
             verify(&a, reload(&a, &auth).await, fid, c, code(&e.secret, Timestamp(t0.0 - 30_000_000)), ip.clone())
                 .await
@@ -559,7 +598,7 @@ mod tests {
         let now_code = code(&e.secret, clock.now());
         assert!(verify(&a, reload(&a, &auth).await, fid, c, now_code.clone(), ip.clone()).await.is_ok());
         // And only once.
-        let (c, _, _) = challenge(&a, reload(&a, &auth).await, fid, ip.clone()).await.unwrap();
+        let (c, _, _) = challenge(&a, reload(&a, &auth).await, fid, "", ip.clone()).await.unwrap();
         let err = verify(&a, reload(&a, &auth).await, fid, c, now_code, ip.clone()).await.unwrap_err();
         assert_eq!(err.code, ErrorCode::MfaVerificationFailed);
         // A challenge outlives its expiry only until then.

@@ -90,6 +90,7 @@ pub async fn send_code(a: &Actors, user: &User, kind: PhoneCode, phone: &str, ch
         channel: channel.to_owned(),
         body: String::new(),
         user: crate::hooks::user_json(user),
+        sms_type: "",
     };
     a.mail.send_sms(sms).await
 }

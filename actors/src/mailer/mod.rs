@@ -42,11 +42,16 @@ pub enum MailerMessage {
     Send { mail: Email, reply: Reply<()> },
     /// Render an auth mail from its template and deliver it, within the global budget.
     SendAuth { kind: TemplateKind, to: String, data: Box<TemplateData>, reply: Reply<()> },
-    /// Render `GOTRUE_SMS_TEMPLATE` for `sms.otp` and deliver it (hook or Twilio), within the
-    /// global SMS budget; replies with the provider's message id.
+    /// Render `GOTRUE_SMS_TEMPLATE` (`GOTRUE_MFA_PHONE_TEMPLATE` for MFA codes) for `sms.otp`
+    /// and deliver it (hook or Twilio), within the global SMS budget and, for MFA codes, one per
+    /// destination number per `GOTRUE_MFA_PHONE_MAX_FREQUENCY`; replies with the provider's
+    /// message id.
     SendSms { sms: Box<crate::sms::Sms>, reply: Reply<String> },
     /// An auth mail handed to the send_email hook instead of SMTP (same global budget).
     SendEmailHook { payload: Box<serde_json::Value>, reply: Reply<()> },
+    /// An MFA code to `phone` recorded at `at` could not be delivered: the number's spacing
+    /// window is released (nothing reached it).
+    ReleaseMfaTarget { phone: String, at: crate::clock::Timestamp },
 }
 
 /// The actor.
@@ -62,6 +67,9 @@ pub struct MailerState {
     sms: Arc<crate::sms::SmsSettings>,
     sms_budget: Budget,
     sms_template: Arc<minijinja::Environment<'static>>,
+    /// Destination numbers of recent MFA codes (see [`crate::sms::RecentTargets`]).
+    mfa_targets: crate::sms::RecentTargets,
+    clock: crate::clock::Clock,
     http: reqwest::Client,
     /// The settings, for the hooks' transport bounds and the send_email endpoint.
     hooks: Arc<crate::settings::Settings>,
@@ -184,6 +192,11 @@ impl Actor for Mailer {
         let mut sms_template = minijinja::Environment::new();
         let source = templates::go_to_jinja(&sms.template).map_err(|e| format!("GOTRUE_SMS_TEMPLATE: {e}"))?;
         sms_template.add_template_owned("sms", source).map_err(|e| format!("GOTRUE_SMS_TEMPLATE: {e}"))?;
+        let source = templates::go_to_jinja(&env.settings.mfa.phone_template)
+            .map_err(|e| format!("GOTRUE_MFA_PHONE_TEMPLATE: {e}"))?;
+        sms_template
+            .add_template_owned(crate::sms::MFA_SMS_TYPE, source)
+            .map_err(|e| format!("GOTRUE_MFA_PHONE_TEMPLATE: {e}"))?;
         let http = reqwest::Client::builder()
             .timeout(crate::sms::SMS_HTTP_TIMEOUT)
             .build()
@@ -196,6 +209,8 @@ impl Actor for Mailer {
             sms: Arc::new(sms.clone()),
             sms_budget: Budget::new(sms.budget),
             sms_template: Arc::new(sms_template),
+            mfa_targets: crate::sms::RecentTargets::default(),
+            clock: env.clock.clone(),
             http,
             hooks: env.settings.clone(),
         })
@@ -203,7 +218,7 @@ impl Actor for Mailer {
 
     async fn handle(
         &self,
-        _me: ActorRef<Self::Msg>,
+        me: ActorRef<Self::Msg>,
         msg: Self::Msg,
         st: &mut MailerState,
     ) -> Result<(), ActorProcessingErr> {
@@ -253,6 +268,7 @@ impl Actor for Mailer {
                     let _ = reply.send(deliver(transport, from, Email { to, subject, html }, what).await);
                 });
             }
+            MailerMessage::ReleaseMfaTarget { phone, at } => st.mfa_targets.release(&phone, at),
             MailerMessage::SendEmailHook { payload, reply } => {
                 if let Err(e) = st.budget.take(ErrorCode::OverEmailSendRateLimit, "email rate limit exceeded") {
                     let _ = reply.send(Err(e));
@@ -273,24 +289,44 @@ impl Actor for Mailer {
                 });
             }
             MailerMessage::SendSms { mut sms, reply } => {
+                let mfa = sms.sms_type == crate::sms::MFA_SMS_TYPE;
+                let taken_at = st.clock.now();
+                if mfa {
+                    let spacing = st.hooks.mfa.phone_max_frequency;
+                    if let Err(e) = st.mfa_targets.take(&sms.phone, taken_at, spacing) {
+                        let _ = reply.send(Err(e));
+                        return Ok(());
+                    }
+                }
+                let release = |st: &mut MailerState, phone: &str| {
+                    if mfa {
+                        st.mfa_targets.release(phone, taken_at);
+                    }
+                };
                 if let Err(e) = st.sms_budget.take(ErrorCode::OverSmsSendRateLimit, "SMS rate limit exceeded") {
+                    release(st, &sms.phone);
                     let _ = reply.send(Err(e));
                     return Ok(());
                 }
                 let rendered = st
                     .sms_template
-                    .get_template("sms")
+                    .get_template(if mfa { crate::sms::MFA_SMS_TYPE } else { "sms" })
                     .and_then(|t| t.render(minijinja::context! { Code => sms.otp.clone() }));
                 match rendered {
                     Ok(body) => sms.body = body,
                     Err(e) => {
+                        release(st, &sms.phone);
                         let _ = reply.send(Err(AuthError::unexpected(format!("GOTRUE_SMS_TEMPLATE: {e}"))));
                         return Ok(());
                     }
                 }
                 let (settings, http, all) = (st.sms.clone(), st.http.clone(), st.hooks.clone());
                 tokio::spawn(async move {
+                    let phone = sms.phone.clone();
                     let delivered = crate::sms::deliver(&settings, &all.hooks, &http, *sms).await;
+                    if mfa && delivered.is_err() {
+                        let _ = me.cast(MailerMessage::ReleaseMfaTarget { phone, at: taken_at });
+                    }
                     let outcome = if delivered.is_ok() { "sent" } else { "failed" };
                     metrics::counter!("ferrotrue_sms_total", "outcome" => outcome).increment(1);
                     let _ = reply.send(delivered);
