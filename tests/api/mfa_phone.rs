@@ -473,3 +473,36 @@ fn data_files(dir: &std::path::Path) -> Vec<Vec<u8>> {
     }
     out
 }
+
+/// The mfa_verification_attempt hook hears phone verifications with `factor_type: "phone"`.
+#[tokio::test]
+async fn mfa_verification_attempt_hook_sees_phone_factors() {
+    let sms = hook_server(200).await;
+    let attempts = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/mfa"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"decision": "reject"})))
+        .mount(&attempts)
+        .await;
+    let secret = format!("v1,whsec_{}", base64::engine::general_purpose::STANDARD.encode(b"mfa-hook-key"));
+    let endpoint = ferrotrue_actors::hooks::HookEndpoint {
+        uri: format!("{}/mfa", attempts.uri()),
+        secrets: vec![ferrotrue_actors::crypto::Secret(secret)],
+    };
+    let server = TestServer::start_with(|c| {
+        phone_mfa(c, &sms);
+        c.settings.hooks.mfa_verification_attempt = Some(endpoint);
+    })
+    .await;
+    let session = server.signup(&unique_email()).await;
+    let token = access(&session);
+    let fid = enroll(&server, &token, &unique_phone()).await;
+    let c = challenge_ok(&server, &token, &fid).await;
+    let wrong = if last_code(&sms).await == "000000" { "111111" } else { "000000" };
+    assert_error(verify(&server, &token, &fid, &c, wrong).await, 403, "mfa_verification_rejected").await;
+    let seen: Vec<Value> =
+        attempts.received_requests().await.unwrap().iter().map(|r| serde_json::from_slice(&r.body).unwrap()).collect();
+    assert_eq!((seen[0]["factor_type"].as_str(), seen[0]["valid"].as_bool()), (Some("phone"), Some(false)));
+    assert_eq!(seen[0]["factor_id"], fid.as_str());
+    assert_eq!(server.refresh(session["refresh_token"].as_str().unwrap()).await.status(), 400, "logged out");
+}

@@ -20,7 +20,7 @@
 #     Webhooks signature and appending each payload as a JSON line to a file
 #                                                   -> FERROTRUE_SMS_LOG
 #   * a fourth server for the phone flows (SMS autoconfirm off, codes through
-#     that hook, email autoconfirm on)              -> FERROTRUE_PHONE_URL
+#     that hook, email autoconfirm on, MFA phone factors on) -> FERROTRUE_PHONE_URL
 #   * a fifth server signing with an ES256 key from `ferrotrue keys generate`
 #     (GOTRUE_JWT_KEYS), autoconfirm on              -> FERROTRUE_KEYS_URL
 # runs both suites and stops everything. Exits non-zero if anything failed;
@@ -350,6 +350,8 @@ env "${RAISED_LIMITS[@]}" \
   GOTRUE_SMS_MAX_FREQUENCY=0s \
   GOTRUE_RATE_LIMIT_SMS_SENT=1000 \
   GOTRUE_SMS_OTP_EXP=300 \
+  GOTRUE_MFA_PHONE_ENROLL_ENABLED=true \
+  GOTRUE_MFA_PHONE_VERIFY_ENABLED=true \
   API_EXTERNAL_URL="$PHONE_URL" \
   GOTRUE_SITE_URL=http://localhost:3000 \
   GOTRUE_LOG_LEVEL=warn \
