@@ -70,6 +70,7 @@ error_codes! {
     MfaTotpVerifyNotEnabled => "mfa_totp_verify_not_enabled",
     MfaPhoneEnrollNotEnabled => "mfa_phone_enroll_not_enabled",
     MfaWebauthnEnrollNotEnabled => "mfa_webauthn_enroll_not_enabled",
+    MfaWebauthnVerifyNotEnabled => "mfa_webauthn_verify_not_enabled",
     InsufficientAal => "insufficient_aal",
     OverEmailSendRateLimit => "over_email_send_rate_limit",
     OverSmsSendRateLimit => "over_sms_send_rate_limit",

@@ -47,6 +47,23 @@ pub struct MfaSettings {
     pub factor_expiry: Duration,
     pub max_enrolled_factors: usize,
     pub max_verified_factors: usize,
+    /// WebAuthn factors (`GOTRUE_MFA_WEB_AUTHN_*`, `GOTRUE_WEBAUTHN_RP_*`).
+    pub web_authn: WebAuthnSettings,
+}
+
+/// WebAuthn factors: the switches and the relying party. Only the configuration defines the
+/// relying party; the `rpId`/`rpOrigins` a client sends are ignored (as GoTrue, supabase/auth#2490).
+#[derive(Debug, Clone, Default)]
+pub struct WebAuthnSettings {
+    pub enroll_enabled: bool,
+    pub verify_enabled: bool,
+    /// `GOTRUE_WEBAUTHN_RP_ID`: a domain every origin is on (checked at start-up).
+    pub rp_id: String,
+    /// `GOTRUE_WEBAUTHN_RP_DISPLAY_NAME`; empty = the RP ID.
+    pub rp_display_name: String,
+    /// `GOTRUE_WEBAUTHN_RP_ORIGINS`: the exact origins (`scheme://host[:port]`) a browser may
+    /// report in `clientDataJSON`.
+    pub rp_origins: Vec<url::Url>,
 }
 
 impl Default for MfaSettings {
@@ -59,6 +76,7 @@ impl Default for MfaSettings {
             factor_expiry: Duration::from_secs(300),
             max_enrolled_factors: 10,
             max_verified_factors: 10,
+            web_authn: WebAuthnSettings::default(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `POST /factors`, `POST /factors/{id}/challenge`, `POST /factors/{id}/verify`,
-//! `DELETE /factors/{id}`. Port of mfa.go (TOTP factors).
+//! `DELETE /factors/{id}`. Port of mfa.go (TOTP factors; WebAuthn ones in `factors_webauthn`).
 
+use super::factors_webauthn;
 use crate::dto::SessionJson;
 use crate::http::request::Req;
 use crate::http::response::{self, Resp};
@@ -56,6 +57,9 @@ pub async fn route(cx: &Ctx, req: &Req, path: &str) -> AuthResult<Resp> {
 async fn enroll(cx: &Ctx, req: &Req) -> AuthResult<Resp> {
     let auth = authenticate(&cx.actors, req.bearer()).await?;
     let p: EnrollParams = req.json()?;
+    if p.factor_type == "webauthn" {
+        return factors_webauthn::enroll(cx, auth, p.friendly_name).await;
+    }
     let input = EnrollInput { factor_type: p.factor_type, friendly_name: p.friendly_name, issuer: p.issuer };
     let e = mfa::enroll(&cx.actors, auth, input).await?;
     // GoTrue's EnrollFactorResponse: `friendly_name` always present (the Python client requires it).
@@ -71,6 +75,9 @@ async fn enroll(cx: &Ctx, req: &Req) -> AuthResult<Resp> {
 async fn challenge(cx: &Ctx, req: &Req, id: &str) -> AuthResult<Resp> {
     let auth = authenticate(&cx.actors, req.bearer()).await?;
     let id = factor_id(id)?;
+    if factors_webauthn::is_webauthn(&auth, id) {
+        return factors_webauthn::challenge(cx, req, auth, id).await;
+    }
     let (challenge_id, factor_type, expires_at) = mfa::challenge(&cx.actors, auth, id, req.client_ip()).await?;
     let body = json!({"id": challenge_id.to_string(), "type": factor_type, "expires_at": expires_at});
     Ok(response::json_value(StatusCode::OK, &body))
@@ -79,6 +86,9 @@ async fn challenge(cx: &Ctx, req: &Req, id: &str) -> AuthResult<Resp> {
 async fn verify(cx: &Ctx, req: &Req, id: &str) -> AuthResult<Resp> {
     let auth = authenticate(&cx.actors, req.bearer()).await?;
     let id = factor_id(id)?;
+    if factors_webauthn::is_webauthn(&auth, id) {
+        return factors_webauthn::verify(cx, req, auth, id).await;
+    }
     let p: VerifyParams = req.json()?;
     let challenge_id = Uuid::parse_str(&p.challenge_id).map_err(|_| {
         AuthError::unprocessable(ErrorCode::MfaFactorNotFound, "MFA factor with the provided challenge ID not found")

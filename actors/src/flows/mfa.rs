@@ -95,7 +95,7 @@ fn matching_step(secret: Vec<u8>, code: &str, now: Timestamp) -> AuthResult<Opti
     Ok(found)
 }
 
-fn not_anonymous(auth: &Authenticated) -> AuthResult<()> {
+pub(super) fn not_anonymous(auth: &Authenticated) -> AuthResult<()> {
     if auth.user.is_anonymous {
         return Err(AuthError::forbidden(
             ErrorCode::NoAuthorization,
@@ -413,7 +413,8 @@ async fn remove(a: &Actors, user_id: Uuid, factor_id: Uuid) -> AuthResult<Factor
         .await?
         .ok_or_else(factor_not_found)?;
     if removed.is_verified() {
-        a.sessions.downgrade(user_id, TOTP_AMR).await?;
+        let amr = if removed.factor_type == super::mfa_webauthn::FACTOR_TYPE { super::mfa_webauthn::AMR } else { TOTP_AMR };
+        a.sessions.downgrade(user_id, amr).await?;
     }
     Ok(removed)
 }

@@ -9,6 +9,7 @@ pub mod external;
 pub mod invite;
 pub mod logout;
 pub mod mfa;
+pub mod mfa_webauthn;
 pub mod otp;
 pub mod phone;
 pub mod reauthenticate;
