@@ -17,6 +17,7 @@ mod logout;
 mod mailer;
 mod metrics;
 mod mfa;
+mod mfa_webauthn;
 mod oauth;
 mod operations;
 mod packaging;

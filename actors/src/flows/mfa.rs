@@ -413,7 +413,8 @@ async fn remove(a: &Actors, user_id: Uuid, factor_id: Uuid) -> AuthResult<Factor
         .await?
         .ok_or_else(factor_not_found)?;
     if removed.is_verified() {
-        let amr = if removed.factor_type == super::mfa_webauthn::FACTOR_TYPE { super::mfa_webauthn::AMR } else { TOTP_AMR };
+        let amr =
+            if removed.factor_type == super::mfa_webauthn::FACTOR_TYPE { super::mfa_webauthn::AMR } else { TOTP_AMR };
         a.sessions.downgrade(user_id, amr).await?;
     }
     Ok(removed)

@@ -31,8 +31,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 use webauthn_rs::prelude::{
-    PublicKeyCredential, RegisterPublicKeyCredential, SecurityKey, SecurityKeyAuthentication,
-    SecurityKeyRegistration, Webauthn, WebauthnBuilder,
+    PublicKeyCredential, RegisterPublicKeyCredential, SecurityKey, SecurityKeyAuthentication, SecurityKeyRegistration,
+    Webauthn, WebauthnBuilder,
 };
 
 /// The `amr` method of a WebAuthn verification (GoTrue's `MFAWebAuthn`).
@@ -200,15 +200,15 @@ pub async fn challenge(a: &Actors, auth: Authenticated, factor_id: Uuid, ip: Str
             .map(|f| stored_key(f).map(|k| k.cred_id().clone()))
             .collect::<AuthResult<Vec<_>>>()?;
         let u = &auth.user;
-        let name = [&u.email, &u.phone].into_iter().find(|s| !s.is_empty()).cloned().unwrap_or_else(|| u.id.to_string());
-        let (ccr, state) = rp
-            .start_securitykey_registration(u.id, &name, &name, Some(exclude), None, None)
-            .map_err(ceremony_error)?;
+        let name =
+            [&u.email, &u.phone].into_iter().find(|s| !s.is_empty()).cloned().unwrap_or_else(|| u.id.to_string());
+        let (ccr, state) =
+            rp.start_securitykey_registration(u.id, &name, &name, Some(exclude), None, None).map_err(ceremony_error)?;
         let options = serde_json::to_value(ccr).map_err(|_| AuthError::internal("WebAuthn options"))?;
         ("create", options, Ceremony::Create(state))
     };
     if let Some(ext) = options.pointer_mut("/publicKey/extensions").and_then(Value::as_object_mut) {
-        ext.remove("credProtect");
+        ext.remove("credentialProtectionPolicy");
         ext.remove("enforceCredentialProtectionPolicy");
     }
     let now = a.clock.now();
@@ -261,7 +261,13 @@ fn aaguid(attestation_object: &[u8]) -> Option<Uuid> {
 }
 
 /// Runs the ceremony against the challenge's state.
-fn ceremony(rp: &Webauthn, factor: &Factor, state: &[u8], params: &VerifyParams, response: Value) -> AuthResult<Outcome> {
+fn ceremony(
+    rp: &Webauthn,
+    factor: &Factor,
+    state: &[u8],
+    params: &VerifyParams,
+    response: Value,
+) -> AuthResult<Outcome> {
     let state: Ceremony = serde_json::from_slice(state).map_err(|_| corrupt("challenge"))?;
     let invalid = || AuthError::validation("Invalid credential_response");
     match (state, params.kind.as_str()) {
