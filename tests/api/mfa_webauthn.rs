@@ -559,4 +559,24 @@ async fn admin_routes_list_and_delete_webauthn_factors() {
     assert_eq!(claims(&access(&r))["aal"], "aal1");
     let user: Value = server.get_auth("/user", &access(&server.login(&email).await)).await.json().await.unwrap();
     assert!(user.get("factors").is_none_or(|f| f.as_array().is_some_and(Vec::is_empty)), "{user}");
+    // The audit log names the factor type.
+    let audit: Value = server
+        .request(Method::GET, "/admin/audit?query=type:factor")
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entries: Vec<(&str, &str)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["payload"]["traits"]["factor_id"] == fid.as_str())
+        .map(|e| (e["payload"]["action"].as_str().unwrap(), e["payload"]["traits"]["factor_type"].as_str().unwrap()))
+        .collect();
+    for action in ["factor_in_progress", "challenge_created", "verification_attempted", "factor_deleted"] {
+        assert!(entries.contains(&(action, "webauthn")), "{action} in {entries:?}");
+    }
 }

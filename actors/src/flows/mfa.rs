@@ -1,7 +1,8 @@
 //! MFA with TOTP factors: port of GoTrue's `api/mfa.go` (enroll, challenge, verify, unenroll) and
 //! the admin factor routes of `api/admin.go`. Factors are owned by the user registry (see
-//! [`Factor`]); sessions are raised to aal2 by the session manager. Phone and WebAuthn factors
-//! are not implemented: they are refused as GoTrue refuses them when disabled.
+//! [`Factor`]); sessions are raised to aal2 by the session manager. WebAuthn factors are in
+//! `mfa_webauthn` (the handler dispatches by factor type). Phone factors are not implemented:
+//! they are refused as GoTrue refuses them when disabled.
 
 use super::auth::Authenticated;
 use super::{audit, grant, AuditActor, SessionGrant};
@@ -464,7 +465,7 @@ pub async fn admin_update(
         a,
         AuditActor::Admin(role),
         "factor_updated",
-        &[("user_id", &uid), ("factor_id", &fid), ("factor_type", "totp")],
+        &[("user_id", &uid), ("factor_id", &fid), ("factor_type", &factor.factor_type)],
     )
     .await?;
     Ok(factor)
@@ -479,7 +480,7 @@ pub async fn admin_delete(a: &Actors, role: &str, user_id: Uuid, factor_id: Uuid
         a,
         AuditActor::Admin(role),
         "factor_deleted",
-        &[("user_id", &uid), ("factor_id", &fid), ("factor_type", "totp")],
+        &[("user_id", &uid), ("factor_id", &fid), ("factor_type", &factor.factor_type)],
     )
     .await?;
     Ok(factor)
