@@ -1,10 +1,9 @@
-//! `GOTRUE_MFA_*` → [`MfaSettings`] (SPEC §1.17, §8.2): TOTP and phone enroll/verify switches,
-//! issuer, phone code length, template and spacing, challenge and unverified-factor lifetimes,
-//! enrollment limits. WebAuthn factors are not implemented: enabling them is refused at
-//! start-up rather than silently ignored.
+//! `GOTRUE_MFA_*` → [`MfaSettings`] (SPEC §1.17, §8.2): TOTP, phone and WebAuthn enroll/verify
+//! switches, issuer, phone code length, template and spacing, the WebAuthn relying party,
+//! challenge and unverified-factor lifetimes, enrollment limits.
 
 use crate::config::{parse_go_bool, parse_go_duration};
-use ferrotrue_actors::settings::MfaSettings;
+use ferrotrue_actors::settings::{MfaSettings, WebAuthnSettings};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -22,6 +21,47 @@ fn lifetime(v: &str) -> Option<Duration> {
     }
 }
 
+/// `GOTRUE_WEBAUTHN_RP_*`. Required (and checked) when a WebAuthn switch is on: GoTrue only warns
+/// and then fails every ceremony with a 500; we refuse to start instead. Every origin must be one
+/// a browser would report (`https://host[:port]`, or `http://localhost[:port]`, no path) on the RP
+/// ID's domain, or no browser could ever produce an assertion we accept.
+fn read_relying_party(vars: &HashMap<String, String>, w: &mut WebAuthnSettings, errors: &mut Vec<String>) {
+    w.rp_id = raw(vars, "GOTRUE_WEBAUTHN_RP_ID").unwrap_or_default().to_ascii_lowercase();
+    w.rp_display_name = raw(vars, "GOTRUE_WEBAUTHN_RP_DISPLAY_NAME").unwrap_or_default().to_owned();
+    let origins = raw(vars, "GOTRUE_WEBAUTHN_RP_ORIGINS").unwrap_or_default();
+    for o in origins.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let name = "GOTRUE_WEBAUTHN_RP_ORIGINS";
+        let Ok(url) = url::Url::parse(o) else {
+            errors.push(format!("{name}: {o:?} is not a URL"));
+            continue;
+        };
+        let Some(url::Host::Domain(host)) = url.host() else {
+            errors.push(format!("{name}: {o:?} has no domain name (WebAuthn refuses IP addresses)"));
+            continue;
+        };
+        let secure = url.scheme() == "https" || (url.scheme() == "http" && host == "localhost");
+        if !secure {
+            errors.push(format!("{name}: {o:?} must be https (http only for localhost)"));
+        } else if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+            errors.push(format!("{name}: {o:?} must be an origin (scheme://host[:port]), without a path"));
+        } else if !w.rp_id.is_empty() && host != w.rp_id && !host.ends_with(&format!(".{}", w.rp_id)) {
+            errors.push(format!("{name}: {o:?} is not on GOTRUE_WEBAUTHN_RP_ID={:?}", w.rp_id));
+        } else {
+            w.rp_origins.push(url);
+        }
+    }
+    if w.enroll_enabled || w.verify_enabled {
+        if w.rp_id.is_empty() {
+            errors.push("GOTRUE_WEBAUTHN_RP_ID is required when WebAuthn factors are enabled".into());
+        } else if w.rp_id.parse::<std::net::IpAddr>().is_ok() || w.rp_id.starts_with('.') || w.rp_id.ends_with('.') {
+            errors.push(format!("GOTRUE_WEBAUTHN_RP_ID={:?} must be a domain name", w.rp_id));
+        }
+        if origins.trim().is_empty() {
+            errors.push("GOTRUE_WEBAUTHN_RP_ORIGINS is required when WebAuthn factors are enabled".into());
+        }
+    }
+}
+
 /// Reads the MFA settings; `Err` lists every bad variable.
 pub fn read(vars: &HashMap<String, String>) -> Result<MfaSettings, Vec<String>> {
     let mut s = MfaSettings::default();
@@ -35,12 +75,10 @@ pub fn read(vars: &HashMap<String, String>) -> Result<MfaSettings, Vec<String>> 
     };
     s.totp_enroll_enabled = flag("GOTRUE_MFA_TOTP_ENROLL_ENABLED", true, &mut errors);
     s.totp_verify_enabled = flag("GOTRUE_MFA_TOTP_VERIFY_ENABLED", true, &mut errors);
-    for name in ["GOTRUE_MFA_WEB_AUTHN_ENROLL_ENABLED", "GOTRUE_MFA_WEB_AUTHN_VERIFY_ENABLED"] {
-        if flag(name, false, &mut errors) {
-            errors.push(format!("{name}=true is not supported by ferrotrue (TOTP and phone factors are)"));
-        }
-    }
     read_phone(vars, &mut s, &mut errors);
+    s.web_authn.enroll_enabled = flag("GOTRUE_MFA_WEB_AUTHN_ENROLL_ENABLED", false, &mut errors);
+    s.web_authn.verify_enabled = flag("GOTRUE_MFA_WEB_AUTHN_VERIFY_ENABLED", false, &mut errors);
+    read_relying_party(vars, &mut s.web_authn, &mut errors);
     if let Some(v) = raw(vars, "GOTRUE_MFA_TOTP_ISSUER") {
         if v.contains(':') {
             errors.push(format!("GOTRUE_MFA_TOTP_ISSUER={v:?} must not contain ':'"));
@@ -175,9 +213,9 @@ mod tests {
     }
 
     #[test]
-    fn refuses_bad_values_and_unimplemented_factor_types() {
+    fn refuses_bad_values() {
         let err = read(&vars(&[
-            ("GOTRUE_MFA_WEB_AUTHN_ENROLL_ENABLED", "true"),
+            ("GOTRUE_MFA_WEB_AUTHN_ENROLL_ENABLED", "perhaps"),
             ("GOTRUE_MFA_TOTP_VERIFY_ENABLED", "maybe"),
             ("GOTRUE_MFA_MAX_VERIFIED_FACTORS", "0"),
             ("GOTRUE_MFA_TOTP_ISSUER", "a:b"),
@@ -192,5 +230,45 @@ mod tests {
         ] {
             assert!(err.contains(name), "{err}");
         }
+    }
+
+    #[test]
+    fn web_authn_switches_need_a_relying_party_whose_origins_are_on_its_domain() {
+        let d = read(&vars(&[])).unwrap();
+        assert!(!d.web_authn.enroll_enabled && !d.web_authn.verify_enabled);
+        let s = read(&vars(&[
+            ("GOTRUE_MFA_WEB_AUTHN_ENROLL_ENABLED", "true"),
+            ("GOTRUE_MFA_WEB_AUTHN_VERIFY_ENABLED", "true"),
+            ("GOTRUE_WEBAUTHN_RP_ID", "Example.com"),
+            ("GOTRUE_WEBAUTHN_RP_DISPLAY_NAME", "Example"),
+            ("GOTRUE_WEBAUTHN_RP_ORIGINS", "https://example.com, https://app.example.com:8443"),
+        ]))
+        .unwrap();
+        assert!(s.web_authn.enroll_enabled && s.web_authn.verify_enabled);
+        assert_eq!((s.web_authn.rp_id.as_str(), s.web_authn.rp_display_name.as_str()), ("example.com", "Example"));
+        let origins: Vec<String> = s.web_authn.rp_origins.iter().map(|u| u.origin().ascii_serialization()).collect();
+        assert_eq!(origins, ["https://example.com", "https://app.example.com:8443"]);
+        // Enabled without a relying party: refused.
+        let err = read(&vars(&[("GOTRUE_MFA_WEB_AUTHN_VERIFY_ENABLED", "true")])).unwrap_err().join("\n");
+        assert!(err.contains("GOTRUE_WEBAUTHN_RP_ID") && err.contains("GOTRUE_WEBAUTHN_RP_ORIGINS"), "{err}");
+        // Origins a browser on the RP's domain could never report: refused, one message each.
+        let err = read(&vars(&[
+            ("GOTRUE_MFA_WEB_AUTHN_ENROLL_ENABLED", "true"),
+            ("GOTRUE_WEBAUTHN_RP_ID", "example.com"),
+            (
+                "GOTRUE_WEBAUTHN_RP_ORIGINS",
+                "http://example.com,https://evil.com,https://notexample.com,https://example.com/app,https://10.0.0.1,nope",
+            ),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.len(), 6, "{err:?}");
+        // http is fine on localhost.
+        let s = read(&vars(&[
+            ("GOTRUE_MFA_WEB_AUTHN_ENROLL_ENABLED", "true"),
+            ("GOTRUE_WEBAUTHN_RP_ID", "localhost"),
+            ("GOTRUE_WEBAUTHN_RP_ORIGINS", "http://localhost:3000"),
+        ]))
+        .unwrap();
+        assert_eq!(s.web_authn.rp_origins.len(), 1);
     }
 }

@@ -107,6 +107,9 @@ pub fn factor_json(f: &Factor) -> Value {
         map.insert("factor_type".into(), Value::String(f.factor_type.clone()));
         map.insert("phone".into(), Value::String(f.phone.clone()));
         map.insert("last_challenged_at".into(), ts(f.last_challenged_at).map_or(Value::Null, Value::String));
+        if let Some(aaguid) = f.web_authn_aaguid {
+            map.insert("web_authn_aaguid".into(), Value::String(aaguid.to_string()));
+        }
     }
     v
 }

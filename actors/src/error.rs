@@ -72,6 +72,7 @@ error_codes! {
     MfaPhoneVerifyNotEnabled => "mfa_phone_verify_not_enabled",
     MfaVerifiedFactorExists => "mfa_verified_factor_exists",
     MfaWebauthnEnrollNotEnabled => "mfa_webauthn_enroll_not_enabled",
+    MfaWebauthnVerifyNotEnabled => "mfa_webauthn_verify_not_enabled",
     InsufficientAal => "insufficient_aal",
     OverEmailSendRateLimit => "over_email_send_rate_limit",
     OverSmsSendRateLimit => "over_sms_send_rate_limit",

@@ -58,6 +58,23 @@ pub struct MfaSettings {
     /// `GOTRUE_MFA_PHONE_MAX_FREQUENCY`: spacing of codes per factor (GoTrue) and per destination
     /// number over every factor of every user (ferrotrue), default 60 s.
     pub phone_max_frequency: Duration,
+    /// WebAuthn factors (`GOTRUE_MFA_WEB_AUTHN_*`, `GOTRUE_WEBAUTHN_RP_*`).
+    pub web_authn: WebAuthnSettings,
+}
+
+/// WebAuthn factors: the switches and the relying party. Only the configuration defines the
+/// relying party; the `rpId`/`rpOrigins` a client sends are ignored (as GoTrue, supabase/auth#2490).
+#[derive(Debug, Clone, Default)]
+pub struct WebAuthnSettings {
+    pub enroll_enabled: bool,
+    pub verify_enabled: bool,
+    /// `GOTRUE_WEBAUTHN_RP_ID`: a domain every origin is on (checked at start-up).
+    pub rp_id: String,
+    /// `GOTRUE_WEBAUTHN_RP_DISPLAY_NAME`; empty = the RP ID.
+    pub rp_display_name: String,
+    /// `GOTRUE_WEBAUTHN_RP_ORIGINS`: the exact origins (`scheme://host[:port]`) a browser may
+    /// report in `clientDataJSON`.
+    pub rp_origins: Vec<url::Url>,
 }
 
 impl Default for MfaSettings {
@@ -75,6 +92,7 @@ impl Default for MfaSettings {
             phone_otp_length: 6,
             phone_template: "Your code is {{ .Code }}".into(),
             phone_max_frequency: Duration::from_secs(60),
+            web_authn: WebAuthnSettings::default(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `POST /factors`, `POST /factors/{id}/challenge`, `POST /factors/{id}/verify`,
-//! `DELETE /factors/{id}`. Port of mfa.go (TOTP and phone factors).
+//! `DELETE /factors/{id}`. Port of mfa.go (TOTP and phone factors; WebAuthn ones in `factors_webauthn`).
 
+use super::factors_webauthn;
 use crate::dto::SessionJson;
 use crate::http::request::Req;
 use crate::http::response::{self, Resp};
@@ -63,6 +64,9 @@ pub async fn route(cx: &Ctx, req: &Req, path: &str) -> AuthResult<Resp> {
 async fn enroll(cx: &Ctx, req: &Req) -> AuthResult<Resp> {
     let auth = authenticate(&cx.actors, req.bearer()).await?;
     let p: EnrollParams = req.json()?;
+    if p.factor_type == "webauthn" {
+        return factors_webauthn::enroll(cx, auth, p.friendly_name).await;
+    }
     let phone = p.phone.clone();
     let input =
         EnrollInput { factor_type: p.factor_type, friendly_name: p.friendly_name, issuer: p.issuer, phone: p.phone };
@@ -85,6 +89,9 @@ async fn enroll(cx: &Ctx, req: &Req) -> AuthResult<Resp> {
 async fn challenge(cx: &Ctx, req: &Req, id: &str) -> AuthResult<Resp> {
     let auth = authenticate(&cx.actors, req.bearer()).await?;
     let id = factor_id(id)?;
+    if factors_webauthn::is_webauthn(&auth, id) {
+        return factors_webauthn::challenge(cx, req, auth, id).await;
+    }
     // A body that is not a JSON object reads as no channel (TOTP challenges carry none).
     let p: ChallengeParams = req.json_or_default().unwrap_or_default();
     let (challenge_id, factor_type, expires_at) =
@@ -96,6 +103,9 @@ async fn challenge(cx: &Ctx, req: &Req, id: &str) -> AuthResult<Resp> {
 async fn verify(cx: &Ctx, req: &Req, id: &str) -> AuthResult<Resp> {
     let auth = authenticate(&cx.actors, req.bearer()).await?;
     let id = factor_id(id)?;
+    if factors_webauthn::is_webauthn(&auth, id) {
+        return factors_webauthn::verify(cx, req, auth, id).await;
+    }
     let p: VerifyParams = req.json()?;
     let challenge_id = Uuid::parse_str(&p.challenge_id).map_err(|_| {
         AuthError::unprocessable(ErrorCode::MfaFactorNotFound, "MFA factor with the provided challenge ID not found")

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod external;
 pub mod factors;
+pub mod factors_webauthn;
 pub mod health;
 pub mod invite;
 pub mod logout;

@@ -18,6 +18,7 @@ mod mailer;
 mod metrics;
 mod mfa;
 mod mfa_phone;
+mod mfa_webauthn;
 mod oauth;
 mod operations;
 mod packaging;

@@ -7,7 +7,8 @@
 # Installs the clients (Python venv at target/compat-venv, npm ci in
 # tests/compat/js), then starts, each on a free loopback port with a fresh data
 # dir:
-#   * the main server (MAILER_AUTOCONFIRM=true)           -> FERROTRUE_URL
+#   * the main server (MAILER_AUTOCONFIRM=true, WebAuthn factors for
+#     http://localhost:3000)                              -> FERROTRUE_URL
 #   * an SMTP sink (aiosmtpd, Maildir handler)             -> FERROTRUE_MAILDIR
 #   * a second server for the email flows (autoconfirm off, real SMTP to the
 #     sink, reauthentication required for password changes) -> FERROTRUE_EMAIL_URL
@@ -272,6 +273,11 @@ env "${RAISED_LIMITS[@]}" \
   GOTRUE_SITE_URL=http://localhost:3000 \
   GOTRUE_LOG_LEVEL=warn \
   GOTRUE_SECURITY_REFRESH_TOKEN_REUSE_INTERVAL=0 \
+  GOTRUE_MFA_WEB_AUTHN_ENROLL_ENABLED=true \
+  GOTRUE_MFA_WEB_AUTHN_VERIFY_ENABLED=true \
+  GOTRUE_WEBAUTHN_RP_ID=localhost \
+  GOTRUE_WEBAUTHN_RP_DISPLAY_NAME="ferrotrue compat" \
+  GOTRUE_WEBAUTHN_RP_ORIGINS=http://localhost:3000 \
   "$BIN" >"$LOG" 2>&1 &
 SERVER_PID=$!
 

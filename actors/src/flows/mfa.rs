@@ -1,8 +1,7 @@
 //! MFA: port of GoTrue's `api/mfa.go` (enroll, challenge, verify, unenroll) and the admin factor
-//! routes of `api/admin.go`. TOTP factors live here, phone factors in [`super::mfa_phone`]
-//! (dispatched by factor type). Factors are owned by the user registry (see [`Factor`]); sessions
-//! are raised to aal2 by the session manager. WebAuthn factors are not implemented: they are
-//! refused as GoTrue refuses them when disabled.
+//! routes of `api/admin.go`. TOTP factors live here, phone factors in [`super::mfa_phone`] and
+//! WebAuthn factors in [`super::mfa_webauthn`] (dispatched by factor type). Factors are owned by
+//! the user registry (see [`Factor`]); sessions are raised to aal2 by the session manager.
 
 use super::auth::Authenticated;
 use super::{audit, grant, AuditActor, SessionGrant};
@@ -98,7 +97,7 @@ fn matching_step(secret: Vec<u8>, code: &str, now: Timestamp) -> AuthResult<Opti
     Ok(found)
 }
 
-fn not_anonymous(auth: &Authenticated) -> AuthResult<()> {
+pub(super) fn not_anonymous(auth: &Authenticated) -> AuthResult<()> {
     if auth.user.is_anonymous {
         return Err(AuthError::forbidden(
             ErrorCode::NoAuthorization,
@@ -129,6 +128,7 @@ fn traits_of<'a>(_user: &User, factor_id: &'a str) -> [(&'a str, &'a str); 2] {
 fn amr_of(factor_type: &str) -> &'static str {
     match factor_type {
         "phone" => super::mfa_phone::AMR,
+        super::mfa_webauthn::FACTOR_TYPE => super::mfa_webauthn::AMR,
         _ => TOTP_AMR,
     }
 }

@@ -10,6 +10,7 @@ pub mod invite;
 pub mod logout;
 pub mod mfa;
 pub mod mfa_phone;
+pub mod mfa_webauthn;
 pub mod otp;
 pub mod phone;
 pub mod reauthenticate;
