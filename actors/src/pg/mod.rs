@@ -93,14 +93,15 @@ impl ConnectOptions {
     /// says what is wrong without repeating the URL.
     pub fn parse(url: &str) -> Result<ConnectOptions, String> {
         let url = url.trim();
-        let mut ssl_mode = SslMode::Prefer;
+        // Set from the URL's query; `None` for the key=value form, where tokio-postgres reads it.
+        let mut ssl_mode = None;
         let mut root_cert = None;
         let rest = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let mut parsed = url::Url::parse(url).map_err(|e| format!("not a valid URL ({e})"))?;
             let mut kept = Vec::new();
             for (k, v) in parsed.query_pairs() {
                 match &*k {
-                    "sslmode" => ssl_mode = parse_ssl_mode(&v)?,
+                    "sslmode" => ssl_mode = Some(parse_ssl_mode(&v)?),
                     "sslrootcert" => root_cert = Some(PathBuf::from(v.into_owned())),
                     "sslcert" | "sslkey" | "sslpassword" => {
                         return Err(format!("{k} (TLS client certificates) is not supported"))
@@ -126,9 +127,18 @@ impl ConnectOptions {
         if config.get_hosts().is_empty() {
             return Err("names no host".into());
         }
-        if config.get_user().is_none() {
+        if config.get_user().is_none_or(str::is_empty) {
             return Err("names no user".into());
         }
+        let ssl_mode = match (ssl_mode, url.contains("://")) {
+            (Some(mode), _) => mode,
+            (None, true) => SslMode::Prefer, // libpq's default
+            (None, false) => match config.get_ssl_mode() {
+                tokio_postgres::config::SslMode::Disable => SslMode::Disable,
+                tokio_postgres::config::SslMode::Prefer => SslMode::Prefer,
+                _ => SslMode::Require,
+            },
+        };
         config.ssl_mode(match ssl_mode {
             SslMode::Disable => tokio_postgres::config::SslMode::Disable,
             SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
@@ -389,7 +399,8 @@ mod tests {
             ("postgres://u:secret@h/d?sslmode=sometimes", "is not an sslmode"),
             ("postgres://u:secret@h/d?sslcert=/c.pem", "client certificates"),
             ("postgres://u:secret@h/d?bogus=1", "not a valid database URL"),
-            ("postgres://:secret@/d", "names no"),
+            ("postgres://:secret@h/d", "names no user"),
+            ("postgres://u:secret@/d", "empty host"),
         ] {
             let err = ConnectOptions::parse(bad).err().unwrap_or_default();
             assert!(err.contains(why), "{bad}: {err}");
