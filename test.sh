@@ -3,6 +3,9 @@
 #   1. formatting check,
 #   2. every Rust target builds (benches included) and every unit + integration test passes
 #      (the integration tests start real servers, a real SMTP sink, and kill -9 the real binary),
+#      (the Postgres tests run against a throw-away PostgreSQL cluster, tests/pg/cluster.sh,
+#      installed from Debian's packages when missing; set FERROTRUE_TEST_DATABASE_URL to use
+#      another server instead),
 #   3. the compat suite drives the built binary with the official clients
 #      (@supabase/auth-js from npm, supabase-auth from PyPI), installing them on first run.
 set -euo pipefail
@@ -24,7 +27,15 @@ cargo fmt --all -- --check
 echo "==> cargo build (all targets, benches included)"
 cargo build --workspace --all-targets --locked
 
-echo "==> cargo test (unit, integration, kill -9, supervision)"
+if [ -z "${FERROTRUE_TEST_DATABASE_URL:-}" ]; then
+  echo "==> PostgreSQL for the tests (a throw-away cluster: tests/pg/cluster.sh)"
+  PG_DIR=$(tests/pg/cluster.sh start)
+  trap 'tests/pg/cluster.sh stop "$PG_DIR"' EXIT
+  FERROTRUE_TEST_DATABASE_URL=$(tests/pg/cluster.sh url "$PG_DIR")
+  export FERROTRUE_TEST_DATABASE_URL
+fi
+
+echo "==> cargo test (unit, integration, kill -9, supervision, Postgres)"
 cargo test --workspace --locked
 
 echo "==> compat suite (official clients against target/debug/ferrotrue)"

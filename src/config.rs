@@ -424,6 +424,8 @@ impl Config {
             settings: s,
         };
         env.errors.extend(crate::config_security::unimplemented_settings(vars));
+        // GOTRUE_DB_*: Postgres is refused until its storage backend exists (config_db.rs).
+        env.errors.extend(crate::config_db::startup_errors(vars));
         env.errors.extend(crate::config_keys::read(vars, &mut config.settings.jwt));
         match crate::config_hooks::read(vars, config.max_request_duration) {
             Ok(hooks) => config.settings.hooks = hooks,

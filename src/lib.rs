@@ -11,12 +11,14 @@
 
 pub mod admin_cli;
 pub mod config;
+pub mod config_db;
 pub mod config_hooks;
 pub mod config_keys;
 pub mod config_mfa;
 pub mod config_oauth;
 pub mod config_report;
 pub mod config_security;
+pub mod db_cli;
 pub mod dto;
 pub mod handlers;
 pub mod http;

@@ -72,6 +72,11 @@ enum Command {
         #[arg(long)]
         out: std::path::PathBuf,
     },
+    /// GoTrue's schema in Postgres (GOTRUE_DB_DATABASE_URL / DATABASE_URL, GOTRUE_DB_NAMESPACE).
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
     /// Restore a backup into an empty data directory (offline: the server must not be using it).
     Restore {
         /// The backup file.
@@ -124,6 +129,25 @@ enum UsersCommand {
 enum SessionsCommand {
     /// End every session and refresh token of a user (by id).
     Revoke { user: String },
+}
+
+/// `ferrotrue db …` (src/db_cli.rs).
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Create GoTrue's schema in an empty database (recording GoTrue's migration versions, so GoTrue
+    /// sees it as current); on a database GoTrue already migrated, check it is current and change
+    /// nothing. Safe to run from several nodes at once.
+    Migrate {
+        /// The database URL instead of GOTRUE_DB_DATABASE_URL / DATABASE_URL.
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Report whether the schema exists and is current, changing nothing (exit 0 only when current).
+    Check {
+        /// The database URL instead of GOTRUE_DB_DATABASE_URL / DATABASE_URL.
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -429,6 +453,13 @@ async fn main() -> ExitCode {
         | Command::Sessions { .. }
         | Command::Backup { .. }
         | Command::Restore { .. } => {}
+        Command::Db { command } => {
+            let (action, url) = match command {
+                DbCommand::Migrate { url } => (ferrotrue::db_cli::DbAction::Migrate, url),
+                DbCommand::Check { url } => (ferrotrue::db_cli::DbAction::Check, url),
+            };
+            return ferrotrue::db_cli::run(action, environment(), url.as_deref()).await;
+        }
         Command::Keys { command: KeysCommand::Generate { alg } } => {
             let generated = ferrotrue_actors::jwt_keys::parse_alg(alg)
                 .ok_or_else(|| format!("unsupported algorithm {alg:?}"))

@@ -21,6 +21,7 @@ pub mod mailer;
 pub mod oauth;
 pub mod oauth_flow;
 pub mod otp_issuer;
+pub mod pg;
 pub mod redirect;
 pub mod session_manager;
 pub mod settings;

@@ -23,6 +23,7 @@ mod oauth;
 mod operations;
 mod packaging;
 mod persistence;
+mod pg;
 mod phone;
 mod public;
 mod security_jwt;

@@ -1,0 +1,453 @@
+//! Postgres, foundation of issue 12: GoTrue's schema created by ferrotrue, attached to when
+//! current, refused when older or foreign; migrations from many nodes at once; TLS and URL
+//! errors; `ferrotrue db migrate|check`; the start-up refusal while the backend does not exist.
+//!
+//! Runs against a real PostgreSQL: `./test.sh` starts a throw-away cluster (tests/pg/cluster.sh)
+//! and sets FERROTRUE_TEST_DATABASE_URL (a superuser URL). Each test creates its own database.
+
+use ferrotrue_actors::pg::{schema, Db, MigrateOutcome, PgError, PgSettings, SchemaState};
+use std::process::Command;
+use tokio_postgres::NoTls;
+
+/// The cluster's URL, or a failure telling how to get one (these tests never pass silently).
+fn admin_url() -> String {
+    std::env::var("FERROTRUE_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| {
+        panic!(
+            "FERROTRUE_TEST_DATABASE_URL is not set: run ./test.sh (it starts a throw-away PostgreSQL), or \
+             `D=$(tests/pg/cluster.sh start) && export FERROTRUE_TEST_DATABASE_URL=$(tests/pg/cluster.sh url $D)` \
+             before cargo test, and `tests/pg/cluster.sh stop $D` afterwards"
+        )
+    })
+}
+
+/// A client on `url` (plain TCP: the test cluster has no TLS).
+async fn client(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await.expect("connect to the test cluster");
+    tokio::spawn(conn);
+    client
+}
+
+/// A new, empty database; its URL.
+async fn fresh_db() -> String {
+    let admin = admin_url();
+    let name = format!("ft_{}", uuid::Uuid::new_v4().simple());
+    client(&admin).await.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+    let mut url = url::Url::parse(&admin).unwrap();
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+fn settings(url: &str, namespace: &str) -> PgSettings {
+    PgSettings { url: url.to_owned(), namespace: namespace.to_owned(), max_pool_size: 4 }
+}
+
+async fn migrate(url: &str, ns: &str) -> Result<MigrateOutcome, PgError> {
+    Db::connect(&settings(url, ns)).await?.migrate().await
+}
+
+/// Tables, columns (type, nullability, default), constraints, indexes and recorded versions of
+/// `ns`, one line each: equal snapshots mean an unchanged schema.
+async fn snapshot(url: &str, ns: &str) -> Vec<String> {
+    let sql = "
+        SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable || ' '
+               || coalesce(column_default, '-')
+          FROM information_schema.columns WHERE table_schema = $1
+        UNION ALL
+        SELECT 'constraint ' || conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid)
+          FROM pg_constraint WHERE connamespace = $1::regnamespace
+        UNION ALL
+        SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = $1
+        UNION ALL
+        SELECT 'type ' || typname FROM pg_type WHERE typnamespace = $1::regnamespace AND typtype = 'e'
+        UNION ALL
+        SELECT 'function ' || proname FROM pg_proc WHERE pronamespace = $1::regnamespace
+        ORDER BY 1";
+    let c = client(url).await;
+    let mut lines: Vec<String> = c.query(sql, &[&ns]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    let versions = c.query(&format!("SELECT version::text FROM {ns}.schema_migrations ORDER BY 1"), &[]).await.unwrap();
+    lines.extend(versions.iter().map(|r| format!("version {}", r.get::<_, String>(0))));
+    lines
+}
+
+/// The tables issue 12 names, and the others GoTrue's latest schema has.
+const EXPECTED_TABLES: &[&str] = &[
+    "audit_log_entries",
+    "custom_oauth_providers",
+    "flow_state",
+    "identities",
+    "instances",
+    "mfa_amr_claims",
+    "mfa_challenges",
+    "mfa_factors",
+    "oauth_authorizations",
+    "oauth_client_states",
+    "oauth_clients",
+    "oauth_consents",
+    "one_time_tokens",
+    "refresh_tokens",
+    "saml_providers",
+    "saml_relay_states",
+    "schema_migrations",
+    "sessions",
+    "sso_domains",
+    "sso_providers",
+    "users",
+    "webauthn_challenges",
+    "webauthn_credentials",
+];
+
+/// Columns the storage backend will read and write: (table, column, type, nullable).
+const EXPECTED_COLUMNS: &[(&str, &str, &str, &str)] = &[
+    ("users", "id", "uuid", "NO"),
+    ("users", "aud", "varchar", "YES"),
+    ("users", "role", "varchar", "YES"),
+    ("users", "email", "varchar", "YES"),
+    ("users", "encrypted_password", "varchar", "YES"),
+    ("users", "email_confirmed_at", "timestamptz", "YES"),
+    ("users", "phone", "text", "YES"),
+    ("users", "phone_confirmed_at", "timestamptz", "YES"),
+    ("users", "confirmed_at", "timestamptz", "YES"),
+    ("users", "raw_app_meta_data", "jsonb", "YES"),
+    ("users", "raw_user_meta_data", "jsonb", "YES"),
+    ("users", "banned_until", "timestamptz", "YES"),
+    ("users", "deleted_at", "timestamptz", "YES"),
+    ("users", "is_sso_user", "bool", "NO"),
+    ("users", "is_anonymous", "bool", "NO"),
+    ("users", "reauthentication_token", "varchar", "YES"),
+    ("users", "email_change_token_new", "varchar", "YES"),
+    ("users", "email_change_confirm_status", "int2", "YES"),
+    ("identities", "id", "uuid", "NO"),
+    ("identities", "provider_id", "text", "NO"),
+    ("identities", "user_id", "uuid", "NO"),
+    ("identities", "identity_data", "jsonb", "NO"),
+    ("identities", "provider", "text", "NO"),
+    ("identities", "email", "text", "YES"),
+    ("sessions", "id", "uuid", "NO"),
+    ("sessions", "user_id", "uuid", "NO"),
+    ("sessions", "aal", "aal_level", "YES"),
+    ("sessions", "factor_id", "uuid", "YES"),
+    ("sessions", "not_after", "timestamptz", "YES"),
+    ("sessions", "refreshed_at", "timestamp", "YES"),
+    ("sessions", "user_agent", "text", "YES"),
+    ("sessions", "ip", "inet", "YES"),
+    ("sessions", "tag", "text", "YES"),
+    ("sessions", "refresh_token_hmac_key", "text", "YES"),
+    ("sessions", "refresh_token_counter", "int8", "YES"),
+    ("refresh_tokens", "id", "int8", "NO"),
+    ("refresh_tokens", "token", "varchar", "YES"),
+    ("refresh_tokens", "user_id", "varchar", "YES"),
+    ("refresh_tokens", "revoked", "bool", "YES"),
+    ("refresh_tokens", "parent", "varchar", "YES"),
+    ("refresh_tokens", "session_id", "uuid", "YES"),
+    ("one_time_tokens", "id", "uuid", "NO"),
+    ("one_time_tokens", "user_id", "uuid", "NO"),
+    ("one_time_tokens", "token_type", "one_time_token_type", "NO"),
+    ("one_time_tokens", "token_hash", "text", "NO"),
+    ("one_time_tokens", "relates_to", "text", "NO"),
+    ("flow_state", "id", "uuid", "NO"),
+    ("flow_state", "auth_code", "text", "YES"),
+    ("flow_state", "code_challenge_method", "code_challenge_method", "YES"),
+    ("flow_state", "code_challenge", "text", "YES"),
+    ("flow_state", "provider_type", "text", "NO"),
+    ("flow_state", "authentication_method", "text", "NO"),
+    ("mfa_factors", "id", "uuid", "NO"),
+    ("mfa_factors", "user_id", "uuid", "NO"),
+    ("mfa_factors", "factor_type", "factor_type", "NO"),
+    ("mfa_factors", "status", "factor_status", "NO"),
+    ("mfa_factors", "secret", "text", "YES"),
+    ("mfa_factors", "phone", "text", "YES"),
+    ("mfa_factors", "web_authn_credential", "jsonb", "YES"),
+    ("mfa_challenges", "factor_id", "uuid", "NO"),
+    ("mfa_challenges", "verified_at", "timestamptz", "YES"),
+    ("mfa_challenges", "ip_address", "inet", "NO"),
+    ("mfa_challenges", "otp_code", "text", "YES"),
+    ("mfa_amr_claims", "id", "uuid", "NO"),
+    ("mfa_amr_claims", "session_id", "uuid", "NO"),
+    ("mfa_amr_claims", "authentication_method", "text", "NO"),
+    ("audit_log_entries", "id", "uuid", "NO"),
+    ("audit_log_entries", "payload", "json", "YES"),
+    ("audit_log_entries", "ip_address", "varchar", "NO"),
+    ("schema_migrations", "version", "varchar", "NO"),
+];
+
+#[tokio::test]
+async fn an_empty_database_gets_gotrue_schema_recorded_as_current() {
+    let url = fresh_db().await;
+    assert_eq!(migrate(&url, "auth").await.unwrap(), MigrateOutcome::Created);
+    let c = client(&url).await;
+    let tables: Vec<String> = c
+        .query("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'auth' ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(tables, EXPECTED_TABLES);
+    for (table, column, udt, nullable) in EXPECTED_COLUMNS {
+        let row = c
+            .query_opt(
+                "SELECT udt_name::text, is_nullable::text FROM information_schema.columns \
+                 WHERE table_schema = 'auth' AND table_name = $1 AND column_name = $2",
+                &[table, column],
+            )
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("auth.{table}.{column} is missing"));
+        assert_eq!(
+            (row.get::<_, String>(0).as_str(), row.get::<_, String>(1).as_str()),
+            (*udt, *nullable),
+            "{table}.{column}"
+        );
+    }
+    // GoTrue's bookkeeping: every version, so GoTrue would find nothing to migrate.
+    let versions: Vec<String> = c
+        .query("SELECT version::text FROM auth.schema_migrations ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let known: Vec<&str> = schema::GOTRUE_MIGRATIONS.iter().map(|(v, _)| *v).collect();
+    assert_eq!(versions, known);
+    // The constraints GoTrue's code relies on hold.
+    let uid = uuid::Uuid::new_v4();
+    c.execute("INSERT INTO auth.users (id, email, is_sso_user) VALUES ($1, 'a@example.com', false)", &[&uid])
+        .await
+        .unwrap();
+    let dup = c
+        .execute("INSERT INTO auth.users (id, email) VALUES ($1, 'a@example.com')", &[&uuid::Uuid::new_v4()])
+        .await
+        .unwrap_err();
+    assert!(
+        dup.to_string().contains("users_email_partial_key") || format!("{dup:?}").contains("users_email_partial_key")
+    );
+    c.execute(
+        "INSERT INTO auth.identities (provider_id, user_id, identity_data, provider) \
+         VALUES ($1::uuid::text, $1, '{\"email\":\"A@Example.com\"}', 'email')",
+        &[&uid],
+    )
+    .await
+    .unwrap();
+    let email: String =
+        c.query_one("SELECT email FROM auth.identities WHERE user_id = $1", &[&uid]).await.unwrap().get(0);
+    assert_eq!(email, "a@example.com", "generated, lower-cased");
+    // auth.uid()/role()/email()/jwt() read PostgREST's claims, as RLS policies expect.
+    let claims = format!(r#"{{"sub":"{uid}","role":"authenticated","email":"a@example.com"}}"#);
+    let row = c
+        .query_one(
+            "SELECT set_config('request.jwt.claims', $1, false), auth.uid(), auth.role(), auth.email(), \
+             auth.jwt() ->> 'sub'",
+            &[&claims],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, uuid::Uuid>(1), uid);
+    assert_eq!(row.get::<_, String>(2), "authenticated");
+    assert_eq!(row.get::<_, String>(3), "a@example.com");
+    assert_eq!(row.get::<_, String>(4), uid.to_string());
+}
+
+#[tokio::test]
+async fn migrating_again_changes_nothing() {
+    let url = fresh_db().await;
+    assert_eq!(migrate(&url, "auth").await.unwrap(), MigrateOutcome::Created);
+    let before = snapshot(&url, "auth").await;
+    assert!(before.len() > 300, "{}", before.len());
+    assert_eq!(migrate(&url, "auth").await.unwrap(), MigrateOutcome::AlreadyCurrent { newer: vec![] });
+    assert_eq!(snapshot(&url, "auth").await, before);
+    let db = Db::connect(&settings(&url, "auth")).await.unwrap();
+    assert_eq!(db.inspect().await.unwrap(), SchemaState::Current { newer: vec![] });
+}
+
+#[tokio::test]
+async fn four_nodes_migrating_at_once_create_one_schema() {
+    let url = fresh_db().await;
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { migrate(&url, "auth").await })
+        })
+        .collect();
+    let mut created = 0;
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
+            MigrateOutcome::Created => created += 1,
+            MigrateOutcome::AlreadyCurrent { newer } => assert!(newer.is_empty()),
+        }
+    }
+    assert_eq!(created, 1, "exactly one node creates the schema");
+    let c = client(&url).await;
+    let n: i64 = c.query_one("SELECT count(*) FROM auth.schema_migrations", &[]).await.unwrap().get(0);
+    assert_eq!(n as usize, schema::GOTRUE_MIGRATIONS.len());
+    let other = fresh_db().await;
+    assert_eq!(migrate(&other, "auth").await.unwrap(), MigrateOutcome::Created);
+    assert_eq!(snapshot(&url, "auth").await, snapshot(&other, "auth").await, "the same schema as one node makes");
+}
+
+#[tokio::test]
+async fn a_custom_namespace_holds_everything() {
+    let url = fresh_db().await;
+    assert_eq!(migrate(&url, "tenant_auth").await.unwrap(), MigrateOutcome::Created);
+    let c = client(&url).await;
+    let in_ns: i64 = c
+        .query_one("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'tenant_auth'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(in_ns as usize, EXPECTED_TABLES.len());
+    let auth: Option<String> = c.query_one("SELECT to_regnamespace('auth')::text", &[]).await.unwrap().get(0);
+    assert_eq!(auth, None, "nothing outside the namespace");
+    let fk: String = c
+        .query_one("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'sessions_user_id_fkey'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(fk.contains("tenant_auth.users"), "{fk}");
+    let aal: String = c
+        .query_one(
+            "SELECT udt_schema::text FROM information_schema.columns WHERE table_name = 'sessions' AND column_name = 'aal'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(aal, "tenant_auth");
+    // The default namespace of the same database is still empty, hence creatable.
+    assert_eq!(Db::connect(&settings(&url, "auth")).await.unwrap().inspect().await.unwrap(), SchemaState::Empty);
+}
+
+#[tokio::test]
+async fn an_older_schema_is_refused_naming_the_missing_version_and_left_alone() {
+    let url = fresh_db().await;
+    migrate(&url, "auth").await.unwrap();
+    let c = client(&url).await;
+    let newest: Vec<&str> = schema::GOTRUE_MIGRATIONS.iter().rev().take(2).map(|(v, _)| *v).collect();
+    c.execute("DELETE FROM auth.schema_migrations WHERE version = ANY($1)", &[&newest]).await.unwrap();
+    let before = snapshot(&url, "auth").await;
+    let err = migrate(&url, "auth").await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, PgError::Schema(_)), "{err:?}");
+    assert!(msg.contains(schema::LATEST_GOTRUE_VERSION) && msg.contains("add_custom_claims_allowlist"), "{msg}");
+    assert!(msg.contains("2 of GoTrue's"), "{msg}");
+    assert_eq!(snapshot(&url, "auth").await, before, "a refused schema is not touched");
+    match Db::connect(&settings(&url, "auth")).await.unwrap().inspect().await.unwrap() {
+        SchemaState::Older { missing, .. } => assert_eq!(missing, newest),
+        other => panic!("{other:?}"),
+    }
+    // A schema a newer GoTrue migrated (versions ferrotrue does not know) is current.
+    c.execute("INSERT INTO auth.schema_migrations (version) SELECT unnest($1::text[])", &[&newest]).await.unwrap();
+    c.execute("INSERT INTO auth.schema_migrations (version) VALUES ('20991231000000')", &[]).await.unwrap();
+    assert_eq!(
+        migrate(&url, "auth").await.unwrap(),
+        MigrateOutcome::AlreadyCurrent { newer: vec!["20991231000000".into()] }
+    );
+}
+
+#[tokio::test]
+async fn tables_without_gotrue_bookkeeping_are_refused() {
+    let url = fresh_db().await;
+    client(&url)
+        .await
+        .batch_execute("CREATE SCHEMA auth; CREATE TABLE auth.users (id uuid primary key)")
+        .await
+        .unwrap();
+    let msg = migrate(&url, "auth").await.unwrap_err().to_string();
+    assert!(msg.contains("no schema_migrations"), "{msg}");
+}
+
+fn with_query(url: &str, query: &str) -> String {
+    let mut u = url::Url::parse(url).unwrap();
+    u.set_query(Some(query));
+    u.to_string()
+}
+
+#[tokio::test]
+async fn tls_required_by_the_url_but_not_offered_is_a_clear_error() {
+    let url = fresh_db().await;
+    // The test cluster has no TLS: `require` must fail with the reason, `prefer` falls back.
+    let err = Db::connect(&settings(&with_query(&url, "sslmode=require"), "auth")).await.err().unwrap();
+    let msg = err.to_string();
+    assert!(matches!(err, PgError::Connect { .. }), "{err:?}");
+    assert!(msg.contains("TLS") && msg.contains("127.0.0.1"), "{msg}");
+    let err = Db::connect(&settings(&with_query(&url, "sslmode=verify-full"), "auth")).await.err().unwrap();
+    assert!(err.to_string().contains("TLS"), "{err}");
+    assert!(Db::connect(&settings(&with_query(&url, "sslmode=prefer"), "auth")).await.is_ok());
+}
+
+#[tokio::test]
+async fn bad_urls_and_unreachable_servers_are_clear_errors_without_the_password() {
+    for (url, config_error) in [
+        ("postgres://u:hunter2@127.0.0.1:5432/x?sslmode=sometimes", true),
+        ("mysql://u:hunter2@127.0.0.1/x", true),
+        ("postgres://u:hunter2@127.0.0.1:1/x?sslmode=disable", false),
+    ] {
+        let err = Db::connect(&settings(url, "auth")).await.err().unwrap();
+        assert_eq!(matches!(err, PgError::Config(_)), config_error, "{url}: {err:?}");
+        assert_eq!(matches!(err, PgError::Connect { .. }), !config_error, "{url}: {err:?}");
+        assert!(!err.to_string().contains("hunter2"), "{url}: {err}");
+    }
+    let err = Db::connect(&settings(&admin_url(), "Bad-Name")).await.err().unwrap();
+    assert!(matches!(err, PgError::Config(_)), "{err:?}");
+}
+
+fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrotrue"));
+    cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd
+}
+
+#[tokio::test]
+async fn db_migrate_and_check_commands() {
+    let url = fresh_db().await;
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let dir = tempfile::tempdir().unwrap();
+        let out = bin().current_dir(dir.path()).args(args).envs(env.iter().copied()).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = run(&["db", "check", "--url", &url], &[]);
+    assert_eq!(code, Some(1), "{err}");
+    let (code, out, err) =
+        run(&["db", "migrate"], &[("DATABASE_URL", &url), ("GOTRUE_DB_MIGRATIONS_PATH", "./migrations")]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("created GoTrue's schema \"auth\""), "{out}");
+    assert!(err.contains("GOTRUE_DB_MIGRATIONS_PATH is ignored"), "{err}");
+    let (code, out, err) = run(&["db", "migrate", "--url", &url], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("is current") && out.contains("nothing changed"), "{out}");
+    let (code, out, err) = run(&["db", "check"], &[("GOTRUE_DB_DRIVER", "postgres"), ("GOTRUE_DB_DATABASE_URL", &url)]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("is current"), "{out}");
+    let (code, _, err) = run(&["db", "migrate", "--url", "mysql://root:hunter2@localhost/x"], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("not a postgres:// URL") && !err.contains("hunter2"), "{err}");
+    let (code, _, err) = run(&["db", "migrate"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no database"), "{err}");
+}
+
+#[tokio::test]
+async fn selecting_postgres_refuses_to_start_rather_than_running_on_sled() {
+    let url = fresh_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let env = [
+        ("GOTRUE_DB_DRIVER", "postgres"),
+        ("GOTRUE_DB_DATABASE_URL", url.as_str()),
+        ("GOTRUE_JWT_SECRET", "a-secret-of-at-least-thirty-two-bytes!"),
+    ];
+    let out = bin().current_dir(dir.path()).env("PORT", port.to_string()).envs(env).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot serve from Postgres yet") && err.contains("ferrotrue db migrate"), "{err}");
+    assert!(!dir.path().join("data").exists(), "nothing was written to a sled directory");
+    let out = bin().current_dir(dir.path()).args(["config", "check"]).envs(env).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot serve from Postgres yet"));
+    let out = bin().current_dir(dir.path()).env("GOTRUE_DB_DRIVER", "mysql").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("GOTRUE_DB_DRIVER=\"mysql\" is not supported"));
+}
