@@ -16,7 +16,7 @@
 #
 # Environment: DURATION [10s], SCENARIOS ["idle signup login probe argon"], SKIP_BUILD [0],
 # SERVER_ENV [""] (extra VAR=value for the server, e.g. "FERROTRUE_HASH_THREADS=1"),
-# KEEP_LOGS [0], BIN [target/release/ferrotrue]. Prints one line per figure, "MEM <scenario> <key>=<value> ...".
+# KEEP_LOGS [0], BIN [target/release/ferrotrue], RENICE [""] (see renice_hashers). Prints one line per figure, "MEM <scenario> <key>=<value> ...".
 # RSS = VmRSS of /proc/<pid>/status, HWM = VmHWM (peak). Requires wrk, curl, python3.
 set -euo pipefail
 
@@ -27,6 +27,7 @@ SCENARIOS=${SCENARIOS:-"idle signup login probe argon"}
 SKIP_BUILD=${SKIP_BUILD:-0}
 SERVER_ENV=${SERVER_ENV:-}
 KEEP_LOGS=${KEEP_LOGS:-0}
+RENICE=${RENICE:-}
 JWT_SECRET="load-bench-secret-that-is-long-enough-for-hs256"
 PASSWORD="bench-password-1234"
 RAISED_LIMITS=(
@@ -74,11 +75,23 @@ start_server() { # start_server <name>
         "${RAISED_LIMITS[@]}" $SERVER_ENV "$BIN" >"$WORK/server-$1.log" 2>&1 &
     PID=$!
     for _ in $(seq 1 300); do
-        curl -fs "$BASE/health" >/dev/null 2>&1 && return 0
+        if curl -fs "$BASE/health" >/dev/null 2>&1; then
+            [ -z "$RENICE" ] || renice_hashers
+            return 0
+        fi
         sleep 0.1
     done
     echo "mem_storm.sh: server did not start" >&2
     exit 1
+}
+
+# RENICE=<n>: set the hashing threads' nice value from outside (renice works per thread on
+# Linux), to try priorities on a binary without rebuilding it.
+renice_hashers() {
+    local t
+    for t in /proc/"$PID"/task/*; do
+        case $(cat "$t/comm") in ferrotrue-hash-*) renice -n "$RENICE" -p "${t##*/}" >/dev/null ;; esac
+    done
 }
 
 status() { awk -v k="$1:" '$1 == k { printf "%.1f", $2 / 1024 }' "/proc/$PID/status"; }

@@ -67,11 +67,14 @@ pub enum PasswordCheck {
 
 type Job = Box<dyn FnOnce(&mut Scratch) + Send>;
 
-/// How many `nice` levels below the rest of the process the hashing threads run (Linux). Ten
-/// levels down a hashing thread weighs about a tenth of an async worker when both want a core,
-/// so a `GET /user` arriving during a login storm is served at once, while a storm on an
-/// otherwise idle server still hashes at full speed (nice only matters when cores are contended).
-pub const HASH_NICE_INCREMENT: i32 = 10;
+/// How many `nice` levels below the rest of the process the hashing threads run (Linux). Five
+/// levels down a hashing thread weighs about a third of an async worker (335 vs 1024), so with
+/// the kernel's EEVDF scheduler a worker woken by a request preempts a hashing thread in most of
+/// its time slice instead of waiting for the slice to end, while a login storm on an otherwise
+/// idle server still hashes at full speed (nice only matters when the cores are contended). Ten
+/// levels (a tenth) cut the hash rate to a third when other work kept the cores busy
+/// (BENCHMARKS.md, issue 13).
+pub const HASH_NICE_INCREMENT: i32 = 5;
 
 /// Queued (not yet started) hashing jobs allowed per hashing thread by default. One argon2id
 /// hash at OWASP cost takes roughly 20–60 ms on a server core, so a full queue drains in about
@@ -111,6 +114,10 @@ struct Counters {
     scratch_bytes: AtomicU64,
 }
 
+/// Blocks (1 KiB each) just above glibc's `DEFAULT_MMAP_THRESHOLD_MAX` (32 MiB on 64-bit): an
+/// allocation this large is always served by its own `mmap` and returned with `munmap` when freed.
+const OWN_MAPPING_BLOCKS: usize = 32 * 1024 + 1;
+
 /// One hashing thread's argon2 working memory (`m` KiB of [`Block`]s), reused from hash to hash.
 /// Only the configured cost's area is kept: a verification of an imported hash with a larger `m`
 /// gets a temporary one.
@@ -141,9 +148,14 @@ impl Scratch {
         }
         if self.blocks.len() < count {
             // Allocate the configured cost's area once; argon2 overwrites every block it reads,
-            // so a reused area needs no clearing between hashes.
+            // so a reused area needs no clearing between hashes. The capacity is above glibc's
+            // largest mmap threshold (32 MiB), so glibc maps the area on its own and unmaps it on
+            // release: it never lands in (and stays in) a malloc arena. Only the `keep` blocks
+            // written are resident.
             self.release();
-            self.blocks = vec![Block::default(); self.keep];
+            let mut blocks = Vec::with_capacity(self.keep.max(OWN_MAPPING_BLOCKS));
+            blocks.resize(self.keep, Block::default());
+            self.blocks = blocks;
             self.counters.scratch_allocs.fetch_add(1, Ordering::Relaxed);
             self.counters.scratch_bytes.fetch_add(self.bytes(), Ordering::Relaxed);
         }
