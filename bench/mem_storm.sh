@@ -11,7 +11,8 @@
 #   login    wrk -c64 password.lua for DURATION (one user): RSS right after, and again 2 s later
 #   probe    GET /user (wrk -t1 -c1) alone for DURATION, then the same probe while wrk -c64
 #            password.lua runs against the same server (both at once); p50/p99 of each, the
-#            login throughput during the storm, and server CPU per GET /user when alone
+#            login throughput during the storm, server CPU per GET /user when alone, and the
+#            tokio workers' average run-queue wait per time slice during the storm (schedstat)
 #   argon    hash rate alone: wrk -c16 password.lua for DURATION (logins/s = argon2id verifies/s)
 #
 # Environment: DURATION [10s], SCENARIOS ["idle signup login probe argon"], SKIP_BUILD [0],
@@ -96,6 +97,14 @@ renice_hashers() {
 
 status() { awk -v k="$1:" '$1 == k { printf "%.1f", $2 / 1024 }' "/proc/$PID/status"; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$PID/stat"; }
+# Summed run-queue wait (ns) and time slices of the tokio workers (/proc/<pid>/task/*/schedstat).
+worker_sched() {
+    local t
+    for t in /proc/"$PID"/task/*; do
+        if [ "$(cat "$t/comm")" = tokio-rt-worker ]; then cat "$t/schedstat"; fi
+    done | awk '{ wait += $2; slices += $3 } END { print wait, slices }'
+}
+
 mem() { echo "RSS=$(status VmRSS)MB HWM=$(status VmHWM)MB threads=$(awk '$1 == "Threads:" { print $2 }' "/proc/$PID/status")"; }
 
 create_user() {
@@ -143,9 +152,13 @@ for scenario in $SCENARIOS; do
         EMAIL=mem@example.com PASSWORD="$PASSWORD" wrk_run probe-storm.txt 1 64 password >"$WORK/storm-line" &
         storm=$!
         sleep 0.5
+        s0=$(worker_sched)
         r=$(ACCESS_TOKEN="$ACCESS_TOKEN" wrk_run probe-during.txt 1 1 user)
+        s1=$(worker_sched)
         wait "$storm"
-        echo "MEM probe during-storm $r"
+        # Average time a tokio worker waited for a core each time it became runnable.
+        wait_us=$(echo "$s0 $s1" | awk '{ d = $4 - $2; printf "%.1f", (d > 0 ? ($3 - $1) / d / 1000 : 0) }')
+        echo "MEM probe during-storm $r worker_wait_us_per_slice=$wait_us"
         echo "MEM probe storm $(cat "$WORK/storm-line") $(mem)"
         ;;
     argon)
