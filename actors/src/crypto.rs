@@ -8,8 +8,8 @@
 //! hash to hash while jobs are waiting, so a login storm holds `threads × 19 MiB` and allocates
 //! nothing per hash; the thread frees it as soon as the queue runs dry, so an idle server holds
 //! none. CPU: the hashing threads run at a lower scheduling priority ([`HASH_NICE_INCREMENT`]) than
-//! the async workers, so a login storm uses the idle CPU without delaying cheap requests
-//! (`GET /user`, refresh) that arrive meanwhile.
+//! the async workers, meant to let cheap requests (`GET /user`, refresh) that arrive during a
+//! login storm preempt the hashing (not yet measured on a quiet machine: BENCHMARKS.md, issue 13).
 
 use crate::error::{AuthError, AuthResult, ErrorCode};
 use argon2::password_hash::phc::{Output, ParamsString, Salt};
