@@ -6,6 +6,16 @@ use ferrotrue_actors::storage::Durability;
 use std::process::ExitCode;
 use tokio::net::TcpListener;
 
+/// Lines the log writer thread may have waiting. Each slot is allocated (and touched) up front,
+/// about 32 bytes a line, so 64k lines were 2 MiB resident at idle; 8k lines still absorb a
+/// burst of 8k requests before a request waits for the writer.
+const LOG_QUEUE_LINES: usize = 8 * 1024;
+
+/// Threads for `spawn_blocking` work (DNS look-ups for outgoing mail and HTTP, file I/O,
+/// snapshots). tokio's default is 512, each with its own stack; this work is rare and short, so a
+/// burst of it waits in a queue instead of growing the process by hundreds of threads.
+const MAX_BLOCKING_THREADS: usize = 32;
+
 const ENV_HELP: &str = "\
 Configuration is read from the environment, with GoTrue's names and defaults:
   PORT (9999), GOTRUE_API_HOST (127.0.0.1), API_EXTERNAL_URL, GOTRUE_SITE_URL
@@ -181,7 +191,7 @@ fn init_logging(level: &str) -> tracing_appender::non_blocking::WorkerGuard {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
-        .buffered_lines_limit(64 * 1024)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
         .thread_name("ferrotrue-log")
         .finish(std::io::stderr());
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(writer).init();
@@ -429,8 +439,19 @@ fn config_check() -> ExitCode {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(MAX_BLOCKING_THREADS).build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => {
+            eprintln!("ferrotrue: cannot start the async runtime: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     // Everything this process creates (database files, the generated secret, snapshots) is
     // for its owner only.
     #[cfg(unix)]

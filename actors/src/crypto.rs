@@ -2,12 +2,18 @@
 //!
 //! Password hashing is CPU- and memory-heavy (argon2id, 19 MiB per hash with OWASP parameters),
 //! so it never runs on the async reactor threads or inside an actor: [`Hasher`] owns one OS
-//! thread per core and queues jobs to them through a bounded queue that sheds load when full. A fixed set of threads (rather than tokio's blocking
-//! pool, which grows to hundreds) also bounds memory: the allocator keeps freed 19 MiB blocks in
-//! per-thread arenas, so fewer threads means a smaller resident set under login load.
+//! thread per core and queues jobs to them through a bounded queue that sheds load when full.
+//!
+//! Memory: each hashing thread keeps one argon2 working area ([`Scratch`]) and reuses it from
+//! hash to hash while jobs are waiting, so a login storm holds `threads × 19 MiB` and allocates
+//! nothing per hash; the thread frees it as soon as the queue runs dry, so an idle server holds
+//! none. CPU: the hashing threads run at a lower scheduling priority ([`HASH_NICE_INCREMENT`]) than
+//! the async workers, meant to let cheap requests (`GET /user`, refresh) that arrive during a
+//! login storm preempt the hashing (not yet measured on a quiet machine: BENCHMARKS.md, issue 13).
 
 use crate::error::{AuthError, AuthResult, ErrorCode};
-use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
+use argon2::password_hash::phc::{Output, ParamsString, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
 use base64::Engine;
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -59,7 +65,16 @@ pub enum PasswordCheck {
     MatchNeedsRehash,
 }
 
-type Job = Box<dyn FnOnce() + Send>;
+type Job = Box<dyn FnOnce(&mut Scratch) + Send>;
+
+/// How many `nice` levels below the rest of the process the hashing threads run (Linux). Five
+/// levels down a hashing thread weighs about a third of an async worker (335 vs 1024), so with
+/// the kernel's EEVDF scheduler a worker woken by a request preempts a hashing thread in most of
+/// its time slice instead of waiting for the slice to end, while a login storm on an otherwise
+/// idle server still hashes at full speed (nice only matters when the cores are contended). Ten
+/// levels (a tenth) cut the hash rate to a third when other work kept the cores busy
+/// (BENCHMARKS.md, issue 13).
+pub const HASH_NICE_INCREMENT: i32 = 5;
 
 /// Queued (not yet started) hashing jobs allowed per hashing thread by default. One argon2id
 /// hash at OWASP cost takes roughly 20–60 ms on a server core, so a full queue drains in about
@@ -93,6 +108,77 @@ struct Counters {
     run: AtomicU64,
     skipped: AtomicU64,
     shed: AtomicU64,
+    /// argon2 working areas allocated (one per busy period per thread, not one per hash).
+    scratch_allocs: AtomicU64,
+    /// Bytes of argon2 working area the hashing threads hold right now.
+    scratch_bytes: AtomicU64,
+}
+
+/// Blocks (1 KiB each) just above glibc's `DEFAULT_MMAP_THRESHOLD_MAX` (32 MiB on 64-bit): an
+/// allocation this large is always served by its own `mmap` and returned with `munmap` when freed.
+const OWN_MAPPING_BLOCKS: usize = 32 * 1024 + 1;
+
+/// One hashing thread's argon2 working memory (`m` KiB of [`Block`]s), reused from hash to hash.
+/// Only the configured cost's area is kept: a verification of an imported hash with a larger `m`
+/// gets a temporary one.
+pub struct Scratch {
+    blocks: Vec<Block>,
+    /// Blocks worth keeping between hashes (the configured cost's block count).
+    keep: usize,
+    counters: Arc<Counters>,
+}
+
+impl Scratch {
+    fn new(cost: HashCost, counters: Arc<Counters>) -> Scratch {
+        let keep =
+            Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None).map(|p| p.block_count()).unwrap_or(0);
+        Scratch { blocks: Vec::new(), keep, counters }
+    }
+
+    /// A scratch for a one-off synchronous call ([`hash_now`], [`verify_now`]): kept for nothing.
+    fn one_off() -> Scratch {
+        Scratch { blocks: Vec::new(), keep: 0, counters: Arc::default() }
+    }
+
+    /// Runs `f` with at least `count` blocks of working memory.
+    fn with_blocks<T>(&mut self, count: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
+        if count > self.keep {
+            // Larger than what this pool hashes with (an imported hash): not kept.
+            return f(&mut vec![Block::default(); count]);
+        }
+        if self.blocks.len() < count {
+            // Allocate the configured cost's area once; argon2 overwrites every block it reads,
+            // so a reused area needs no clearing between hashes. The capacity is above glibc's
+            // largest mmap threshold (32 MiB), so glibc maps the area on its own and unmaps it on
+            // release: it never lands in (and stays in) a malloc arena. Only the `keep` blocks
+            // written are resident.
+            self.release();
+            let mut blocks = Vec::with_capacity(self.keep.max(OWN_MAPPING_BLOCKS));
+            blocks.resize(self.keep, Block::default());
+            self.blocks = blocks;
+            self.counters.scratch_allocs.fetch_add(1, Ordering::Relaxed);
+            self.counters.scratch_bytes.fetch_add(self.bytes(), Ordering::Relaxed);
+        }
+        f(&mut self.blocks[..count])
+    }
+
+    fn bytes(&self) -> u64 {
+        (self.blocks.len() * std::mem::size_of::<Block>()) as u64
+    }
+
+    /// Frees the working area (the thread is about to wait for work).
+    fn release(&mut self) {
+        if !self.blocks.is_empty() {
+            self.counters.scratch_bytes.fetch_sub(self.bytes(), Ordering::Relaxed);
+            self.blocks = Vec::new();
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 /// The password-hashing pool: one thread per core, fed through a bounded queue. A full queue
@@ -127,24 +213,21 @@ impl Hasher {
         // `sync_channel(0)` would be a rendezvous channel: keep at least one slot.
         let (jobs, receiver) = mpsc::sync_channel::<Job>(queue.max(1));
         let receiver = Arc::new(Mutex::new(receiver));
+        let counters = Arc::<Counters>::default();
         for i in 0..threads.max(1) {
             let receiver = receiver.clone();
-            let spawned = std::thread::Builder::new().name(format!("ferrotrue-hash-{i}")).spawn(move || loop {
-                // The lock is held only while taking a job, never while hashing.
-                let job = match receiver.lock() {
-                    Ok(q) => q.recv(),
-                    Err(_) => return,
-                };
-                match job {
-                    Ok(job) => job(),
-                    Err(_) => return, // every Hasher is gone
+            let mut scratch = Scratch::new(cost, counters.clone());
+            let spawned = std::thread::Builder::new().name(format!("ferrotrue-hash-{i}")).spawn(move || {
+                lower_priority();
+                while let Some(job) = next_job(&receiver, &mut scratch) {
+                    job(&mut scratch);
                 }
             });
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "could not start a password-hashing thread");
             }
         }
-        Hasher { cost, jobs, decoy: Arc::default(), counters: Arc::default() }
+        Hasher { cost, jobs, decoy: Arc::default(), counters }
     }
 
     /// Counts of jobs run, skipped and shed so far.
@@ -154,6 +237,12 @@ impl Hasher {
             skipped: self.counters.skipped.load(Ordering::Relaxed),
             shed: self.counters.shed.load(Ordering::Relaxed),
         }
+    }
+
+    /// Bytes of argon2 working memory the hashing threads hold now (0 when they are idle), and
+    /// how many working areas they have allocated so far.
+    pub fn scratch(&self) -> (u64, u64) {
+        (self.counters.scratch_bytes.load(Ordering::Relaxed), self.counters.scratch_allocs.load(Ordering::Relaxed))
     }
 
     /// Spends the time of one verification and reports a mismatch.
@@ -167,17 +256,22 @@ impl Hasher {
     pub async fn hash(&self, password: &Secret) -> AuthResult<String> {
         let cost = self.cost;
         let password = password.clone();
-        self.run(move || hash_now(cost, &password)).await?
+        self.run_with(move |scratch| hash_with(cost, &password, &random_bytes::<16>(), scratch)).await?
     }
 
     /// Checks `password` against a stored hash (argon2 PHC or bcrypt).
     pub async fn verify(&self, password: &Secret, stored: &str) -> AuthResult<PasswordCheck> {
         let (password, stored) = (password.clone(), stored.to_owned());
-        self.run(move || verify_now(&password, &stored)).await
+        self.run_with(move |scratch| verify_with(&password, &stored, scratch)).await
     }
 
+    #[cfg(test)]
     async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> AuthResult<T> {
-        match self.submit(job)?.await {
+        self.run_with(move |_| job()).await
+    }
+
+    async fn run_with<T: Send + 'static>(&self, job: impl FnOnce(&mut Scratch) -> T + Send + 'static) -> AuthResult<T> {
+        match self.submit_with(job)?.await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(_)) => Err(AuthError::unexpected("password job panicked")),
             Err(_) => Err(AuthError::unexpected("password pool dropped the job")),
@@ -186,10 +280,18 @@ impl Hasher {
 
     /// Queues `job` without waiting: fails at once when the queue is full. Dropping the returned
     /// receiver (the request timed out or its client went away) makes the job a no-op.
+    #[cfg(test)]
     fn submit<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> AuthResult<JobReceiver<T>> {
+        self.submit_with(move |_| job())
+    }
+
+    fn submit_with<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Scratch) -> T + Send + 'static,
+    ) -> AuthResult<JobReceiver<T>> {
         let (tx, rx) = oneshot::channel();
         let counters = self.counters.clone();
-        let job: Job = Box::new(move || {
+        let job: Job = Box::new(move |scratch: &mut Scratch| {
             metrics::gauge!("ferrotrue_password_hash_queue_depth").decrement(1.0);
             if tx.is_closed() {
                 counters.skipped.fetch_add(1, Ordering::Relaxed);
@@ -199,7 +301,7 @@ impl Hasher {
             counters.run.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("ferrotrue_password_hash_jobs_total", "outcome" => "run").increment(1);
             // A panicking hash must not kill the pool thread.
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(scratch)));
             let _ = tx.send(result);
         });
         match self.jobs.try_send(job) {
@@ -224,23 +326,80 @@ impl Hasher {
 
 type JobReceiver<T> = oneshot::Receiver<std::thread::Result<T>>;
 
-fn argon2_with(cost: HashCost) -> AuthResult<Argon2<'static>> {
-    let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
-        .map_err(|e| AuthError::unexpected(format!("argon2 params: {e}")))?;
-    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+/// The next job for a hashing thread, or `None` once every [`Hasher`] is gone. A thread that
+/// finds nothing waiting frees its working memory before it sleeps, so an idle pool holds none;
+/// while jobs keep coming it keeps (and reuses) it. The queue's lock is held only while taking a
+/// job, never while hashing.
+fn next_job(receiver: &Mutex<mpsc::Receiver<Job>>, scratch: &mut Scratch) -> Option<Job> {
+    // A lock that is taken means another thread is already waiting for the next job, i.e. the
+    // queue is empty: this one will wait too.
+    if let Ok(queue) = receiver.try_lock() {
+        match queue.try_recv() {
+            Ok(job) => return Some(job),
+            Err(mpsc::TryRecvError::Disconnected) => return None,
+            Err(mpsc::TryRecvError::Empty) => {}
+        }
+    }
+    scratch.release();
+    let queue = receiver.lock().ok()?;
+    queue.recv().ok()
+}
+
+/// Lowers the calling thread's scheduling priority by [`HASH_NICE_INCREMENT`] (Linux: the nice
+/// value is per thread; 19 is the lowest). Failing to is harmless: hashing still works, only
+/// less politely.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{getpriority_process, setpriority_process};
+        let me = Some(rustix::thread::gettid());
+        let lowered = getpriority_process(me)
+            .and_then(|nice| setpriority_process(me, nice.saturating_add(HASH_NICE_INCREMENT).min(19)));
+        if let Err(e) = lowered {
+            tracing::debug!(error = %e, "could not lower the priority of a password-hashing thread");
+        }
+    }
+}
+
+fn argon2_params(cost: HashCost) -> AuthResult<Params> {
+    Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
+        .map_err(|e| AuthError::unexpected(format!("argon2 params: {e}")))
 }
 
 /// Synchronous argon2id hash; only for the blocking pool, benches and fixtures.
 pub fn hash_now(cost: HashCost, password: &Secret) -> AuthResult<String> {
-    let hash = argon2_with(cost)?
-        .hash_password(password.expose().as_bytes())
-        .map_err(|e| AuthError::unexpected(format!("argon2 hash: {e}")))?;
-    Ok(hash.to_string())
+    hash_with(cost, password, &random_bytes::<16>(), &mut Scratch::one_off())
+}
+
+/// argon2id of `password` with `salt` into a PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`,
+/// exactly what argon2's `PasswordHasher` writes), in `scratch`'s working memory.
+fn hash_with(cost: HashCost, password: &Secret, salt: &[u8], scratch: &mut Scratch) -> AuthResult<String> {
+    let params = argon2_params(cost)?;
+    let failed = |e: &dyn fmt::Display| AuthError::unexpected(format!("argon2 hash: {e}"));
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    scratch
+        .with_blocks(params.block_count(), |blocks| {
+            argon2.hash_password_into_with_memory(password.expose().as_bytes(), salt, &mut out, blocks)
+        })
+        .map_err(|e| failed(&e))?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|e| failed(&e))?,
+        salt: Some(Salt::new(salt).map_err(|e| failed(&e))?),
+        hash: Some(Output::new(&out).map_err(|e| failed(&e))?),
+    };
+    Ok(phc.to_string())
 }
 
 /// Synchronous verification of argon2 PHC (`$argon2i$`/`$argon2id$`) or bcrypt
 /// (`$2a$`/`$2b$`/`$2y$`) hashes. Unknown formats never match.
 pub fn verify_now(password: &Secret, stored: &str) -> PasswordCheck {
+    verify_with(password, stored, &mut Scratch::one_off())
+}
+
+fn verify_with(password: &Secret, stored: &str, scratch: &mut Scratch) -> PasswordCheck {
     let pw = password.expose().as_bytes();
     if is_bcrypt(stored) {
         return match bcrypt::verify(pw, stored) {
@@ -249,14 +408,30 @@ pub fn verify_now(password: &Secret, stored: &str) -> PasswordCheck {
         };
     }
     if stored.starts_with("$argon2i$") || stored.starts_with("$argon2id$") {
-        let Ok(parsed) = PasswordHash::new(stored) else { return PasswordCheck::Mismatch };
-        // Parameters come from the stored string, so imported hashes of any cost verify.
-        return match Argon2::default().verify_password(pw, &parsed) {
-            Ok(()) => PasswordCheck::Match,
-            Err(_) => PasswordCheck::Mismatch,
+        return match argon2_matches(pw, stored, scratch) {
+            Some(true) => PasswordCheck::Match,
+            _ => PasswordCheck::Mismatch,
         };
     }
     PasswordCheck::Mismatch
+}
+
+/// Recomputes an argon2 PHC hash with its own algorithm, version, parameters and salt, so
+/// imported hashes of any cost verify. `None` when the string cannot be read.
+fn argon2_matches(pw: &[u8], stored: &str, scratch: &mut Scratch) -> Option<bool> {
+    let parsed = PasswordHash::new(stored).ok()?;
+    let algorithm = Algorithm::new(parsed.algorithm.as_str()).ok()?;
+    let version = parsed.version.map(Version::try_from).transpose().ok()?.unwrap_or_default();
+    // The output length comes from the stored hash.
+    let params = Params::try_from(&parsed).ok()?;
+    let (salt, expected) = (parsed.salt.as_ref()?, parsed.hash.as_ref()?);
+    let mut out = [0u8; Output::MAX_LENGTH];
+    let out = out.get_mut(..expected.len())?;
+    let argon2 = Argon2::new(algorithm, version, params.clone());
+    scratch
+        .with_blocks(params.block_count(), |blocks| argon2.hash_password_into_with_memory(pw, salt, out, blocks))
+        .ok()?;
+    Some(secure_eq(out, expected.as_ref()))
 }
 
 /// Checks a `password_hash` given to `POST /admin/users`: bcrypt (`$2a$`/`$2b$`/`$2y$`) or an
@@ -460,8 +635,120 @@ mod tests {
         assert_eq!(verify_now(&Secret("x".into()), "$argon2id$garbage"), PasswordCheck::Mismatch);
     }
 
+    /// The pool's argon2 (reused working memory, hand-built PHC string) writes exactly what the
+    /// argon2 crate's own `PasswordHasher` writes for the same salt, and verifies what it wrote.
+    #[test]
+    fn scratch_hashes_are_the_argon2_crates_phc_strings() {
+        use argon2::PasswordHasher;
+        let mut scratch = Scratch::new(HashCost::QUICK, Arc::default());
+        for (cost, salt) in [
+            (HashCost::QUICK, [7u8; 16]),
+            (HashCost { memory_kib: 256, iterations: 3, parallelism: 2 }, [1u8; 16]),
+            (HashCost::QUICK, [9u8; 16]),
+        ] {
+            let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None).unwrap();
+            let expected = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+                .hash_password_with_salt(b"correct horse", &salt)
+                .unwrap()
+                .to_string();
+            let ours = hash_with(cost, &Secret("correct horse".into()), &salt, &mut scratch).unwrap();
+            assert_eq!(ours, expected);
+            assert_eq!(verify_with(&Secret("correct horse".into()), &ours, &mut scratch), PasswordCheck::Match);
+            assert_eq!(verify_with(&Secret("correct hors".into()), &ours, &mut scratch), PasswordCheck::Mismatch);
+        }
+        // A fresh random salt per hash.
+        let a = hash_now(HashCost::QUICK, &Secret("pw".into())).unwrap();
+        let b = hash_now(HashCost::QUICK, &Secret("pw".into())).unwrap();
+        assert_ne!(a, b);
+        assert!(a.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{a}");
+    }
+
+    /// Imported argon2 hashes of other variants, versions, output lengths and larger memory than
+    /// the pool keeps all verify through a pool scratch, which keeps only its own size.
+    #[test]
+    fn scratch_verifies_imported_argon2_of_any_cost() {
+        use argon2::PasswordHasher;
+        let mut scratch = Scratch::new(HashCost::QUICK, Arc::default());
+        for (algorithm, version, m, t, p, len) in [
+            (Algorithm::Argon2id, Version::V0x13, 64, 1, 1, None),
+            (Algorithm::Argon2i, Version::V0x13, 128, 2, 1, None),
+            (Algorithm::Argon2id, Version::V0x10, 64, 1, 1, None),
+            (Algorithm::Argon2id, Version::V0x13, 4096, 1, 4, Some(64)),
+            (Algorithm::Argon2i, Version::V0x13, 1024, 1, 1, Some(16)),
+        ] {
+            let params = Params::new(m, t, p, len).unwrap();
+            let hash = Argon2::new(algorithm, version, params).hash_password(b"imported-pw").unwrap().to_string();
+            assert_eq!(verify_with(&Secret("imported-pw".into()), &hash, &mut scratch), PasswordCheck::Match, "{hash}");
+            assert_eq!(verify_with(&Secret("imported-px".into()), &hash, &mut scratch), PasswordCheck::Mismatch);
+            assert_eq!(verify_now(&Secret("imported-pw".into()), &hash), PasswordCheck::Match);
+            // Only the configured cost's area is ever kept.
+            assert!(scratch.blocks.len() <= scratch.keep, "{hash}");
+        }
+        // argon2d is not an accepted import, and a mangled hash never matches.
+        let d = Argon2::new(Algorithm::Argon2d, Version::V0x13, Params::new(64, 1, 1, None).unwrap())
+            .hash_password(b"pw")
+            .unwrap()
+            .to_string();
+        assert_eq!(verify_with(&Secret("pw".into()), &d, &mut scratch), PasswordCheck::Mismatch);
+        let good = hash_now(HashCost::QUICK, &Secret("pw".into())).unwrap();
+        let cut = &good[..good.len() - 4];
+        assert_eq!(verify_with(&Secret("pw".into()), cut, &mut scratch), PasswordCheck::Mismatch);
+    }
+
+    /// A busy pool thread allocates its argon2 memory once and reuses it for every queued hash;
+    /// once the queue runs dry it frees it.
+    #[tokio::test]
+    async fn hashing_memory_is_reused_while_busy_and_freed_when_idle() {
+        let (hasher, release, held) = busy_pool(8).await;
+        assert_eq!(hasher.scratch(), (0, 0), "nothing held before the first hash");
+        let jobs: Vec<_> = (0..6)
+            .map(|i| {
+                let password = Secret(format!("pw-{i}"));
+                hasher
+                    .submit_with(move |scratch| hash_with(HashCost::QUICK, &password, &[i as u8; 16], scratch))
+                    .unwrap()
+            })
+            .collect();
+        release.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        for job in jobs {
+            assert!(job.await.unwrap().unwrap().unwrap().starts_with("$argon2id$"));
+        }
+        assert_eq!(hasher.scratch().1, 1, "one allocation for six back-to-back hashes");
+        // The queue is empty now: the thread frees the area before it waits.
+        let mut held_bytes = hasher.scratch().0;
+        for _ in 0..500 {
+            if held_bytes == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            held_bytes = hasher.scratch().0;
+        }
+        assert_eq!(held_bytes, 0, "an idle pool holds no argon2 memory");
+        // The next hash allocates again, and still verifies.
+        let hash = hasher.hash(&Secret("again".into())).await.unwrap();
+        assert_eq!(hasher.verify(&Secret("again".into()), &hash).await.unwrap(), PasswordCheck::Match);
+        assert!(hasher.scratch().1 >= 2);
+    }
+
+    /// Hashing threads yield the CPU to the async workers: they run at a lower priority.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashing_threads_run_at_a_lower_priority() {
+        let nice_of_this_thread = || rustix::process::getpriority_process(Some(rustix::thread::gettid()));
+        // The pool's threads start from the nice value of the thread that creates the pool.
+        let here = nice_of_this_thread().unwrap();
+        let hasher = Hasher::with_threads(HashCost::QUICK, 2, 4);
+        for _ in 0..4 {
+            let nice = hasher.run(nice_of_this_thread).await.unwrap().unwrap();
+            assert_eq!(nice, (here + HASH_NICE_INCREMENT).min(19));
+        }
+        assert_eq!(nice_of_this_thread().unwrap(), here, "only the hashing threads are lowered");
+    }
+
     #[test]
     fn imported_argon2i_verifies() {
+        use argon2::PasswordHasher;
         let hash = argon2::Argon2::new(Algorithm::Argon2i, Version::V0x13, Params::new(64, 1, 1, None).unwrap())
             .hash_password(b"pw-argon2i")
             .unwrap()
