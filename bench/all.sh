@@ -256,6 +256,11 @@ need_token() { # a ferrotrue access token for the ceiling when `user` did not ru
 }
 
 echo "== binary $BIN ($(stat -c %s "$BIN") bytes)"
+STRIPPED=""
+if command -v strip >/dev/null 2>&1 && strip -o "$WORK/stripped" "$BIN" 2>/dev/null; then
+    STRIPPED=$(stat -c %s "$WORK/stripped")
+    rm -f "$WORK/stripped"
+fi
 echo "== ceiling $CEILING_BIN; work dir $WORK"
 IDLE_RSS=""
 ARGON2=""
@@ -341,9 +346,9 @@ done
 echo
 echo "== summary"
 python3 - "$RESULTS" "$BIN" "$CLK_TCK" "${IDLE_RSS:-}" "${ARGON2:-}" "$DURATION" "$THREADS" "$DURABILITY" \
-    "$LOG_LEVEL" "$MIX_REFRESH" "$MIX_LOGIN" <<'PY'
+    "$LOG_LEVEL" "$MIX_REFRESH" "$MIX_LOGIN" "$STRIPPED" <<'PY'
 import os, platform, subprocess, sys
-res, binp, tck, idle, argon, dur, thr, durab, loglvl, mix_r, mix_l = sys.argv[1:12]
+res, binp, tck, idle, argon, dur, thr, durab, loglvl, mix_r, mix_l, stripped = sys.argv[1:13]
 tck = int(tck)
 rows = {}
 order = []
@@ -381,7 +386,8 @@ except Exception:
     version = "?"
 print(f"machine: {os.cpu_count()} CPUs ({model()}), {mem} RAM, kernel {platform.release()}; "
       f"load average at the end {os.getloadavg()[0]:.1f}")
-print(f"binary: {binp} ({version}), {size:,} bytes = {size / 1048576:.1f} MiB")
+stripped = f", {int(stripped):,} bytes stripped" if stripped and int(stripped) != size else ""
+print(f"binary: {binp} ({version}), {size:,} bytes = {size / 1048576:.1f} MiB{stripped}")
 print(f"wrk -t{thr} (probe: -t1), {dur} s per run; FERROTRUE_DURABILITY={durab}, GOTRUE_LOG_LEVEL={loglvl}; "
       f"mixed = {1000 - int(mix_r) - int(mix_l)}/{mix_r}/{mix_l} per mille GET /user/refresh/login")
 if idle:
