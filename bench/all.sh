@@ -25,7 +25,7 @@
 #
 # Environment (defaults in brackets):
 #   BIN [build, then target/release/ferrotrue]   the server binary to measure (no build when set)
-#   CEILING_BIN [build, then target/release/ferrotrue-ceiling]
+#   CEILING_BIN [build, then target/ceiling/ferrotrue-ceiling]  (cargo --profile ceiling)
 #   SKIP_BUILD [0]  1 = use the existing target/release binaries, do not run cargo
 #   DURATION [10]   seconds per wrk run        THREADS [2]   wrk -t        CONNS [64]
 #   SIGNUP_CONNS [8]   LOGIN_CONNS [64]   STORM_CONNS [64]   PROBE_CONNS [4]   PROBE_ALONE [5]
@@ -78,17 +78,21 @@ done
 [ "$MIX_LOGIN" -ge 0 ] && [ "$MIX_REFRESH" -ge 0 ] && [ $((MIX_LOGIN + MIX_REFRESH)) -le 1000 ] ||
     { echo "all.sh: MIX_LOGIN + MIX_REFRESH must be between 0 and 1000 (per mille)" >&2; exit 1; }
 
-# One cargo invocation for both (shared dependency builds; the ceiling adds no feature to them).
-if [ "$SKIP_BUILD" != 1 ] && { [ -z "${BIN:-}" ] || [ -z "${CEILING_BIN:-}" ]; }; then
-    pkgs=()
-    [ -n "${BIN:-}" ] || pkgs+=(-p ferrotrue)
-    [ -n "${CEILING_BIN:-}" ] || pkgs+=(-p ferrotrue-ceiling)
-    echo "== cargo build --release ${pkgs[*]}"
-    (cd "$ROOT" && cargo build --release "${pkgs[@]}")
+# The ceiling is built with its own pinned profile (Cargo.toml [profile.ceiling]), so a change of
+# [profile.release] moves the server's figures, not the yardstick.
+if [ "$SKIP_BUILD" != 1 ]; then
+    if [ -z "${BIN:-}" ]; then
+        echo "== cargo build --release --bin ferrotrue"
+        (cd "$ROOT" && cargo build --release --bin ferrotrue)
+    fi
+    if [ -z "${CEILING_BIN:-}" ]; then
+        echo "== cargo build --profile ceiling -p ferrotrue-ceiling"
+        (cd "$ROOT" && cargo build --profile ceiling -p ferrotrue-ceiling)
+    fi
 fi
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=${BIN:-$TARGET_DIR/release/ferrotrue}
-CEILING_BIN=${CEILING_BIN:-$TARGET_DIR/release/ferrotrue-ceiling}
+CEILING_BIN=${CEILING_BIN:-$TARGET_DIR/ceiling/ferrotrue-ceiling}
 for b in "$BIN" "$CEILING_BIN"; do
     [ -x "$b" ] || { echo "all.sh: $b not found (build failed, or SKIP_BUILD=1 without a build)" >&2; exit 1; }
 done
