@@ -141,11 +141,7 @@ fn handle(verifier: &Verifier, req: Request<Incoming>) -> Response<Full<Bytes>> 
     if req.uri().path() != "/user" {
         return json(StatusCode::NOT_FOUND, br#"{"code":404,"msg":"not found"}"#.to_vec());
     }
-    let token = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+    let token = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     let Some(token) = token else {
         return json(StatusCode::UNAUTHORIZED, br#"{"code":401,"msg":"no bearer token"}"#.to_vec());
     };
