@@ -11,6 +11,7 @@
 #   ENDPOINTS ["health signup password user refresh"]
 #   ROUNDS [1]       repeat the whole sequence; the summary shows medians over rounds
 #   SKIP_BUILD [0]   1 = use the existing target/release/ferrotrue
+#   BIN [target/release/ferrotrue] another binary to measure (an older build); no build when set
 #   KEEP_LOGS [0]    1 = keep the temp directory (server logs, wrk output); kept anyway on failure
 #   LOG_LEVEL [info] GOTRUE_LOG_LEVEL of the servers (info = the default, one access line per request)
 #
@@ -89,11 +90,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if [ "$SKIP_BUILD" != 1 ]; then
+if [ "$SKIP_BUILD" != 1 ] && [ -z "${BIN:-}" ]; then
     echo "== cargo build --release"
     (cd "$ROOT" && cargo build --release --bin ferrotrue)
 fi
-BIN="$ROOT/target/release/ferrotrue"
+BIN=${BIN:-$ROOT/target/release/ferrotrue}
 [ -x "$BIN" ] || { echo "load.sh: $BIN not found (build failed, or SKIP_BUILD=1 without a build)" >&2; exit 1; }
 
 free_port() {
