@@ -9,7 +9,9 @@
 # Environment: DURATION [10s], THREADS [2], CONNS [32], POOL [2*CONNS], ENDPOINTS ["health user
 # refresh"], MODE [sync] (FERROTRUE_DURABILITY), ROUNDS [1], LOG_LEVEL [info], PROFILE [none|perf],
 # OUT [a temp directory: server log, wrk output, perf data], METRICS [0] (1 = enable the Prometheus
-# exporter and print the mean group-commit batch and sync time per run; costs CPU of its own).
+# exporter and print the mean group-commit batch and sync time per run; costs CPU of its own),
+# CEILING [unset] a bare hyper + HS256 server binary (PORT, JWT_SECRET, BODY_FILE): endpoint
+# `ceiling` runs user.lua against it, answering this server's GET /user body, as the control.
 # Reuses bench/load.sh's Lua scripts and raised per-client limits (wrk is one client).
 set -euo pipefail
 
@@ -63,14 +65,25 @@ batch() { # mean group-commit batch and sync ms so far: "<sum> <count> <sync_sum
         /^ferrotrue_storage_group_commit_batch_count/ {c=$2} /^ferrotrue_storage_sync_seconds_sum/ {t=$2}
         END {print s+0, c+0, t+0}'
 }
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$PID/stat"; }
+curl -fsS "$BASE/user" -H "Authorization: Bearer $ACCESS_TOKEN" >"$OUT/user.json"
+CPID=
+if [ -n "${CEILING:-}" ]; then
+    CPORT=$(free_port)
+    PORT=$CPORT JWT_SECRET="$JWT_SECRET" BODY_FILE="$OUT/user.json" "$CEILING" >"$OUT/ceiling.log" 2>&1 &
+    CPID=$!
+    trap 'kill -TERM $PID $CPID 2>/dev/null; wait $PID $CPID 2>/dev/null || true' EXIT
+    for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$CPORT/" && break; sleep 0.1; done
+fi
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$TARGET/stat"; }
 TICK=$(getconf CLK_TCK)
 
 printf '%-8s %10s %8s %8s %9s %12s %8s\n' endpoint req/s p50_ms p99_ms requests cpu_us/req rss_mb
 for round in $(seq 1 "$ROUNDS"); do
     for ep in $ENDPOINTS; do
         args=()
+        TARGET=$PID URL=$BASE
         case $ep in
+        ceiling) script=user.lua path=/user TARGET=$CPID URL="http://127.0.0.1:$CPORT" ;;
         health) script=health.lua path=/health ;;
         user) script=user.lua path=/ ;;
         refresh)
@@ -86,18 +99,18 @@ for round in $(seq 1 "$ROUNDS"); do
         esac
         perf_pid=
         if [ "$PROFILE" = perf ]; then
-            perf record -F 999 -g -p "$PID" -o "$OUT/perf-$ep-$round.data" >/dev/null 2>&1 &
+            perf record -F 999 -g -p "$TARGET" -o "$OUT/perf-$ep-$round.data" >/dev/null 2>&1 &
             perf_pid=$!
             sleep 0.5
         fi
         mb=$(batch)
         before=$(cpu_ticks)
         ACCESS_TOKEN="$ACCESS_TOKEN" BENCH_NAME="$ep" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --timeout 10s \
-            -s "$BENCH_DIR/$script" "$BASE$path" "${args[@]}" >"$OUT/wrk-$ep-$round.txt" 2>&1
+            -s "$BENCH_DIR/$script" "$URL$path" "${args[@]}" >"$OUT/wrk-$ep-$round.txt" 2>&1
         after=$(cpu_ticks)
         ma=$(batch)
         if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
-        rss=$(awk '/^VmRSS:/ { printf "%.0f", $2 / 1024 }' "/proc/$PID/status")
+        rss=$(awk '/^VmRSS:/ { printf "%.0f", $2 / 1024 }' "/proc/$TARGET/status")
         read -r _ _ rps p50 p99 n non2xx _ < <(grep '^RESULT ' "$OUT/wrk-$ep-$round.txt")
         cpu=$(python3 -c "print(f'{($after - $before) / $TICK * 1e6 / max($n, 1):.1f}')")
         printf '%-8s %10s %8s %8s %9s %12s %8s%s\n' "$ep" "$rps" "$p50" "$p99" "$n" "$cpu" "$rss" \
