@@ -193,7 +193,9 @@ fn init_logging(level: &str) -> tracing_appender::non_blocking::WorkerGuard {
         .lossy(false)
         .buffered_lines_limit(LOG_QUEUE_LINES)
         .thread_name("ferrotrue-log")
-        .finish(std::io::stderr());
+        // Buffered: the writer thread flushes whenever its queue is empty, so lines leave as
+        // promptly as before but a burst costs one write(2), not one per line (issue 13).
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(writer).init();
     guard
 }

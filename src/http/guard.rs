@@ -83,9 +83,15 @@ fn needs_captcha(method: &Method, path: &str, req: &Req) -> bool {
 /// Applies the route's rate limit and CAPTCHA, in GoTrue's order for the route.
 pub async fn check(cx: &Ctx, req: &Req, path: &str, client: Client) -> AuthResult<()> {
     let method = &req.parts.method;
-    let body = Fields::of(req, method, path);
-    let limit = scope(method, path, req, &body);
     let captcha = cx.config.captcha.as_ref().filter(|_| needs_captcha(method, path, req));
+    // The body is parsed here only when a guard reads it: the sign-up scope, a typed code's
+    // target, a CAPTCHA token (a refresh grant's body is parsed once, by its handler).
+    let body = if captcha.is_some() || matches!(path, "/signup" | "/verify") {
+        Fields::of(req, method, path)
+    } else {
+        Fields(Value::Null)
+    };
+    let limit = scope(method, path, req, &body);
     // GoTrue checks the CAPTCHA before the limiter on /signup and /token, after it elsewhere.
     let captcha_first = matches!(path, "/signup" | "/token");
     if let (Some(c), true) = (captcha, captcha_first) {

@@ -48,7 +48,9 @@ pub async fn route(cx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> Resp {
     let client = cx.limits.client(req.headers(), peer);
     let version = ApiVersion::from_header(req.headers().get("x-supabase-api-version").and_then(|v| v.to_str().ok()));
     let origin = req.headers().get(header::ORIGIN).cloned();
-    let request_id = uuid::Uuid::new_v4().to_string();
+    // A v4 UUID from the thread-local CSPRNG: `Uuid::new_v4` asks the kernel (getrandom) per call.
+    let request_id =
+        uuid::Builder::from_random_bytes(ferrotrue_actors::crypto::random_bytes::<16>()).into_uuid().to_string();
     let mut resp =
         if req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
             preflight(cx)

@@ -154,7 +154,12 @@ pub async fn audit(a: &Actors, actor: AuditActor<'_>, action: &str, traits: &[(&
     let (actor_id, username, name) = match actor {
         AuditActor::User(u) => {
             let username = if u.phone.is_empty() { u.email.clone() } else { u.phone.clone() };
-            let name = u.user_metadata.to_map().get("full_name").and_then(|v| v.as_str()).map(str::to_owned);
+            // Parsing the metadata costs more than the rest of the entry: only when it can match.
+            let name = if u.user_metadata.0.contains("full_name") {
+                u.user_metadata.to_map().get("full_name").and_then(|v| v.as_str()).map(str::to_owned)
+            } else {
+                None
+            };
             (u.id, username, name)
         }
         AuditActor::Admin(role) => (uuid::Uuid::nil(), role.to_owned(), None),
@@ -179,7 +184,7 @@ pub async fn audit(a: &Actors, actor: AuditActor<'_>, action: &str, traits: &[(&
     tracing::info!(target: "auth_audit_event", action, actor_id = %actor_id, actor_username = ?username, "audit");
     a.users
         .record_audit(AuditEntry {
-            id: uuid::Uuid::new_v4(),
+            id: uuid::Builder::from_random_bytes(crate::crypto::random_bytes::<16>()).into_uuid(),
             seq: 0,
             payload: JsonText(payload.to_string()),
             created_at: a.clock.now(),

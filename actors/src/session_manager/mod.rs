@@ -2,7 +2,9 @@
 //! here, atomically, one message at a time.
 //!
 //! Trees: `sessions/v1` (id → [`model::Session`]), `refresh_tokens/v2` (sha256 → token, no
-//! raw value: see [`token_key`]). `refresh_tokens/v1` is migrated into v2 at start-up.
+//! raw value: see [`token_key`]). `refresh_tokens/v1` is migrated into v2 at start-up. A
+//! rotation writes only the child token: a token with a child is revoked, and a session's
+//! `refreshed_at` is its newest child's birth ([`state::SessionManagerState::load`] derives both).
 
 pub mod model;
 pub mod state;

@@ -114,14 +114,33 @@ impl SessionManagerState {
             st.sessions.insert(session.id, session);
         }
         let mut orphans = Vec::new();
+        // A rotation writes only the child (see `refresh`): a token with a child was revoked
+        // when its first child was minted, and the session was refreshed when its newest child was.
+        let mut rotations: Vec<([u8; 32], Uuid, crate::clock::Timestamp)> = Vec::new();
         for (key, token) in st.token_table.load_all()? {
             st.next_seq = st.next_seq.max(token.seq + 1);
             if !st.sessions.contains_key(&token.session_id) {
                 orphans.push(st.token_table.remove(key));
                 continue;
             }
+            if let Some(parent) = token.parent {
+                rotations.push((parent, token.session_id, token.created_at));
+            }
             st.tokens_by_session.entry(token.session_id).or_default().push(token.digest);
             st.tokens.insert(token.digest, token);
+        }
+        rotations.sort_by_key(|(_, _, at)| *at);
+        for (parent, session_id, at) in rotations {
+            if let Some(p) = st.tokens.get_mut(&parent).filter(|p| !p.revoked) {
+                p.revoked = true;
+                p.updated_at = at;
+            }
+            if let Some(s) = st.sessions.get_mut(&session_id) {
+                if s.refreshed_at.is_none_or(|r| r < at) {
+                    s.refreshed_at = Some(at);
+                }
+                s.updated_at = s.updated_at.max(at);
+            }
         }
         if !orphans.is_empty() {
             tracing::warn!(count = orphans.len(), "removing refresh tokens of deleted sessions");
@@ -242,11 +261,12 @@ impl SessionManagerState {
         session.refreshed_at = Some(now);
         session.updated_at = now;
         let (child, child_raw) = self.new_token(&session, Some(digest));
-        self.store.apply(vec![
-            self.token_table.put(revoked.digest.to_vec(), &revoked)?,
-            self.token_table.put(child.digest.to_vec(), &child)?,
-            self.session_table.put(session.id.as_bytes().to_vec(), &session)?,
-        ])?;
+        // One key per rotation: the child names its parent and carries the rotation time, which
+        // is all the parent's revocation and the session's `refreshed_at` are ([`Self::load`]
+        // derives both from it). A single key needs no sled transaction, so a rotation never
+        // waits for a sync in progress (issue 13: that wait and the extra records cost most of
+        // a refresh's time).
+        self.store.apply(vec![self.token_table.put(child.digest.to_vec(), &child)?])?;
         self.tokens.insert(revoked.digest, revoked);
         self.tokens_by_session.entry(session.id).or_default().push(child.digest);
         self.tokens.insert(child.digest, child);
@@ -616,6 +636,37 @@ mod tests {
         let mut st = SessionManagerState::load(store, clock, Arc::new(Settings::for_tests())).unwrap();
         assert_eq!(st.count(), 2);
         assert!(st.refresh(&a3).unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_rotation_is_one_record_and_a_restart_derives_the_revocations() {
+        let store = Store::temporary().unwrap();
+        let clock = Clock::fixed(Timestamp(1_700_000_000_000_000));
+        let mut st = SessionManagerState::load(store.clone(), clock.clone(), Arc::new(Settings::for_tests())).unwrap();
+        let issued = st.create(Uuid::new_v4(), "password", String::new(), String::new()).unwrap();
+        let t1 = issued.refresh_token;
+        clock.advance(Duration::from_secs(5));
+        let t2 = st.refresh(&t1).unwrap().unwrap().refresh_token;
+        let before = st.token_table.len();
+        clock.advance(Duration::from_secs(5));
+        let t3 = st.refresh(&t2).unwrap().unwrap().refresh_token;
+        assert_eq!(st.token_table.len(), before + 1, "a rotation writes the child only");
+        let refreshed_at = st.get(issued.session.id).unwrap().refreshed_at;
+        assert_eq!(refreshed_at, Some(clock.now()));
+        drop(st);
+        // A restart sees the same state: t1 and t2 revoked (at their children's birth), t3 active.
+        let mut st = SessionManagerState::load(store, clock.clone(), Arc::new(Settings::for_tests())).unwrap();
+        assert_eq!(st.get(issued.session.id).unwrap().refreshed_at, refreshed_at);
+        let revoked_at = |st: &SessionManagerState, raw: &str| {
+            let t = &st.tokens[&crypto::sha256(raw.as_bytes())];
+            t.revoked.then_some(t.updated_at)
+        };
+        assert_eq!(revoked_at(&st, &t1), Some(Timestamp(1_700_000_005_000_000)));
+        assert_eq!(revoked_at(&st, &t2), Some(Timestamp(1_700_000_010_000_000)));
+        assert_eq!(revoked_at(&st, &t3), None);
+        assert_eq!(st.refresh(&t2).unwrap().unwrap().refresh_token, t3, "parent of the active one");
+        assert_eq!(st.refresh(&t1).unwrap().unwrap_err().code, ErrorCode::RefreshTokenAlreadyUsed);
+        assert_eq!(st.refresh(&t3).unwrap().unwrap_err().code, ErrorCode::RefreshTokenAlreadyUsed, "family revoked");
     }
 
     #[tokio::test]

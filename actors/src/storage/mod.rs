@@ -4,11 +4,12 @@
 //!   replies: memory is never ahead of what was written.
 //! * **Durability**: sled only syncs every 500 ms on its own. An HTTP response goes out only
 //!   after [`Flusher::flush`] resolves (via `Actors::durable`), and the flusher makes that a
-//!   *group commit*: every caller queued while one `flush_async` runs shares the next one, so a
+//!   *group commit*: every caller queued while one sync runs shares the next one, so a
 //!   burst of N requests costs about one sync, not N — and a request that wrote to three actors
 //!   waits for one sync, not three.
 //! * Multi-tree writes go through [`Store::apply`], one sled transaction, so a crash never leaves
-//!   an index pointing at a missing record.
+//!   an index pointing at a missing record. A single op is written without a transaction (one key
+//!   is atomic by itself, and it does not wait for a sync in progress).
 
 pub mod backup;
 pub mod codec;
@@ -19,7 +20,7 @@ use std::marker::PhantomData;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// Tree names: snake_case plural + format generation.
 pub const USERS: &str = "users/v1";
@@ -258,9 +259,21 @@ impl Op {
     }
 }
 
-fn apply_ops(ops: Vec<Op>) -> Result<(), StoreError> {
+fn apply_ops(mut ops: Vec<Op>) -> Result<(), StoreError> {
     use sled::Transactional;
-    if ops.is_empty() {
+    if ops.len() <= 1 {
+        // One key is atomic on its own. A sled transaction (or batch) takes sled's process-wide
+        // write lock, which waits for any sync in progress: the hot paths (a rotation, an audit
+        // entry) write one key each so they never queue behind the disk (issue 13).
+        match ops.pop() {
+            None => {}
+            Some(Op::Put(tree, k, v)) => {
+                tree.insert(k, v)?;
+            }
+            Some(Op::Remove(tree, k)) => {
+                tree.remove(k)?;
+            }
+        }
         return Ok(());
     }
     // Distinct trees in first-seen order; each op refers to its tree by index.
@@ -300,6 +313,11 @@ fn apply_ops(ops: Vec<Op>) -> Result<(), StoreError> {
 
 type FlushWaiter = oneshot::Sender<Result<(), String>>;
 
+/// Minimum time between the starts of two syncs while more than one request waits for each
+/// (see [`Flusher`]): bounds the syncs to 1,000/s under load, at the price of up to this much
+/// extra latency for a request that arrives just after a sync started.
+const GROUP_COMMIT_SPACING: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Write and sync generations: a caller whose writes are already covered by a finished sync
 /// (every read, and most writes under load) does not wait at all.
 #[derive(Default)]
@@ -308,10 +326,17 @@ struct Progress {
     durable: AtomicU64,
 }
 
-/// Group commit: one task runs `flush_async` for everyone queued since the last one started.
+/// Group commit: one dedicated thread runs a blocking sled `flush` for everyone queued since the
+/// last one started.
+///
+/// Not `flush_async` on a tokio task: that hands every flush to sled's IO thread pool, whose
+/// `notify_all` wakes all of its (7+) idle threads per job and which spawns more OS threads while
+/// a sync is in progress; under refresh load that herd was about half of the server's CPU
+/// (BENCHMARKS.md, issue 13). The thread holds only a `Weak` to the database and exits when the
+/// last `Flusher` (and so the queue's sender) is dropped.
 #[derive(Clone)]
 pub struct Flusher {
-    queue: Option<mpsc::UnboundedSender<FlushWaiter>>,
+    queue: Option<std::sync::mpsc::Sender<FlushWaiter>>,
     progress: Arc<Progress>,
 }
 
@@ -321,10 +346,24 @@ impl Flusher {
         if durability == Durability::Relaxed {
             return Flusher { queue: None, progress };
         }
-        let (tx, mut rx) = mpsc::unbounded_channel::<FlushWaiter>();
+        let (tx, rx) = std::sync::mpsc::channel::<FlushWaiter>();
         let shared = progress.clone();
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
+        let spawned = std::thread::Builder::new().name("ferrotrue-sync".into()).spawn(move || {
+            let mut last_batch = 0usize;
+            let mut last_start: Option<std::time::Instant> = None;
+            while let Ok(first) = rx.recv() {
+                // Under concurrency (the last sync served more than one request), start syncs at
+                // most every `GROUP_COMMIT_SPACING`: a sync costs about the same CPU whatever it
+                // covers, so back-to-back syncs of a few requests each cost more CPU than the
+                // requests. A lone client (batches of one) never waits.
+                if let (true, Some(at)) = (last_batch > 1, last_start) {
+                    let due = at + GROUP_COMMIT_SPACING;
+                    let now = std::time::Instant::now();
+                    if due > now {
+                        std::thread::sleep(due - now);
+                    }
+                }
+                last_start = Some(std::time::Instant::now());
                 let mut waiters = vec![first];
                 while let Ok(more) = rx.try_recv() {
                     waiters.push(more);
@@ -334,7 +373,7 @@ impl Flusher {
                 let covered = shared.written.load(Ordering::SeqCst);
                 let started = std::time::Instant::now();
                 let result = match db.upgrade() {
-                    Some(db) => db.flush_async().await.map(|_| ()).map_err(|e| e.to_string()),
+                    Some(db) => db.flush().map(|_| ()).map_err(|e| e.to_string()),
                     None => Err("database closed".to_owned()),
                 };
                 metrics::histogram!("ferrotrue_storage_sync_seconds").record(started.elapsed().as_secs_f64());
@@ -345,11 +384,16 @@ impl Flusher {
                     }
                     Err(e) => tracing::error!(error = %e, "sled flush failed"),
                 }
+                last_batch = waiters.len();
                 for w in waiters {
                     let _ = w.send(result.clone());
                 }
             }
         });
+        if let Err(e) = spawned {
+            // Without the thread every `flush` fails ("flusher stopped"): say why, loudly.
+            tracing::error!(error = %e, "could not start the sync thread");
+        }
         Flusher { queue: Some(tx), progress }
     }
 
