@@ -9,7 +9,7 @@ use base64::Engine;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-fn code_at(secret: &str, offset_steps: i64) -> String {
+pub(crate) fn code_at(secret: &str, offset_steps: i64) -> String {
     let bytes = totp_rs::Secret::try_from_base32(secret).unwrap();
     let t = totp_rs::Builder::new()
         .with_algorithm(totp_rs::Algorithm::SHA1)

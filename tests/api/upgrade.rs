@@ -65,3 +65,42 @@ async fn the_2026_11_30_data_directory_opens_and_serves() {
 }
 
 const SECRET_OF_FIXTURE: &str = "fixture-secret-that-is-long-enough-for-hs256";
+
+/// Written by 3c54ca0 (`mfa_factors/v1`, TOTP only): the factor migrates to `mfa_factors/v2`
+/// and still verifies with its secret, raising a new session to aal2.
+#[tokio::test]
+async fn the_mfa_factors_v1_data_directory_keeps_its_totp_factor() {
+    let (server, manifest) = serve_fixture("datadir-2026-12-01-mfa").await;
+    let user = &manifest["users"][0];
+    let resp =
+        server.post("/token?grant_type=password", json!({"email": user["email"], "password": user["password"]})).await;
+    assert_eq!(resp.status(), 200);
+    let session: Value = resp.json().await.unwrap();
+    let token = session["access_token"].as_str().unwrap();
+    let factor = &manifest["factor"];
+    let listed = &session["user"]["factors"][0];
+    assert_eq!(listed["id"], factor["id"]);
+    assert_eq!(listed["status"], "verified");
+    assert_eq!(listed["friendly_name"], factor["friendly_name"]);
+    assert_eq!(listed["factor_type"], "totp");
+    // An aal1 session of a user with a verified factor still cannot unenroll it.
+    let id = factor["id"].as_str().unwrap();
+    let resp =
+        server.request(reqwest::Method::DELETE, &format!("/factors/{id}")).bearer_auth(token).send().await.unwrap();
+    assert_eq!(resp.status(), 422, "insufficient_aal survives the migration");
+    // The sealed secret still opens: a challenge and a code from it give aal2.
+    let resp = server.post_auth(&format!("/factors/{id}/challenge"), token, json!({})).await;
+    assert_eq!(resp.status(), 200);
+    let challenge: Value = resp.json().await.unwrap();
+    let code = crate::mfa::code_at(factor["totp_secret"].as_str().unwrap(), 0);
+    let resp = server
+        .post_auth(&format!("/factors/{id}/verify"), token, json!({"challenge_id": challenge["id"], "code": code}))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let raised: Value = resp.json().await.unwrap();
+    let payload = raised["access_token"].as_str().unwrap().split('.').nth(1).unwrap().to_owned();
+    use base64::Engine;
+    let claims: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    assert_eq!(claims["aal"], "aal2");
+}
