@@ -19,6 +19,7 @@ pub mod config_report;
 pub mod config_security;
 pub mod dto;
 pub mod handlers;
+pub mod import;
 pub mod http;
 pub mod metrics;
 pub mod state;
