@@ -339,7 +339,10 @@ fn parse_line(text: &str, now: Timestamp) -> Result<User, String> {
             for (n, i) in given.into_iter().enumerate() {
                 let identity = parse_identity(id, i, created_at).map_err(|why| format!("identities[{n}]: {why}"))?;
                 if list.iter().any(|o| o.provider == identity.provider && o.provider_id == identity.provider_id) {
-                    return Err(format!("identities[{n}]: {}/{} appears twice", identity.provider, identity.provider_id));
+                    return Err(format!(
+                        "identities[{n}]: {}/{} appears twice",
+                        identity.provider, identity.provider_id
+                    ));
                 }
                 list.push(identity);
             }

@@ -19,8 +19,8 @@ pub mod config_report;
 pub mod config_security;
 pub mod dto;
 pub mod handlers;
-pub mod import;
 pub mod http;
+pub mod import;
 pub mod metrics;
 pub mod state;
 

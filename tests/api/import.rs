@@ -125,9 +125,12 @@ async fn imported_users_sign_in_with_their_bcrypt_and_argon2_hashes() {
     let (code, out, err) = import(&file, &data);
     assert_eq!(code, Some(1), "some lines failed: {out}\n{err}");
     assert!(out.contains("imported 3 users, skipped 0 (id already present), failed 4"), "{out}");
-    for (line, why) in
-        [(3, "invalid JSON"), (4, "email \"bea@example.com\" already belongs to user"), (6, "encrypted_password"), (8, "missing \"id\"")]
-    {
+    for (line, why) in [
+        (3, "invalid JSON"),
+        (4, "email \"bea@example.com\" already belongs to user"),
+        (6, "encrypted_password"),
+        (8, "missing \"id\""),
+    ] {
         assert!(err.lines().any(|l| l.starts_with(&format!("line {line}: ")) && l.contains(why)), "line {line}: {err}");
     }
     assert!(!err.contains("line 5:") && !err.contains("line 1:"), "{err}");
