@@ -22,6 +22,7 @@ pub mod db_cli;
 pub mod dto;
 pub mod handlers;
 pub mod http;
+pub mod import;
 pub mod metrics;
 pub mod state;
 

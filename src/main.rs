@@ -87,6 +87,29 @@ enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// Load users exported from GoTrue (JSON lines) into a data directory, offline.
+    ///
+    /// One user per line, in GoTrue's shape: the `auth.users` row (`raw_app_meta_data`,
+    /// `raw_user_meta_data`, ...) or the admin API's user (`app_metadata`, `user_metadata`), with
+    /// `identities` in either the `auth.identities` row or the API shape. `encrypted_password` is
+    /// kept as it is (bcrypt `$2a$`/`$2b$`/`$2y$` or argon2 PHC; bcrypt becomes argon2id at the
+    /// user's next sign-in). A user without `identities` gets its email/phone identities.
+    ///
+    /// Idempotent: a line whose id is already present is skipped (never updated). A line whose
+    /// email, phone or identity belongs to another user, or that is malformed, is reported with
+    /// its line number and the rest of the file is still imported. The server must not be
+    /// running on the data directory (sled locks it). Exit status: 0 all lines imported or
+    /// skipped, 1 some lines failed, 2 nothing could be done (file, database).
+    Import {
+        /// The JSON-lines file (`bench/gen_users.py` writes one).
+        file: std::path::PathBuf,
+        /// The data directory (default: FERROTRUE_DATA_DIR, else ./data); created if missing.
+        #[arg(long)]
+        data_dir: Option<std::path::PathBuf>,
+        /// sled page cache during the import, in MiB (larger is faster for large files).
+        #[arg(long, default_value_t = 512)]
+        cache_mb: u64,
+    },
     /// Restore a backup into an empty data directory (offline: the server must not be using it).
     Restore {
         /// The backup file.
@@ -475,6 +498,7 @@ async fn run() -> ExitCode {
         | Command::Users { .. }
         | Command::Sessions { .. }
         | Command::Backup { .. }
+        | Command::Import { .. }
         | Command::Restore { .. } => {}
         Command::Db { command } => {
             let (action, url) = match command {
@@ -510,6 +534,12 @@ async fn run() -> ExitCode {
     }
     if let Command::Restore { file, data_dir } = &command {
         return restore_command(file, data_dir);
+    }
+    if let Command::Import { file, data_dir, cache_mb } = &command {
+        let data_dir = data_dir.clone().unwrap_or_else(|| {
+            environment().get("FERROTRUE_DATA_DIR").map_or_else(|| "./data".into(), std::path::PathBuf::from)
+        });
+        return ferrotrue::import::command(file, &data_dir, *cache_mb).await;
     }
     let config = match Config::from_vars(environment()) {
         Ok(c) => c,

@@ -12,6 +12,7 @@ mod crash;
 mod email;
 mod errors;
 mod hooks;
+mod import;
 mod keys;
 mod logout;
 mod mailer;

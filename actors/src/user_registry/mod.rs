@@ -96,18 +96,18 @@ impl Actor for UserRegistry {
             EditFactors { user_id, edit, reply } => send_reply(reply, state.edit_factors(user_id, edit)),
             // A read may see a write whose sync is still running; the reader's response waits
             // for that sync too (the HTTP layer's `Actors::durable`), so nothing leaks early.
-            Get { id, reply } => send_reply(reply, Ok(state.get(id))),
-            ByEmail { email, reply } => send_reply(reply, Ok(state.by_email(&email))),
-            ByPhone { phone, reply } => send_reply(reply, Ok(state.by_phone(&phone))),
+            Get { id, reply } => send_reply(reply, state.get(id)),
+            ByEmail { email, reply } => send_reply(reply, state.by_email(&email)),
+            ByPhone { phone, reply } => send_reply(reply, state.by_phone(&phone)),
             ByIdentity { provider, provider_id, reply } => {
-                send_reply(reply, Ok(state.by_identity(&provider, &provider_id)))
+                send_reply(reply, state.by_identity(&provider, &provider_id))
             }
-            LinkCandidates { emails, reply } => send_reply(reply, Ok(state.link_candidates(&emails))),
+            LinkCandidates { emails, reply } => send_reply(reply, state.link_candidates(&emails)),
             Count { reply } => {
                 let _ = reply.send(Ok(state.count()));
             }
             List { page, per_page, filter, ascending, reply } => {
-                let _ = reply.send(Ok(state.list(page, per_page, filter.as_deref(), ascending)));
+                let _ = reply.send(state.list(page, per_page, filter.as_deref(), ascending));
             }
             RecordAudit { entry, reply } => send_reply(reply, state.record_audit(*entry)),
             AuditPage { page, per_page, query, reply } => {

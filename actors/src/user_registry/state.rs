@@ -2,12 +2,18 @@
 //!
 //! Invariant: memory is never ahead of disk. Each mutation validates against memory, writes one
 //! sled transaction (record + index trees), and only then changes the maps.
+//!
+//! Memory holds indexes only (ids with their creation time, email, phone and identity keys,
+//! creation order): a few hundred bytes per user, so a million users fit in a few hundred MB.
+//! The records stay in `users/v1` and are read on demand through a small cache of recently
+//! used users ([`UserCache`]), which a write updates after its transaction, like the indexes.
 
 use super::model::{AuditEntry, Factor, FactorV1, User};
-use crate::clock::Clock;
+use crate::clock::{Clock, Timestamp};
 use crate::error::{AuthError, AuthResult, ErrorCode, StoreError, DUPLICATE_EMAIL_MSG, DUPLICATE_PHONE_MSG};
 use crate::storage::{self, Op, Store, Table};
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -50,13 +56,18 @@ pub struct UserRegistryState {
     users: Table<User>,
     by_email_table: Table<Uuid>,
     by_phone_table: Table<Uuid>,
-    by_id: HashMap<Uuid, User>,
-    by_email: HashMap<String, Uuid>,
-    by_phone: HashMap<String, Uuid>,
-    /// `(provider, provider_id)` → owner; memory only, rebuilt from the records at load.
-    by_identity: HashMap<(String, String), Uuid>,
-    /// Lower-cased identity email → owners; memory only, rebuilt at load.
-    by_identity_email: HashMap<String, BTreeSet<Uuid>>,
+    /// Every user id with its creation time (places a new user in `order`).
+    created: HashMap<Uuid, Timestamp>,
+    /// Recently read or written records (the rest are read from `users/v1`).
+    cache: Mutex<UserCache>,
+    by_email: HashMap<Box<str>, Uuid>,
+    by_phone: HashMap<Box<str>, Uuid>,
+    /// [`identity_key`] `(provider, provider_id)` → owner; memory only, rebuilt from the records
+    /// at load.
+    by_identity: HashMap<Box<str>, Uuid>,
+    /// Lower-cased identity email → owners (sorted; almost always one); memory only, rebuilt
+    /// at load.
+    by_identity_email: HashMap<Box<str>, Vec<Uuid>>,
     /// User ids in creation order: a listing page is a slice of it, so its cost does not grow
     /// with the number of users.
     order: Vec<Uuid>,
@@ -110,9 +121,52 @@ fn migrate_factors_v1(store: &Store, v2: &Table<Factor>) -> Result<(), StoreErro
     Ok(())
 }
 
+/// One string per identity key (one allocation instead of two).
+fn identity_key(provider: &str, provider_id: &str) -> Box<str> {
+    let mut key = String::with_capacity(provider.len() + 1 + provider_id.len());
+    key.push_str(provider);
+    key.push('\0');
+    key.push_str(provider_id);
+    key.into_boxed_str()
+}
+
+/// Users per cache generation: at most twice this many records are held.
+const CACHE_GENERATION: usize = 4096;
+
+/// A bounded cache of user records (without factors) with approximate LRU eviction: two
+/// generations; a hit in the old one moves the user to the new one, and when the new one is
+/// full it becomes the old one (the previous old one is dropped).
+#[derive(Default)]
+struct UserCache {
+    hot: HashMap<Uuid, User>,
+    cold: HashMap<Uuid, User>,
+}
+
+impl UserCache {
+    fn get(&mut self, id: &Uuid) -> Option<User> {
+        if let Some(user) = self.hot.get(id) {
+            return Some(user.clone());
+        }
+        let user = self.cold.remove(id)?;
+        self.insert(user.clone());
+        Some(user)
+    }
+    fn insert(&mut self, user: User) {
+        if self.hot.len() >= CACHE_GENERATION && !self.hot.contains_key(&user.id) {
+            self.cold = std::mem::take(&mut self.hot);
+        }
+        self.cold.remove(&user.id);
+        self.hot.insert(user.id, user);
+    }
+    fn remove(&mut self, id: &Uuid) {
+        self.hot.remove(id);
+        self.cold.remove(id);
+    }
+}
+
 impl UserRegistryState {
-    /// Loads every user and rebuilds the indexes; repairs index trees that disagree with the
-    /// records (the records are the truth).
+    /// Reads every user once (streaming, one record at a time) to rebuild the indexes; repairs
+    /// index trees that disagree with the records (the records are the truth).
     pub fn load(store: Store, clock: Clock) -> Result<Self, StoreError> {
         let users: Table<User> = store.table(storage::USERS)?;
         let by_email_table: Table<Uuid> = store.table(storage::USERS_BY_EMAIL)?;
@@ -135,7 +189,8 @@ impl UserRegistryState {
             users,
             by_email_table,
             by_phone_table,
-            by_id: HashMap::new(),
+            created: HashMap::new(),
+            cache: Mutex::default(),
             by_email: HashMap::new(),
             by_phone: HashMap::new(),
             by_identity: HashMap::new(),
@@ -147,23 +202,31 @@ impl UserRegistryState {
             factor_table,
             factors: HashMap::new(),
         };
-        for (_, user) in state.users.load_all()? {
+        // Sized once: growing maps of a million entries rehash everything several times (the
+        // start-up profile of issue 13 showed SipHash and `insert` at ~15 %).
+        let n = state.users.len();
+        state.created.reserve(n);
+        state.by_email.reserve(n);
+        state.by_identity.reserve(n);
+        state.by_identity_email.reserve(n);
+        let mut order: Vec<(Timestamp, Uuid)> = Vec::with_capacity(n);
+        for item in state.users.scan(false) {
+            let (_, user) = item?;
             if !user.email.is_empty() {
-                state.by_email.insert(user.email.clone(), user.id);
+                state.by_email.insert(user.email.as_str().into(), user.id);
             }
             if !user.phone.is_empty() {
-                state.by_phone.insert(user.phone.clone(), user.id);
+                state.by_phone.insert(user.phone.as_str().into(), user.id);
             }
             state.index_identities(&user);
-            state.by_id.insert(user.id, user);
+            state.created.insert(user.id, user.created_at);
+            order.push((user.created_at, user.id));
         }
-        let mut order: Vec<(crate::clock::Timestamp, Uuid)> =
-            state.by_id.values().map(|u| (u.created_at, u.id)).collect();
-        order.sort();
+        order.sort_unstable();
         state.order = order.into_iter().map(|(_, id)| id).collect();
         let mut orphans = Vec::new();
         for (key, factor) in state.factor_table.load_all()? {
-            if state.by_id.contains_key(&factor.user_id) {
+            if state.created.contains_key(&factor.user_id) {
                 state.factors.entry(factor.user_id).or_default().push(factor);
             } else {
                 orphans.push(state.factor_table.remove(key));
@@ -184,14 +247,27 @@ impl UserRegistryState {
     fn repair_index(&self, email: bool) -> Result<(), StoreError> {
         let (table, memory) =
             if email { (&self.by_email_table, &self.by_email) } else { (&self.by_phone_table, &self.by_phone) };
-        let stored: HashMap<Vec<u8>, Uuid> = table.load_all()?.into_iter().collect();
-        let consistent =
-            stored.len() == memory.len() && memory.iter().all(|(k, id)| stored.get(k.as_bytes()) == Some(id));
-        if consistent {
+        // Streamed: every stored entry must match memory, and there must be as many of them.
+        let mut stored = 0usize;
+        let mut consistent = true;
+        for item in table.scan(false) {
+            let (key, id) = item?;
+            stored += 1;
+            let matches = std::str::from_utf8(&key).ok().and_then(|k| memory.get(k)) == Some(&id);
+            if !matches {
+                consistent = false;
+                break;
+            }
+        }
+        if consistent && stored == memory.len() {
             return Ok(());
         }
         tracing::warn!(tree = table.name(), "index disagrees with user records; rebuilding it");
-        let mut ops: Vec<Op> = stored.keys().map(|k| table.remove(k.clone())).collect();
+        let mut ops: Vec<Op> = Vec::new();
+        for item in table.scan(false) {
+            let (key, _) = item?;
+            ops.push(table.remove(key));
+        }
         for (k, id) in memory {
             ops.push(table.put(k.as_bytes(), id)?);
         }
@@ -200,12 +276,33 @@ impl UserRegistryState {
 
     /// Number of users.
     pub fn count(&self) -> usize {
-        self.by_id.len()
+        self.created.len()
+    }
+
+    /// The stored record (without factors): from the cache, else from `users/v1` (then cached).
+    fn record(&self, id: Uuid) -> Result<Option<User>, StoreError> {
+        if !self.created.contains_key(&id) {
+            return Ok(None);
+        }
+        if let Some(user) = self.lock_cache().get(&id) {
+            return Ok(Some(user));
+        }
+        let user = self.users.get(id.as_bytes())?;
+        if let Some(user) = &user {
+            self.lock_cache().insert(user.clone());
+        }
+        Ok(user)
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, UserCache> {
+        // Only this actor uses it and nothing panics while holding it; a poisoned cache is
+        // still a valid cache.
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// By id.
-    pub fn get(&self, id: Uuid) -> Option<User> {
-        self.by_id.get(&id).map(|u| self.attach(u.clone()))
+    pub fn get(&self, id: Uuid) -> AuthResult<Option<User>> {
+        Ok(self.record(id)?.map(|u| self.attach(u)))
     }
 
     /// `user` with its factors attached (oldest first).
@@ -217,7 +314,7 @@ impl UserRegistryState {
     /// Runs `edit` on a copy of the user's factors, then writes what changed (one transaction)
     /// and swaps it in; see [`FactorEdit`].
     pub fn edit_factors(&mut self, user_id: Uuid, edit: FactorEdit) -> AuthResult<Option<Factor>> {
-        if !self.by_id.contains_key(&user_id) {
+        if !self.created.contains_key(&user_id) {
             return Err(AuthError::not_found(ErrorCode::UserNotFound, "User not found"));
         }
         let old = self.factors.get(&user_id).cloned().unwrap_or_default();
@@ -249,63 +346,74 @@ impl UserRegistryState {
     }
 
     /// By lower-cased email.
-    pub fn by_email(&self, email: &str) -> Option<User> {
-        self.by_email.get(email).and_then(|id| self.get(*id))
+    pub fn by_email(&self, email: &str) -> AuthResult<Option<User>> {
+        match self.by_email.get(email) {
+            Some(id) => self.get(*id),
+            None => Ok(None),
+        }
     }
 
     /// By phone without `+`.
-    pub fn by_phone(&self, phone: &str) -> Option<User> {
-        self.by_phone.get(phone).and_then(|id| self.get(*id))
+    pub fn by_phone(&self, phone: &str) -> AuthResult<Option<User>> {
+        match self.by_phone.get(phone) {
+            Some(id) => self.get(*id),
+            None => Ok(None),
+        }
     }
 
     /// The user holding the identity `(provider, provider_id)`.
-    pub fn by_identity(&self, provider: &str, provider_id: &str) -> Option<User> {
-        self.by_identity.get(&(provider.to_owned(), provider_id.to_owned())).and_then(|id| self.get(*id))
+    pub fn by_identity(&self, provider: &str, provider_id: &str) -> AuthResult<Option<User>> {
+        match self.by_identity.get(&identity_key(provider, provider_id)) {
+            Some(id) => self.get(*id),
+            None => Ok(None),
+        }
     }
 
     /// Who holds any of `emails` (lower-cased), as identity or as user.
-    pub fn link_candidates(&self, emails: &[String]) -> LinkCandidates {
+    pub fn link_candidates(&self, emails: &[String]) -> AuthResult<LinkCandidates> {
         let mut owners = BTreeSet::new();
         let mut users = Vec::new();
         for email in emails {
-            for owner in self.by_identity_email.get(email).into_iter().flatten() {
+            for owner in self.by_identity_email.get(email.as_str()).into_iter().flatten() {
                 let sso = self
-                    .by_id
-                    .get(owner)
+                    .record(*owner)?
                     .is_some_and(|u| u.identities.iter().all(|i| i.email != *email || i.provider.starts_with("sso:")));
                 if !sso {
                     owners.insert(*owner);
                 }
             }
-            if let Some(user) = self.by_email(email).filter(|u| !u.is_sso_user) {
+            if let Some(user) = self.by_email(email)?.filter(|u| !u.is_sso_user) {
                 if !users.iter().any(|u: &User| u.id == user.id) {
                     users.push(user);
                 }
             }
         }
-        LinkCandidates { identity_owners: owners.into_iter().collect(), users }
+        Ok(LinkCandidates { identity_owners: owners.into_iter().collect(), users })
     }
 
     fn index_identities(&mut self, user: &User) {
         for i in &user.identities {
-            self.by_identity.insert((i.provider.clone(), i.provider_id.clone()), user.id);
+            self.by_identity.insert(identity_key(&i.provider, &i.provider_id), user.id);
             if !i.email.is_empty() {
-                self.by_identity_email.entry(i.email.to_lowercase()).or_default().insert(user.id);
+                let owners = self.by_identity_email.entry(i.email.to_lowercase().into_boxed_str()).or_default();
+                if let Err(at) = owners.binary_search(&user.id) {
+                    owners.insert(at, user.id);
+                }
             }
         }
     }
 
     fn unindex_identities(&mut self, user: &User) {
         for i in &user.identities {
-            let key = (i.provider.clone(), i.provider_id.clone());
+            let key = identity_key(&i.provider, &i.provider_id);
             if self.by_identity.get(&key) == Some(&user.id) {
                 self.by_identity.remove(&key);
             }
             let email = i.email.to_lowercase();
-            if let Some(owners) = self.by_identity_email.get_mut(&email) {
-                owners.remove(&user.id);
+            if let Some(owners) = self.by_identity_email.get_mut(email.as_str()) {
+                owners.retain(|o| *o != user.id);
                 if owners.is_empty() {
-                    self.by_identity_email.remove(&email);
+                    self.by_identity_email.remove(email.as_str());
                 }
             }
         }
@@ -313,46 +421,59 @@ impl UserRegistryState {
 
     /// Inserts a new user; `email_exists` / `phone_exists` (422) if taken.
     pub fn create(&mut self, user: User) -> AuthResult<User> {
-        if self.by_id.contains_key(&user.id) {
+        if self.created.contains_key(&user.id) {
             return Err(AuthError::unprocessable(ErrorCode::UserAlreadyExists, "User already registered"));
         }
         self.check_unique(&user, None)?;
         self.write(None, &user)?;
         // Creation order: new users are the newest (append); imported ones with an older
         // creation time are placed where they belong.
-        let at = self.order.partition_point(|id| self.by_id.get(id).is_some_and(|u| u.created_at <= user.created_at));
+        let at = self.order.partition_point(|id| self.created.get(id).is_some_and(|c| *c <= user.created_at));
         self.order.insert(at, user.id);
         Ok(user)
     }
 
     /// A page of users in creation order (`ascending` or newest first), optionally filtered by
-    /// a case-insensitive substring of email, phone or `user_metadata.full_name`.
-    pub fn list(&self, page: usize, per_page: usize, filter: Option<&str>, ascending: bool) -> Page<User> {
+    /// a case-insensitive substring of email, phone or `user_metadata.full_name`. Without a
+    /// filter only the page is read; with one every record is read once (in key order, not
+    /// cached) and only the matches' ids are kept.
+    pub fn list(&self, page: usize, per_page: usize, filter: Option<&str>, ascending: bool) -> AuthResult<Page<User>> {
         let skip = page.saturating_sub(1).saturating_mul(per_page);
-        let ordered: Box<dyn Iterator<Item = &Uuid>> =
-            if ascending { Box::new(self.order.iter()) } else { Box::new(self.order.iter().rev()) };
-        match filter.map(str::to_lowercase).filter(|f| !f.is_empty()) {
-            None => Page {
-                items: ordered.skip(skip).take(per_page).filter_map(|id| self.get(*id)).collect(),
-                total: self.order.len(),
-            },
-            Some(needle) => {
-                let matches = |u: &&User| {
-                    u.email.contains(&needle)
-                        || u.phone.contains(&needle)
-                        || u.user_metadata
-                            .to_map()
-                            .get("full_name")
-                            .and_then(|v| v.as_str())
-                            .is_some_and(|n| n.to_lowercase().contains(&needle))
-                };
-                let all: Vec<&User> = ordered.filter_map(|id| self.by_id.get(id)).filter(matches).collect();
-                Page {
-                    total: all.len(),
-                    items: all.into_iter().skip(skip).take(per_page).map(|u| self.attach(u.clone())).collect(),
-                }
+        let Some(needle) = filter.map(str::to_lowercase).filter(|f| !f.is_empty()) else {
+            let ordered: Box<dyn Iterator<Item = &Uuid>> =
+                if ascending { Box::new(self.order.iter()) } else { Box::new(self.order.iter().rev()) };
+            let mut items = Vec::new();
+            for id in ordered.skip(skip).take(per_page) {
+                items.extend(self.get(*id)?);
+            }
+            return Ok(Page { items, total: self.order.len() });
+        };
+        let matches = |u: &User| {
+            u.email.contains(&needle)
+                || u.phone.contains(&needle)
+                || u.user_metadata
+                    .to_map()
+                    .get("full_name")
+                    .and_then(|v| v.as_str())
+                    .is_some_and(|n| n.to_lowercase().contains(&needle))
+        };
+        let mut hits: Vec<(Timestamp, Uuid)> = Vec::new();
+        for item in self.users.scan(false) {
+            let (_, user) = item?;
+            if matches(&user) {
+                hits.push((user.created_at, user.id));
             }
         }
+        // Creation order, ties as `order` has them (by id).
+        hits.sort_unstable();
+        if !ascending {
+            hits.reverse();
+        }
+        let mut items = Vec::new();
+        for (_, id) in hits.iter().skip(skip).take(per_page) {
+            items.extend(self.get(*id)?);
+        }
+        Ok(Page { items, total: hits.len() })
     }
 
     /// Appends an audit entry (disk first).
@@ -435,11 +556,7 @@ impl UserRegistryState {
 
     /// Applies `edit` to a copy, checks uniqueness of a changed email/phone, writes, swaps.
     pub fn update(&mut self, id: Uuid, edit: UserEdit) -> AuthResult<User> {
-        let old = self
-            .by_id
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| AuthError::not_found(ErrorCode::UserNotFound, "User not found"))?;
+        let old = self.record(id)?.ok_or_else(|| AuthError::not_found(ErrorCode::UserNotFound, "User not found"))?;
         let mut user = old.clone();
         edit(&mut user)?;
         user.id = old.id; // the id is not editable
@@ -451,7 +568,7 @@ impl UserRegistryState {
 
     /// Removes a user and its index entries.
     pub fn delete(&mut self, id: Uuid) -> AuthResult<()> {
-        let Some(old) = self.by_id.get(&id).cloned() else {
+        let Some(old) = self.record(id)? else {
             return Err(AuthError::not_found(ErrorCode::UserNotFound, "User not found"));
         };
         let mut ops = vec![self.users.remove(id.as_bytes().to_vec())];
@@ -466,17 +583,18 @@ impl UserRegistryState {
             ops.push(self.by_phone_table.remove(old.phone.as_bytes()));
         }
         self.store.apply(ops)?;
-        self.by_email.remove(&old.email);
-        self.by_phone.remove(&old.phone);
+        self.by_email.remove(old.email.as_str());
+        self.by_phone.remove(old.phone.as_str());
         self.unindex_identities(&old);
-        self.by_id.remove(&id);
+        self.created.remove(&id);
+        self.lock_cache().remove(&id);
         self.factors.remove(&id);
         self.order.retain(|u| *u != id);
         Ok(())
     }
 
     fn check_unique(&self, user: &User, old: Option<&User>) -> AuthResult<()> {
-        let taken = |index: &HashMap<String, Uuid>, key: &str| {
+        let taken = |index: &HashMap<Box<str>, Uuid>, key: &str| {
             !key.is_empty() && index.get(key).is_some_and(|owner| *owner != user.id)
         };
         let email_changed = old.is_none_or(|o| o.email != user.email);
@@ -489,7 +607,7 @@ impl UserRegistryState {
         }
         // One identity, one owner (two concurrent first sign-ins must not create two users).
         for i in &user.identities {
-            let key = (i.provider.clone(), i.provider_id.clone());
+            let key = identity_key(&i.provider, &i.provider_id);
             if self.by_identity.get(&key).is_some_and(|owner| *owner != user.id) {
                 return Err(AuthError::unprocessable(
                     ErrorCode::IdentityAlreadyExists,
@@ -524,21 +642,22 @@ impl UserRegistryState {
         if old_email != user.email {
             self.by_email.remove(old_email);
             if !user.email.is_empty() {
-                self.by_email.insert(user.email.clone(), user.id);
+                self.by_email.insert(user.email.as_str().into(), user.id);
             }
         }
         if old_phone != user.phone {
             self.by_phone.remove(old_phone);
             if !user.phone.is_empty() {
-                self.by_phone.insert(user.phone.clone(), user.id);
+                self.by_phone.insert(user.phone.as_str().into(), user.id);
             }
         }
         if let Some(old) = old {
             self.unindex_identities(old);
         }
         self.index_identities(user);
-        // Factors are attached on the way out, never kept in the record map.
-        self.by_id.insert(user.id, User { factors: Vec::new(), ..user.clone() });
+        self.created.insert(user.id, user.created_at);
+        // Factors are attached on the way out, never kept in the cached record.
+        self.lock_cache().insert(User { factors: Vec::new(), ..user.clone() });
         Ok(())
     }
 }
@@ -639,10 +758,45 @@ mod tests {
         let store = Store::reopen_for_tests(dir.path()).await;
         let st = UserRegistryState::load(store, clock).unwrap();
         assert_eq!(st.count(), 1);
-        assert!(st.by_email("a@example.com").is_none());
-        assert_eq!(st.by_email("b@example.com").unwrap().id, id);
-        assert_eq!(st.by_phone("15555550100").unwrap().id, id);
-        assert!(st.by_email("gone@example.com").is_none());
+        assert!(st.by_email("a@example.com").unwrap().is_none());
+        assert_eq!(st.by_email("b@example.com").unwrap().unwrap().id, id);
+        assert_eq!(st.by_phone("15555550100").unwrap().unwrap().id, id);
+        assert!(st.by_email("gone@example.com").unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn records_beyond_the_cache_are_read_from_the_tree() {
+        let store = Store::temporary().unwrap();
+        let mut st = UserRegistryState::load(store.clone(), Clock::System).unwrap();
+        let n = 2 * CACHE_GENERATION + 10;
+        let mut ids = Vec::with_capacity(n);
+        for i in 0..n {
+            ids.push(st.create(sample_user(&format!("u{i}@example.com"), "")).unwrap().id);
+        }
+        {
+            let cache = st.lock_cache();
+            assert!(cache.hot.len() + cache.cold.len() <= 2 * CACHE_GENERATION, "the cache is bounded");
+            assert!(!cache.hot.contains_key(&ids[0]) && !cache.cold.contains_key(&ids[0]));
+        }
+        // Evicted, still found (by id, email, listing), and an update reaches the tree.
+        assert_eq!(st.get(ids[0]).unwrap().unwrap().email, "u0@example.com");
+        assert_eq!(st.by_email("u1@example.com").unwrap().unwrap().id, ids[1]);
+        let page = st.list(1, 3, None, true).unwrap();
+        assert_eq!((page.items.iter().map(|u| u.id).collect::<Vec<_>>(), page.total), (ids[..3].to_vec(), n));
+        let found = st.list(1, 10, Some("U7@"), true).unwrap();
+        assert_eq!((found.items.len(), found.total), (1, 1));
+        st.update(
+            ids[2],
+            Box::new(|u| {
+                u.phone = "15555550199".into();
+                Ok(())
+            }),
+        )
+        .unwrap();
+        let st = UserRegistryState::load(store, Clock::System).unwrap();
+        assert_eq!(st.count(), n);
+        assert_eq!(st.by_phone("15555550199").unwrap().unwrap().id, ids[2]);
+        assert!(st.get(Uuid::new_v4()).unwrap().is_none());
     }
 
     #[tokio::test]
@@ -661,7 +815,7 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::EmailExists);
-        assert_eq!(st.get(a.id).unwrap().email, "a@example.com");
+        assert_eq!(st.get(a.id).unwrap().unwrap().email, "a@example.com");
     }
 
     #[tokio::test]
@@ -682,9 +836,9 @@ mod tests {
         let mut a = sample_user("a@example.com", "");
         a.identities = vec![identity("github", "1", "gh@example.com")];
         let a = st.create(a).unwrap();
-        assert_eq!(st.by_identity("github", "1").unwrap().id, a.id);
-        assert!(st.by_identity("gitlab", "1").is_none());
-        let found = st.link_candidates(&["gh@example.com".into(), "a@example.com".into()]);
+        assert_eq!(st.by_identity("github", "1").unwrap().unwrap().id, a.id);
+        assert!(st.by_identity("gitlab", "1").unwrap().is_none());
+        let found = st.link_candidates(&["gh@example.com".into(), "a@example.com".into()]).unwrap();
         assert_eq!(found.identity_owners, vec![a.id]);
         assert_eq!(found.users.len(), 1);
         // A second owner of the same identity is refused.
@@ -700,8 +854,8 @@ mod tests {
             }),
         )
         .unwrap();
-        assert!(st.by_identity("github", "1").is_none());
-        assert!(st.link_candidates(&["gh@example.com".into()]).identity_owners.is_empty());
+        assert!(st.by_identity("github", "1").unwrap().is_none());
+        assert!(st.link_candidates(&["gh@example.com".into()]).unwrap().identity_owners.is_empty());
         st.update(
             a.id,
             Box::new(move |u| {
@@ -711,8 +865,8 @@ mod tests {
         )
         .unwrap();
         let st = UserRegistryState::load(store, Clock::System).unwrap();
-        assert_eq!(st.by_identity("google", "g").unwrap().id, a.id);
-        assert_eq!(st.link_candidates(&["g@example.com".into()]).identity_owners, vec![a.id]);
+        assert_eq!(st.by_identity("google", "g").unwrap().unwrap().id, a.id);
+        assert_eq!(st.link_candidates(&["g@example.com".into()]).unwrap().identity_owners, vec![a.id]);
     }
 
     fn audit_entry(action: &str, username: &str) -> AuditEntry {
