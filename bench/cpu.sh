@@ -7,7 +7,7 @@
 #   PROFILE=perf ENDPOINTS=refresh bench/cpu.sh        # also `perf record -g` the server per run
 #
 # Environment: DURATION [10s], THREADS [2], CONNS [32], POOL [2*CONNS], ENDPOINTS ["health user
-# refresh"], MODE [sync] (FERROTRUE_DURABILITY), ROUNDS [1], LOG_LEVEL [info], PROFILE [none|perf],
+# refresh"; also password], MODE [sync] (FERROTRUE_DURABILITY), ROUNDS [1], LOG_LEVEL [info], PROFILE [none|perf],
 # OUT [a temp directory: server log, wrk output, perf data], METRICS [0] (1 = enable the Prometheus
 # exporter and print the mean group-commit batch and sync time per run; costs CPU of its own),
 # CEILING [unset] a bare hyper + HS256 server binary (PORT, JWT_SECRET, BODY_FILE): endpoint
@@ -55,7 +55,7 @@ trap 'kill -TERM $PID 2>/dev/null; wait $PID 2>/dev/null || true' EXIT
 for _ in $(seq 1 300); do curl -fs "$BASE/health" >/dev/null 2>&1 && break; sleep 0.1; done
 
 json_field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
-EMAIL="cpu-bench@example.com"
+export EMAIL="cpu-bench@example.com" PASSWORD
 ACCESS_TOKEN=$(curl -fsS -X POST "$BASE/signup" -H 'Content-Type: application/json' \
     -d "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}" | json_field access_token)
 
@@ -86,6 +86,7 @@ for round in $(seq 1 "$ROUNDS"); do
         ceiling) script=user.lua path=/user TARGET=$CPID URL="http://127.0.0.1:$CPORT" ;;
         health) script=health.lua path=/health ;;
         user) script=user.lua path=/ ;;
+        password) script=password.lua path=/ ;; # a login flood (EMAIL/PASSWORD exported below)
         refresh)
             script=refresh.lua path=/
             : >"$OUT/tokens.txt"
