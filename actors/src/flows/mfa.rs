@@ -124,6 +124,54 @@ fn traits_of<'a>(_user: &User, factor_id: &'a str) -> [(&'a str, &'a str); 2] {
     [("factor_id", factor_id), ("factor_type", "totp")]
 }
 
+pub(super) fn no_challenge() -> AuthError {
+    AuthError::unprocessable(ErrorCode::MfaFactorNotFound, "MFA factor with the provided challenge ID not found")
+}
+
+/// GoTrue's IP-mismatch messages: the TOTP path's (older) text, and `validateChallenge`'s.
+const IP_MISMATCH_TOTP: &str = "Challenge and verify IP addresses mismatch. Try enrollment again.";
+pub(super) const IP_MISMATCH: &str = "Challenge and verify IP addresses mismatch.";
+
+/// GoTrue's `validateChallenge` checks of an open challenge, shared by every factor type: it must
+/// come from the address that asked for it (`mismatch` is the message) and not have expired.
+/// Run once on the read factor and again inside `edit_factors`, where a concurrent verify may
+/// have changed it.
+pub(super) fn challenge_check(
+    ip: String,
+    now: Timestamp,
+    expiry: std::time::Duration,
+    mismatch: &'static str,
+) -> impl Fn(&Challenge) -> AuthResult<()> + Send + 'static {
+    move |c: &Challenge| {
+        if c.ip != ip {
+            return Err(AuthError::unprocessable(ErrorCode::MfaIpAddressMismatch, mismatch));
+        }
+        if now >= c.created_at.plus(expiry) {
+            return Err(AuthError::unprocessable(
+                ErrorCode::MfaChallengeExpired,
+                format!(
+                    "MFA challenge {} has expired, verify against another challenge or create a new challenge.",
+                    c.id
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Removes one challenge of a factor (expired, or used up), if both still exist.
+pub(super) async fn drop_challenge(a: &Actors, user_id: Uuid, factor_id: Uuid, challenge_id: Uuid) -> AuthResult<()> {
+    a.users
+        .edit_factors(user_id, move |factors| {
+            if let Some(f) = factors.iter_mut().find(|f| f.id == factor_id) {
+                f.challenges.retain(|c| c.id != challenge_id);
+            }
+            Ok(None)
+        })
+        .await
+        .map(|_| ())
+}
+
 /// The `amr` method a verification of this factor type adds.
 fn amr_of(factor_type: &str) -> &'static str {
     match factor_type {
@@ -322,29 +370,9 @@ pub async fn verify(
             "MFA verification is disabled for TOTP",
         ));
     }
-    let no_challenge = || {
-        AuthError::unprocessable(ErrorCode::MfaFactorNotFound, "MFA factor with the provided challenge ID not found")
-    };
     let expiry = a.settings.mfa.challenge_expiry;
     let now = a.clock.now();
-    let check = move |c: &Challenge| -> AuthResult<()> {
-        if c.ip != ip {
-            return Err(AuthError::unprocessable(
-                ErrorCode::MfaIpAddressMismatch,
-                "Challenge and verify IP addresses mismatch. Try enrollment again.",
-            ));
-        }
-        if now >= c.created_at.plus(expiry) {
-            return Err(AuthError::unprocessable(
-                ErrorCode::MfaChallengeExpired,
-                format!(
-                    "MFA challenge {} has expired, verify against another challenge or create a new challenge.",
-                    c.id
-                ),
-            ));
-        }
-        Ok(())
-    };
+    let check = challenge_check(ip, now, expiry, IP_MISMATCH_TOTP);
     let c = factor.challenges.iter().find(|c| c.id == challenge_id).ok_or_else(no_challenge)?;
     check(c)?;
     let step = matching_step(unseal(a, &factor)?, code.trim(), now)?;

@@ -41,10 +41,6 @@ fn verify_disabled() -> AuthError {
     AuthError::unprocessable(ErrorCode::MfaPhoneVerifyNotEnabled, "MFA verification is disabled for Phone")
 }
 
-fn no_challenge() -> AuthError {
-    AuthError::unprocessable(ErrorCode::MfaFactorNotFound, "MFA factor with the provided challenge ID not found")
-}
-
 /// GoTrue's `IsValidMessageChannel`: with the send-SMS hook any channel is passed on; otherwise
 /// `sms`, or `whatsapp` through Twilio.
 fn message_channel(a: &Actors, raw: &str) -> AuthResult<String> {
@@ -241,28 +237,11 @@ pub async fn verify(
         return Err(verify_disabled());
     }
     let (factor_id, expiry, now) = (factor.id, a.settings.mfa.challenge_expiry, a.clock.now());
-    let check = move |c: &Challenge| -> AuthResult<()> {
-        if c.ip != ip {
-            return Err(AuthError::unprocessable(
-                ErrorCode::MfaIpAddressMismatch,
-                "Challenge and verify IP addresses mismatch.",
-            ));
-        }
-        if now >= c.created_at.plus(expiry) {
-            return Err(AuthError::unprocessable(
-                ErrorCode::MfaChallengeExpired,
-                format!(
-                    "MFA challenge {} has expired, verify against another challenge or create a new challenge.",
-                    c.id
-                ),
-            ));
-        }
-        Ok(())
-    };
-    let c = factor.challenges.iter().find(|c| c.id == challenge_id).ok_or_else(no_challenge)?;
+    let check = mfa::challenge_check(ip, now, expiry, mfa::IP_MISMATCH);
+    let c = factor.challenges.iter().find(|c| c.id == challenge_id).ok_or_else(mfa::no_challenge)?;
     if let Err(e) = check(c) {
         if e.code == ErrorCode::MfaChallengeExpired {
-            let _ = withdraw_expired(a, auth.user.id, factor_id, challenge_id).await;
+            let _ = mfa::drop_challenge(a, auth.user.id, factor_id, challenge_id).await;
         }
         return Err(e);
     }
@@ -281,7 +260,7 @@ pub async fn verify(
         .edit_factors(auth.user.id, move |factors| {
             let verified_others = factors.iter().filter(|f| f.is_verified() && f.id != factor_id).count();
             let f = factors.iter_mut().find(|f| f.id == factor_id).ok_or_else(mfa::factor_not_found)?;
-            let pos = f.challenges.iter().position(|c| c.id == challenge_id).ok_or_else(no_challenge)?;
+            let pos = f.challenges.iter().position(|c| c.id == challenge_id).ok_or_else(mfa::no_challenge)?;
             check(&f.challenges[pos])?;
             // The stored MAC decides (a concurrent verify may have consumed the challenge).
             if !valid || !crypto::secure_eq(&presented, &f.challenges[pos].otp_code) {
@@ -328,17 +307,4 @@ pub async fn verify(
         .await?
         .ok_or_else(|| AuthError::forbidden(ErrorCode::UserNotFound, "User not found"))?;
     grant(a, user, &issued.session, issued.refresh_token, AMR).await
-}
-
-/// An expired challenge is deleted when presented (GoTrue).
-async fn withdraw_expired(a: &Actors, user_id: Uuid, factor_id: Uuid, challenge_id: Uuid) -> AuthResult<()> {
-    a.users
-        .edit_factors(user_id, move |factors| {
-            if let Some(f) = factors.iter_mut().find(|f| f.id == factor_id) {
-                f.challenges.retain(|c| c.id != challenge_id);
-            }
-            Ok(None)
-        })
-        .await
-        .map(|_| ())
 }

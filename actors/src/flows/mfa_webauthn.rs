@@ -69,14 +69,6 @@ pub struct VerifyParams {
     pub credential_response: Option<Value>,
 }
 
-fn not_found() -> AuthError {
-    AuthError::not_found(ErrorCode::MfaFactorNotFound, "Factor not found")
-}
-
-fn no_challenge() -> AuthError {
-    AuthError::unprocessable(ErrorCode::MfaFactorNotFound, "MFA factor with the provided challenge ID not found")
-}
-
 fn failed(msg: &'static str) -> AuthError {
     AuthError::unprocessable(ErrorCode::MfaVerificationFailed, msg)
 }
@@ -134,34 +126,11 @@ pub async fn enroll(a: &Actors, auth: Authenticated, friendly_name: String) -> A
         web_authn_credential: Vec::new(),
         web_authn_aaguid: None,
     };
-    let aal = auth.session.as_ref().map_or("aal1", |s| s.aal.as_str()).to_owned();
+    let aal = super::mfa::session_aal(&auth).to_owned();
     let factor = a
         .users
         .edit_factors(auth.user.id, move |factors| {
-            // GoTrue's validateFactors, as the TOTP enroll applies it.
-            factors.retain(|f| f.is_verified() || now < f.created_at.plus(mfa.factor_expiry));
-            if !friendly_name.is_empty() && factors.iter().any(|f| f.friendly_name == friendly_name) {
-                return Err(AuthError::unprocessable(
-                    ErrorCode::MfaFactorNameConflict,
-                    format!("A factor with the friendly name \"{friendly_name}\" for this user already exists"),
-                ));
-            }
-            let verified = factors.iter().filter(|f| f.is_verified()).count();
-            if factors.len() >= mfa.max_enrolled_factors {
-                return Err(AuthError::unprocessable(
-                    ErrorCode::TooManyEnrolledMfaFactors,
-                    "Maximum number of enrolled factors reached, unenroll to continue",
-                ));
-            }
-            if verified >= mfa.max_verified_factors {
-                return Err(AuthError::unprocessable(
-                    ErrorCode::TooManyEnrolledMfaFactors,
-                    "Maximum number of verified factors reached, unenroll to continue",
-                ));
-            }
-            if verified > 0 && aal != "aal2" {
-                return Err(AuthError::forbidden(ErrorCode::InsufficientAal, "AAL2 required to enroll a new factor"));
-            }
+            super::mfa::check_new_factor(factors, &friendly_name, &mfa, &aal, now)?;
             factors.push(new.clone());
             Ok(Some(new))
         })
@@ -176,7 +145,8 @@ pub async fn enroll(a: &Actors, auth: Authenticated, friendly_name: String) -> A
 /// factor, request options for a verified one.
 pub async fn challenge(a: &Actors, auth: Authenticated, factor_id: Uuid, ip: String) -> AuthResult<Challenged> {
     super::mfa::not_anonymous(&auth)?;
-    let factor = auth.user.factors.iter().find(|f| f.id == factor_id).cloned().ok_or_else(not_found)?;
+    let factor =
+        auth.user.factors.iter().find(|f| f.id == factor_id).cloned().ok_or_else(super::mfa::factor_not_found)?;
     let w = &a.settings.mfa.web_authn;
     if !w.verify_enabled {
         return Err(AuthError::unprocessable(
@@ -224,7 +194,7 @@ pub async fn challenge(a: &Actors, auth: Authenticated, factor_id: Uuid, ip: Str
     let expiry = a.settings.mfa.challenge_expiry;
     a.users
         .edit_factors(auth.user.id, move |factors| {
-            let f = factors.iter_mut().find(|f| f.id == factor_id).ok_or_else(not_found)?;
+            let f = factors.iter_mut().find(|f| f.id == factor_id).ok_or_else(super::mfa::factor_not_found)?;
             f.challenges.retain(|c| now < c.created_at.plus(expiry));
             if f.challenges.len() >= MAX_OPEN_CHALLENGES {
                 f.challenges.remove(0);
@@ -306,7 +276,8 @@ pub async fn verify(
     ip: String,
 ) -> AuthResult<SessionGrant> {
     super::mfa::not_anonymous(&auth)?;
-    let factor = auth.user.factors.iter().find(|f| f.id == factor_id).cloned().ok_or_else(not_found)?;
+    let factor =
+        auth.user.factors.iter().find(|f| f.id == factor_id).cloned().ok_or_else(super::mfa::factor_not_found)?;
     let w = &a.settings.mfa.web_authn;
     if !w.verify_enabled {
         // GoTrue's verify answers this code (not `mfa_webauthn_verify_not_enabled`) here.
@@ -327,28 +298,11 @@ pub async fn verify(
     let rp = relying_party(w)?;
     let expiry = a.settings.mfa.challenge_expiry;
     let now = a.clock.now();
-    let check = move |c: &Challenge| -> AuthResult<()> {
-        if c.ip != ip {
-            return Err(AuthError::unprocessable(
-                ErrorCode::MfaIpAddressMismatch,
-                "Challenge and verify IP addresses mismatch.",
-            ));
-        }
-        if now >= c.created_at.plus(expiry) {
-            return Err(AuthError::unprocessable(
-                ErrorCode::MfaChallengeExpired,
-                format!(
-                    "MFA challenge {} has expired, verify against another challenge or create a new challenge.",
-                    c.id
-                ),
-            ));
-        }
-        Ok(())
-    };
-    let c = factor.challenges.iter().find(|c| c.id == challenge_id).ok_or_else(no_challenge)?;
+    let check = super::mfa::challenge_check(ip, now, expiry, super::mfa::IP_MISMATCH);
+    let c = factor.challenges.iter().find(|c| c.id == challenge_id).ok_or_else(super::mfa::no_challenge)?;
     if let Err(e) = check(c) {
         if e.code == ErrorCode::MfaChallengeExpired {
-            drop_challenge(a, auth.user.id, factor_id, challenge_id).await?;
+            super::mfa::drop_challenge(a, auth.user.id, factor_id, challenge_id).await?;
         }
         return Err(e);
     }
@@ -371,9 +325,9 @@ pub async fn verify(
     a.users
         .edit_factors(auth.user.id, move |factors| {
             let verified_others = factors.iter().filter(|f| f.is_verified() && f.id != factor_id).count();
-            let f = factors.iter_mut().find(|f| f.id == factor_id).ok_or_else(not_found)?;
+            let f = factors.iter_mut().find(|f| f.id == factor_id).ok_or_else(super::mfa::factor_not_found)?;
             // The challenge is used once: a concurrent verify of the same one finds it gone.
-            let pos = f.challenges.iter().position(|c| c.id == challenge_id).ok_or_else(no_challenge)?;
+            let pos = f.challenges.iter().position(|c| c.id == challenge_id).ok_or_else(super::mfa::no_challenge)?;
             check(&f.challenges[pos])?;
             // The ceremony ran against the credential as read before; if another assertion
             // moved its counter meanwhile, this one is not newer than that (or a replay).
@@ -413,19 +367,6 @@ pub async fn verify(
         .await?
         .ok_or_else(|| AuthError::forbidden(ErrorCode::UserNotFound, "User not found"))?;
     grant(a, user, &issued.session, issued.refresh_token, AMR).await
-}
-
-/// An expired challenge is deleted when presented (GoTrue's validateChallenge).
-async fn drop_challenge(a: &Actors, user_id: Uuid, factor_id: Uuid, challenge_id: Uuid) -> AuthResult<()> {
-    a.users
-        .edit_factors(user_id, move |factors| {
-            if let Some(f) = factors.iter_mut().find(|f| f.id == factor_id) {
-                f.challenges.retain(|c| c.id != challenge_id);
-            }
-            Ok(None)
-        })
-        .await
-        .map(|_| ())
 }
 
 /// A failed ceremony counts against its challenge; the last allowed failure kills it.
