@@ -52,31 +52,10 @@ fn not_found() -> AuthError {
     AuthError::bad_request(ErrorCode::RefreshTokenNotFound, "Invalid Refresh Token: Refresh Token Not Found")
 }
 
-/// Records moved per transaction while migrating (bounds the transaction's size).
-const MIGRATE_BATCH: usize = 1024;
-
-/// Moves every `refresh_tokens/v1` record into `refresh_tokens/v2`, dropping the raw value the
-/// v1 layout kept for active tokens. Each batch is one transaction (put v2 + remove v1), so a
-/// crash mid-way resumes at the next start without losing a token. A record already present in
-/// v2 wins over its v1 copy.
+/// Moves every `refresh_tokens/v1` record into `refresh_tokens/v2` ([`Store::migrate_tree`]),
+/// dropping the raw value the v1 layout kept for active tokens.
 fn migrate_v1(store: &Store, v2: &Table<RefreshToken>) -> Result<(), StoreError> {
-    let v1: Table<RefreshTokenV1> = store.table(storage::REFRESH_TOKENS_V1)?;
-    let mut moved = 0usize;
-    loop {
-        let mut ops = Vec::new();
-        for item in v1.scan(false).take(MIGRATE_BATCH) {
-            let (key, old) = item?;
-            if v2.get(&key)?.is_none() {
-                ops.push(v2.put(key.clone(), &old.migrate())?);
-                moved += 1;
-            }
-            ops.push(v1.remove(key));
-        }
-        if ops.is_empty() {
-            break;
-        }
-        store.apply(ops)?;
-    }
+    let moved = store.migrate_tree(storage::REFRESH_TOKENS_V1, v2, RefreshTokenV1::migrate)?;
     if moved > 0 {
         tracing::warn!(
             count = moved,

@@ -111,6 +111,40 @@ impl Store {
         Ok(())
     }
 
+    /// Moves every record of the tree `from` (an older format generation) into `to`, converted
+    /// by `convert`, in transactions of at most 1,024 records (put new + remove old), so a crash
+    /// mid-way resumes at the next start without losing a record. A record already in `to` wins
+    /// over its old copy. Returns how many records moved.
+    pub fn migrate_tree<Old, New>(
+        &self,
+        from: &'static str,
+        to: &Table<New>,
+        convert: impl Fn(Old) -> New,
+    ) -> Result<usize, StoreError>
+    where
+        Old: Serialize + DeserializeOwned,
+        New: Serialize + DeserializeOwned,
+    {
+        const BATCH: usize = 1024;
+        let old: Table<Old> = self.table(from)?;
+        let mut moved = 0;
+        loop {
+            let mut ops = Vec::new();
+            for item in old.scan(false).take(BATCH) {
+                let (key, record) = item?;
+                if to.get(&key)?.is_none() {
+                    ops.push(to.put(key.clone(), &convert(record))?);
+                    moved += 1;
+                }
+                ops.push(old.remove(key));
+            }
+            if ops.is_empty() {
+                return Ok(moved);
+            }
+            self.apply(ops)?;
+        }
+    }
+
     /// Final flush at shutdown.
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.db.flush_async().await?;

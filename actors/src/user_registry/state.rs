@@ -88,28 +88,9 @@ fn audit_key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
 }
 
-/// Moves every `mfa_factors/v1` record (TOTP only) into `mfa_factors/v2` in bounded
-/// transactions (put v2 + remove v1), so a crash mid-way resumes at the next start. A record
-/// already in v2 wins over its v1 copy.
+/// Moves every `mfa_factors/v1` record (TOTP only) into `mfa_factors/v2` ([`Store::migrate_tree`]).
 fn migrate_factors_v1(store: &Store, v2: &Table<Factor>) -> Result<(), StoreError> {
-    const BATCH: usize = 1024;
-    let v1: Table<FactorV1> = store.table(storage::MFA_FACTORS_V1)?;
-    let mut moved = 0usize;
-    loop {
-        let mut ops = Vec::new();
-        for item in v1.scan(false).take(BATCH) {
-            let (key, old) = item?;
-            if v2.get(&key)?.is_none() {
-                ops.push(v2.put(key.clone(), &old.migrate())?);
-                moved += 1;
-            }
-            ops.push(v1.remove(key));
-        }
-        if ops.is_empty() {
-            break;
-        }
-        store.apply(ops)?;
-    }
+    let moved = store.migrate_tree(storage::MFA_FACTORS_V1, v2, FactorV1::migrate)?;
     if moved > 0 {
         tracing::info!(
             count = moved,
