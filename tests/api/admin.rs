@@ -19,14 +19,9 @@ use uuid::Uuid;
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/// A service_role token as Supabase hands them out (no session, no expiry).
-fn service_role() -> String {
-    sign(&json!({"role": "service_role"}), SECRET, Algorithm::HS256)
-}
-
 /// An admin request with the service_role token.
 async fn admin(server: &TestServer, method: Method, path: &str, body: Option<Value>) -> Response {
-    admin_as(server, &service_role(), method, path, body).await
+    admin_as(server, &service_role_token(), method, path, body).await
 }
 
 /// A request to an admin route with `token` (empty: no Authorization header).
@@ -879,7 +874,7 @@ async fn list_users_pages_sorts_and_filters() {
     // The headers are readable from a browser.
     let resp = server
         .request(Method::GET, "/admin/users")
-        .bearer_auth(service_role())
+        .bearer_auth(service_role_token())
         .header("Origin", "http://localhost:3000")
         .send()
         .await

@@ -162,6 +162,26 @@ pub async fn assert_error(resp: Response, status: u16, code: &str) -> Value {
 }
 
 /// Signs arbitrary claims with `secret` and `alg` (for forged / foreign tokens).
+/// A service_role token as Supabase hands them out (no session, no expiry), signed with [`SECRET`].
+pub fn service_role_token() -> String {
+    sign(&json!({"role": "service_role"}), SECRET, jsonwebtoken::Algorithm::HS256)
+}
+
+/// Every file under `dir`, recursively, with its bytes (for scans of the data directory).
+pub fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read_dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            let bytes = std::fs::read(&path).expect("read");
+            out.push((path, bytes));
+        }
+    }
+    out
+}
+
 pub fn sign(claims: &Value, secret: &str, alg: jsonwebtoken::Algorithm) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(alg),

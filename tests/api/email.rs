@@ -190,10 +190,6 @@ fn sessionless_token(user_id: &str, email: &str) -> String {
     )
 }
 
-fn service_role_token() -> String {
-    sign(&json!({"role": "service_role"}), SECRET, jsonwebtoken::Algorithm::HS256)
-}
-
 /// Asserts that no mail arrived beyond the `before` already in the sink.
 async fn assert_no_new_mail(sink: &SmtpSink, before: usize) {
     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -7,7 +7,6 @@ use crate::common::*;
 use ferrotrue::config::Config;
 use ferrotrue_actors::crypto::Secret;
 use ferrotrue_actors::hooks::{sign_v1, HookEndpoint};
-use jsonwebtoken::Algorithm;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -54,13 +53,13 @@ fn refusal(code: u16, message: &str) -> ResponseTemplate {
     ok(json!({"error": {"http_code": code, "message": message}}))
 }
 
-fn service_role() -> String {
-    sign(&json!({"role": "service_role"}), SECRET, Algorithm::HS256)
-}
-
 async fn user_exists(server: &TestServer, email: &str) -> bool {
-    let resp =
-        server.request(Method::GET, "/admin/users?per_page=1000").bearer_auth(service_role()).send().await.unwrap();
+    let resp = server
+        .request(Method::GET, "/admin/users?per_page=1000")
+        .bearer_auth(service_role_token())
+        .send()
+        .await
+        .unwrap();
     let body: Value = resp.json().await.unwrap();
     body["users"].as_array().unwrap().iter().any(|u| u["email"] == email)
 }
@@ -149,7 +148,7 @@ async fn before_user_created_rejects_every_creation_path() {
     let admin_email = unique_email();
     let resp = server
         .request(Method::POST, "/admin/users")
-        .bearer_auth(service_role())
+        .bearer_auth(service_role_token())
         .json(&json!({"email": admin_email, "password": PASSWORD}))
         .send()
         .await
@@ -158,7 +157,7 @@ async fn before_user_created_rejects_every_creation_path() {
     let invited = unique_email();
     let resp = server
         .request(Method::POST, "/invite")
-        .bearer_auth(service_role())
+        .bearer_auth(service_role_token())
         .json(&json!({"email": invited}))
         .send()
         .await

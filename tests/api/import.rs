@@ -2,8 +2,7 @@
 //! hashes kept), identities and metadata visible through the API afterwards, idempotent
 //! re-runs, per-line errors, and the refusals (missing file, a server holding the directory).
 
-use crate::common::{sign, SECRET};
-use jsonwebtoken::Algorithm;
+use crate::common::{service_role_token, SECRET};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -169,7 +168,7 @@ async fn imported_users_sign_in_with_their_bcrypt_and_argon2_hashes() {
     let github = me["identities"].as_array().unwrap().iter().find(|i| i["provider"] == "github").unwrap();
     assert_eq!((github["id"].as_str(), github["identity_data"]["user_name"].as_str()), (Some("4242"), Some("bea")));
 
-    let service = sign(&json!({"role": "service_role"}), SECRET, Algorithm::HS256);
+    let service = service_role_token();
     let listed: Value = http
         .get(format!("{}/admin/users?per_page=10", server.base))
         .bearer_auth(&service)

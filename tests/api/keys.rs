@@ -1,6 +1,6 @@
 //! Asymmetric signing keys (`GOTRUE_JWT_KEYS`), the JWKS, OIDC discovery and `keys generate`.
 
-use crate::common::{assert_error, sign, unique_email, TestServer, SECRET};
+use crate::common::{assert_error, service_role_token, sign, unique_email, TestServer, SECRET};
 use base64::Engine as _;
 use ferrotrue::config::Config;
 use ferrotrue_actors::jwt_keys::{self, ConfiguredKey};
@@ -243,7 +243,7 @@ async fn rotation_add_then_switch_then_remove() {
 #[tokio::test]
 async fn the_secret_keeps_signing_service_keys_unless_valid_methods_drop_hs256() {
     let set = key_set(Algorithm::ES256);
-    let service = sign(&json!({"role": "service_role"}), SECRET, Algorithm::HS256);
+    let service = service_role_token();
     let server = server_with(set.as_array().unwrap()).await;
     let resp = server.request(Method::GET, "/admin/users").bearer_auth(&service).send().await.unwrap();
     assert_eq!(resp.status(), 200, "service_role signed with GOTRUE_JWT_SECRET");

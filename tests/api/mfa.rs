@@ -343,10 +343,6 @@ async fn factors_survive_restart_and_die_with_their_user() {
     assert_error(resp, 404, "user_not_found").await;
 }
 
-fn service_role_token() -> String {
-    sign(&json!({"role": "service_role"}), SECRET, jsonwebtoken::Algorithm::HS256)
-}
-
 fn hook_endpoint(server: &wiremock::MockServer) -> Option<ferrotrue_actors::hooks::HookEndpoint> {
     let secret = format!("v1,whsec_{}", base64::engine::general_purpose::STANDARD.encode(b"mfa-hook-key"));
     Some(ferrotrue_actors::hooks::HookEndpoint {
@@ -425,19 +421,6 @@ async fn challenge_and_verify_share_the_mfa_limit() {
     assert_eq!(server.post_auth("/factors", &token, json!({"factor_type": "totp"})).await.status(), 200);
 }
 
-fn data_files(dir: &std::path::Path) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(data_files(&path));
-        } else {
-            out.push(std::fs::read(&path).unwrap());
-        }
-    }
-    out
-}
-
 /// The TOTP secret is sealed at rest: neither its base32 form nor its raw bytes are in the
 /// data files (the scan does see the factor: its friendly name is there).
 #[tokio::test]
@@ -451,9 +434,9 @@ async fn totp_secret_is_not_stored_in_the_clear() {
     let dir = server.dir().to_path_buf();
     let server = server.restart().await;
     let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
-    let files = data_files(&dir);
-    assert!(files.iter().any(|f| contains(f, name.as_bytes())), "the scan reads the database");
-    assert!(!files.iter().any(|f| contains(f, secret.as_bytes()) || contains(f, &raw)), "secret found at rest");
+    let files = files_under(&dir);
+    assert!(files.iter().any(|(_, f)| contains(f, name.as_bytes())), "the scan reads the database");
+    assert!(!files.iter().any(|(_, f)| contains(f, secret.as_bytes()) || contains(f, &raw)), "secret found at rest");
     // And the sealed secret still verifies after the restart.
     let fid = e["id"].as_str().unwrap();
     let c = challenge(&server, &token, fid).await;

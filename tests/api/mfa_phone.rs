@@ -63,10 +63,6 @@ fn access(s: &Value) -> String {
     s["access_token"].as_str().unwrap().to_owned()
 }
 
-fn admin_token() -> String {
-    sign(&json!({"role": "service_role"}), SECRET, jsonwebtoken::Algorithm::HS256)
-}
-
 async fn enroll(server: &TestServer, token: &str, phone: &str) -> String {
     let resp = server.post_auth("/factors", token, json!({"factor_type": "phone", "phone": phone})).await;
     assert_eq!(resp.status(), 200);
@@ -371,8 +367,8 @@ async fn factor_and_challenge_survive_restart_and_the_code_is_not_stored() {
     let c = challenge_ok(&server, &token, &fid).await;
     let code = last_code(&hook).await;
     let server = server.restart().await;
-    let files = data_files(server.dir());
-    assert!(!files.iter().any(|f| f.windows(code.len()).any(|w| w == code.as_bytes())), "code in the clear");
+    let files = files_under(server.dir());
+    assert!(!files.iter().any(|(_, f)| f.windows(code.len()).any(|w| w == code.as_bytes())), "code in the clear");
     let resp = verify(&server, &token, &fid, &c, &code).await;
     assert_eq!(resp.status(), 200);
     let s: Value = resp.json().await.unwrap();
@@ -423,7 +419,7 @@ async fn admin_lists_updates_and_deletes_phone_factors() {
     let phone = unique_phone();
     let (s, fid) = phone_mfa_user(&server, &hook, &unique_email(), &phone).await;
     let uid = s["user"]["id"].as_str().unwrap().to_owned();
-    let admin = admin_token();
+    let admin = service_role_token();
     let get = |p: String| server.request(Method::GET, &p).bearer_auth(&admin).send();
     let list: Value = get(format!("/admin/users/{uid}/factors")).await.unwrap().json().await.unwrap();
     assert_eq!((list[0]["id"].as_str(), list[0]["phone"].as_str()), (Some(fid.as_str()), Some(phone.as_str())));
@@ -459,19 +455,6 @@ async fn admin_lists_updates_and_deletes_phone_factors() {
     for a in ["factor_in_progress", "challenge_created", "verification_attempted", "factor_deleted"] {
         assert!(phone_events.iter().any(|e| e == a), "{a} in {phone_events:?}");
     }
-}
-
-fn data_files(dir: &std::path::Path) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(data_files(&path));
-        } else {
-            out.push(std::fs::read(&path).unwrap());
-        }
-    }
-    out
 }
 
 /// The mfa_verification_attempt hook hears phone verifications with `factor_type: "phone"`.

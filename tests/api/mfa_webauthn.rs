@@ -535,7 +535,7 @@ async fn admin_routes_list_and_delete_webauthn_factors() {
     let server = start().await;
     let (email, s, fid, _) = registered(&server).await;
     let uid = s["user"]["id"].as_str().unwrap().to_owned();
-    let admin = sign(&json!({"role": "service_role"}), SECRET, jsonwebtoken::Algorithm::HS256);
+    let admin = service_role_token();
     let list: Value = server
         .request(Method::GET, &format!("/admin/users/{uid}/factors"))
         .bearer_auth(&admin)

@@ -7,7 +7,6 @@ use crate::common::*;
 use ferrotrue::config::Config;
 use ferrotrue::config_security::{Bucket, CaptchaProvider, CaptchaSettings, RateLimits};
 use ferrotrue_actors::crypto::Secret;
-use jsonwebtoken::Algorithm;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use std::collections::HashMap;
@@ -294,7 +293,7 @@ async fn captcha_guards_the_routes_gotrue_guards() {
     // Grants that follow an earlier check need none.
     assert_eq!(server.refresh(session["refresh_token"].as_str().unwrap()).await.status(), 200);
     // Admin callers skip it.
-    let admin = sign(&json!({"role": "service_role"}), SECRET, Algorithm::HS256);
+    let admin = service_role_token();
     let resp = server.post_auth("/signup", &admin, json!({"email": unique_email(), "password": PASSWORD})).await;
     assert_eq!(resp.status(), 200);
 }

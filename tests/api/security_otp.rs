@@ -358,7 +358,7 @@ async fn a_link_token_cannot_be_derived_from_the_address_and_the_code() {
 async fn generate_link_hands_out_a_random_hashed_token_that_works() {
     let (server, _sink) = mail_server(|_| {}).await;
     let email = unique_email();
-    let admin = sign(&json!({"role": "service_role"}), SECRET, jsonwebtoken::Algorithm::HS256);
+    let admin = service_role_token();
     let resp = server
         .post_auth("/admin/generate_link", &admin, json!({"type": "signup", "email": email, "password": PASSWORD}))
         .await;
@@ -371,23 +371,6 @@ async fn generate_link_hands_out_a_random_hashed_token_that_works() {
     assert_error(resp, 403, "otp_expired").await;
     let resp = verify(&server, json!({"type": "signup", "token_hash": hashed})).await;
     assert_eq!(resp.status(), StatusCode::OK);
-}
-
-/// Every file under `dir`, recursively, as bytes.
-fn all_bytes(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let p = entry.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push((p.clone(), std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
@@ -407,7 +390,7 @@ async fn a_copy_of_the_database_holds_no_working_link_or_code() {
     let derived = gotrue_token_hash(&email, &code);
     // Stop the server (everything flushed), then read the data directory as an attacker would.
     let server = server.restart().await;
-    let files = all_bytes(server.dir());
+    let files = files_under(server.dir());
     assert!(!files.is_empty());
     for (file, bytes) in &files {
         for (what, secret) in [("link token", &token), ("code", &code), ("sha224(email+code)", &derived)] {

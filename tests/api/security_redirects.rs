@@ -4,9 +4,8 @@
 //! echoes the chosen `redirect_to` and puts it in the action link) for the whole table, and the
 //! mailed link of `POST /magiclink` for the bypasses.
 
-use crate::common::{unique_email, TestServer, SECRET};
+use crate::common::{service_role_token, unique_email, TestServer};
 use crate::smtp::wait_for_to;
-use jsonwebtoken::Algorithm;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -116,15 +115,11 @@ fn cases() -> Vec<(Vec<&'static str>, Vec<&'static str>)> {
     ]
 }
 
-fn admin_token() -> String {
-    crate::common::sign(&json!({"role": "service_role"}), SECRET, Algorithm::HS256)
-}
-
 /// The `redirect_to` the server settles on for `candidate`, via generate_link.
 async fn chosen(server: &TestServer, candidate: &str) -> String {
     let resp = server
         .request(Method::POST, "/admin/generate_link")
-        .bearer_auth(admin_token())
+        .bearer_auth(service_role_token())
         .json(&json!({"type": "magiclink", "email": unique_email(), "redirect_to": candidate}))
         .send()
         .await

@@ -6,9 +6,8 @@
 
 use crate::common::*;
 use base64::Engine;
-use jsonwebtoken::Algorithm;
 use reqwest::{Method, Response, StatusCode};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -28,27 +27,13 @@ async fn refreshed(server: &TestServer, token: &str) -> String {
     body["refresh_token"].as_str().expect("refresh_token").to_owned()
 }
 
-/// Every byte of every file under `dir`, file by file.
-fn files(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("read_dir") {
-        let path = entry.expect("entry").path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else {
-            out.push((path.clone(), std::fs::read(&path).expect("read")));
-        }
-    }
-    out
-}
-
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Fails if any file under `dir` holds one of `tokens`, as text or as its decoded bytes.
 fn assert_no_raw_tokens(dir: &Path, tokens: &[String]) {
-    let files = files(dir);
+    let files = files_under(dir);
     assert!(!files.is_empty(), "the data directory holds files");
     for token in tokens {
         let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).unwrap_or_default();
@@ -59,13 +44,10 @@ fn assert_no_raw_tokens(dir: &Path, tokens: &[String]) {
     }
 }
 
-fn service_role() -> String {
-    sign(&json!({"role": "service_role"}), SECRET, Algorithm::HS256)
-}
-
 /// `GET /admin/audit<query>`: (entries, X-Total-Count).
 async fn audit(server: &TestServer, query: &str) -> (Vec<Value>, usize) {
-    let resp = server.request(Method::GET, &format!("/admin/audit{query}")).bearer_auth(service_role()).send().await;
+    let resp =
+        server.request(Method::GET, &format!("/admin/audit{query}")).bearer_auth(service_role_token()).send().await;
     let resp = resp.expect("request");
     let total = resp
         .headers()
@@ -110,7 +92,10 @@ async fn no_raw_refresh_token_in_the_data_files() {
     // see the data: the user's address is in there.
     let server = server.restart().await;
     assert_no_raw_tokens(&dir, &issued);
-    assert!(files(&dir).iter().any(|(_, bytes)| contains(bytes, email.as_bytes())), "the scan reads the database");
+    assert!(
+        files_under(&dir).iter().any(|(_, bytes)| contains(bytes, email.as_bytes())),
+        "the scan reads the database"
+    );
     // And the last token still works.
     refreshed(&server, issued.last().unwrap()).await;
 }
