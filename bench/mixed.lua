@@ -10,15 +10,7 @@
 -- instead of a refresh and counts it as `dry`.
 dofile(os.getenv("BENCH_DIR") .. "/common.lua")
 
-local threads = {}
-local next_id = 0
-function setup(thread)
-  thread:set("tid", next_id)
-  next_id = next_id + 1
-  table.insert(threads, thread)
-end
-
-local queue, head, tail = {}, 1, 0
+local queue
 dry = 0
 local login_share = tonumber(os.getenv("MIX_LOGIN") or "1")
 local refresh_share = tonumber(os.getenv("MIX_REFRESH") or "50")
@@ -26,17 +18,7 @@ local json = { ["Content-Type"] = "application/json" }
 local user_req, login_req
 
 function init(args)
-  local file, nthreads = args[1], tonumber(args[2])
-  local i = 0
-  for line in io.lines(file) do
-    if line ~= "" then
-      if i % nthreads == tid then
-        tail = tail + 1
-        queue[tail] = line
-      end
-      i = i + 1
-    end
-  end
+  queue = token_queue(args[1], tonumber(args[2]))
   math.randomseed(7919 * (tid + 1))
   user_req = wrk.format("GET", "/user", { ["Authorization"] = "Bearer " .. os.getenv("ACCESS_TOKEN") })
   login_req = wrk.format("POST", "/token?grant_type=password", json,
@@ -48,13 +30,11 @@ request = function()
   if r <= login_share then
     return login_req
   elseif r <= login_share + refresh_share then
-    if head > tail then
+    local token = queue.pop()
+    if not token then
       dry = dry + 1
       return user_req
     end
-    local token = queue[head]
-    queue[head] = nil
-    head = head + 1
     return wrk.format("POST", "/token?grant_type=refresh_token", json, '{"refresh_token":"' .. token .. '"}')
   end
   return user_req
@@ -64,16 +44,12 @@ response = function(status, _, body)
   if status == 200 and body then
     local token = string.match(body, '"refresh_token":"([^"]+)"')
     if token then
-      tail = tail + 1
-      queue[tail] = token
+      queue.push(token)
     end
   end
 end
 
 function done(summary, latency, _)
-  local d = 0
-  for _, t in ipairs(threads) do
-    d = d + (tonumber(t:get("dry")) or 0)
-  end
+  local d = sum_threads("dry")
   report(summary, latency, d > 0 and ("dry=" .. d) or nil)
 end

@@ -1,15 +1,9 @@
 -- POST /signup with a unique email per request.
--- thread:set writes a *global* into each thread's Lua state, so `tid` must not be local.
+-- `tid` (the thread's number) comes from setup() in common.lua.
 dofile(os.getenv("BENCH_DIR") .. "/common.lua")
 
 local run = os.getenv("RUN_ID") or tostring(os.time())
 local password = os.getenv("PASSWORD") or "bench-password-1234"
-local next_id = 0
-function setup(thread)
-  thread:set("tid", next_id)
-  next_id = next_id + 1
-end
-
 local counter = 0
 request = function()
   counter = counter + 1
