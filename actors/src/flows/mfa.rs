@@ -159,6 +159,24 @@ pub(super) fn challenge_check(
     }
 }
 
+/// The `mfa_verification_attempt` hook's verdict on a verification; a rejection logs the user
+/// out everywhere (GoTrue).
+pub(super) async fn verification_hook(
+    a: &Actors,
+    user_id: Uuid,
+    factor_id: Uuid,
+    factor_type: &str,
+    valid: bool,
+) -> AuthResult<()> {
+    if let Some(message) =
+        crate::hooks::mfa_verification_attempt(&a.settings.hooks, user_id, factor_id, factor_type, valid).await?
+    {
+        a.sessions.end_user_sessions(user_id, None).await?;
+        return Err(AuthError::forbidden(ErrorCode::MfaVerificationRejected, message));
+    }
+    Ok(())
+}
+
 /// Removes one challenge of a factor (expired, or used up), if both still exist.
 pub(super) async fn drop_challenge(a: &Actors, user_id: Uuid, factor_id: Uuid, challenge_id: Uuid) -> AuthResult<()> {
     a.users
@@ -377,13 +395,7 @@ pub async fn verify(
     check(c)?;
     let step = matching_step(unseal(a, &factor)?, code.trim(), now)?;
     let valid = step.is_some_and(|s| factor.last_used_step.is_none_or(|last| s > last));
-    if let Some(message) =
-        crate::hooks::mfa_verification_attempt(&a.settings.hooks, auth.user.id, factor_id, "totp", valid).await?
-    {
-        // A rejection logs the user out everywhere (GoTrue).
-        a.sessions.end_user_sessions(auth.user.id, None).await?;
-        return Err(AuthError::forbidden(ErrorCode::MfaVerificationRejected, message));
-    }
+    verification_hook(a, auth.user.id, factor_id, "totp", valid).await?;
     let max_verified = a.settings.mfa.max_verified_factors;
     let updated = a
         .users

@@ -247,13 +247,7 @@ pub async fn verify(
     }
     let presented = code_mac(a, challenge_id, code.trim());
     let valid = !c.otp_code.is_empty() && crypto::secure_eq(&presented, &c.otp_code);
-    if let Some(message) =
-        crate::hooks::mfa_verification_attempt(&a.settings.hooks, auth.user.id, factor_id, "phone", valid).await?
-    {
-        // A rejection logs the user out everywhere (GoTrue).
-        a.sessions.end_user_sessions(auth.user.id, None).await?;
-        return Err(AuthError::forbidden(ErrorCode::MfaVerificationRejected, message));
-    }
+    mfa::verification_hook(a, auth.user.id, factor_id, "phone", valid).await?;
     let max_verified = a.settings.mfa.max_verified_factors;
     let result = a
         .users
