@@ -27,7 +27,7 @@ use ferrotrue_actors::session_manager::model::{AmrEntry, Session};
 use ferrotrue_actors::settings::Settings;
 use ferrotrue_actors::storage::{codec, Durability, Store, DEFAULT_CACHE_BYTES};
 use ferrotrue_actors::user_registry::model::{Identity, JsonText, User};
-use ferrotrue_actors::{Actors, Supervisor};
+use ferrotrue_actors::{Actors, Storage, Supervisor};
 use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -188,7 +188,8 @@ fn start(rt: &tokio::runtime::Runtime, backing: Backing) -> Running {
                 (Store::open(dir.path(), DEFAULT_CACHE_BYTES, durability).expect("open store"), Some(dir))
             }
         };
-        let (actors, supervisor) = Actors::start(store, Settings::for_tests(), Clock::System).await.expect("actors");
+        let (actors, supervisor) =
+            Actors::start(Storage::Sled(store), Settings::for_tests(), Clock::System).await.expect("actors");
         Running { actors, supervisor, _dir: dir }
     })
 }

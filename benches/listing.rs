@@ -34,7 +34,7 @@ use ferrotrue_actors::crypto::{hash_now, HashCost, Secret};
 use ferrotrue_actors::settings::Settings;
 use ferrotrue_actors::storage::{Durability, Store};
 use ferrotrue_actors::user_registry::model::{Identity, JsonText, User};
-use ferrotrue_actors::Actors;
+use ferrotrue_actors::{Actors, Storage};
 use futures_util::future::join_all;
 use std::hint::black_box;
 use std::path::Path;
@@ -140,7 +140,7 @@ fn bench_actors(c: &mut Criterion, rt: &tokio::runtime::Runtime, hash: &str) {
         let (actors, supervisor) = rt.block_on(async {
             let store = Store::temporary().expect("temporary store");
             let (actors, supervisor) =
-                Actors::start(store, Settings::for_tests(), Clock::System).await.expect("actors start");
+                Actors::start(Storage::Sled(store), Settings::for_tests(), Clock::System).await.expect("actors start");
             seed(&actors, users, hash).await;
             (actors, supervisor)
         });

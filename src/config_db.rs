@@ -64,7 +64,7 @@ pub fn read(vars: &HashMap<String, String>) -> Result<Option<PgSettings>, Vec<St
     if !valid_namespace(namespace) {
         errors.push(format!(
             "{ns_var}={namespace:?} is not a schema name ferrotrue accepts: lower-case letters, digits and _, not \
-             starting with a digit or pg_, at most 63 characters"
+             starting with a digit or pg_, at most 53 characters (ferrotrue adds `_ferrotrue` for its own schema)"
         ));
     }
     let max_pool_size = match raw(vars, "GOTRUE_DB_MAX_POOL_SIZE") {

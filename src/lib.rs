@@ -30,7 +30,7 @@ use config::Config;
 use ferrotrue_actors::clock::Clock;
 use ferrotrue_actors::error::StoreError;
 use ferrotrue_actors::storage::Store;
-use ferrotrue_actors::{Actors, StartError};
+use ferrotrue_actors::{Actors, StartError, Storage};
 use state::Ctx;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -141,7 +141,8 @@ pub async fn start(listener: TcpListener, mut config: Config) -> Result<Server, 
         .await
         .map_err(|e| StartupError::Store(db_path.display().to_string(), e))?;
     restrict_database_files(&db_path);
-    let (actors, mut supervisor) = Actors::start(store.clone(), config.settings.clone(), Clock::System).await?;
+    let (actors, mut supervisor) =
+        Actors::start(Storage::Sled(store.clone()), config.settings.clone(), Clock::System).await?;
     let limits = Arc::new(http::limits::Limits::new(&config.limits));
     spawn_limit_sweeper(Arc::downgrade(&limits));
     let metrics = config.metrics.clone();

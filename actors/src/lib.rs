@@ -46,10 +46,19 @@ use supervisor::{Root, RootArgs, RootMessage};
 use tokio::sync::oneshot;
 use user_registry::Users;
 
+/// Where the actors keep their state: chosen once at start-up, the same for every actor.
+#[derive(Clone)]
+pub enum Storage {
+    /// The embedded sled database: one node, state in memory, written through.
+    Sled(Store),
+    /// GoTrue's schema in Postgres: any number of nodes, no authoritative state in memory.
+    Postgres(pg::Db),
+}
+
 /// What every actor is started (and restarted) with.
 #[derive(Clone)]
 pub struct ActorEnv {
-    pub store: Store,
+    pub storage: Storage,
     pub settings: Arc<Settings>,
     pub clock: Clock,
 }
@@ -68,23 +77,34 @@ pub struct Actors {
     pub settings: Arc<Settings>,
     /// `redirect_to` policy (site URL + allow list).
     pub redirects: Arc<redirect::RedirectPolicy>,
-    flusher: storage::Flusher,
-    /// For online backups only; everything else reaches storage through an actor.
-    store: Store,
+    /// sled's group commit; `None` on Postgres, where every write commits before its reply.
+    flusher: Option<storage::Flusher>,
+    /// For online backups only (sled); everything else reaches storage through an actor.
+    store: Option<Store>,
 }
 
 impl Actors {
     /// Resolves once every write made so far (by any actor) is synced to disk — one group
     /// commit shared by all concurrent callers. The HTTP layer awaits it before every response;
     /// flows await it before anything leaves the server (a mail with a link, an SMS code).
+    /// On Postgres this is immediate: each write committed before the actor replied.
     pub async fn durable(&self) -> error::AuthResult<()> {
-        self.flusher.flush().await.map_err(error::AuthError::from)
+        match &self.flusher {
+            Some(flusher) => flusher.flush().await.map_err(error::AuthError::from),
+            None => Ok(()),
+        }
     }
 
     /// A consistent, checksummed snapshot of the whole database ([`storage::backup`]), taken on
     /// a blocking thread: writes pause while it is copied, reads and the reactor do not.
+    /// A Postgres-backed server has none: back up the database with Postgres' own tools.
     pub async fn backup(&self) -> error::AuthResult<Vec<u8>> {
-        let store = self.store.clone();
+        let Some(store) = self.store.clone() else {
+            return Err(error::AuthError::bad_request(
+                error::ErrorCode::ValidationFailed,
+                "this server stores its data in Postgres: back it up with pg_dump or your provider's backups",
+            ));
+        };
         tokio::task::spawn_blocking(move || store.snapshot())
             .await
             .map_err(|e| error::AuthError::unexpected(format!("backup task: {e}")))?
@@ -120,11 +140,15 @@ impl Supervisor {
 pub struct StartError(String);
 
 impl Actors {
-    /// Spawns the supervision tree over `store`.
-    pub async fn start(store: Store, settings: Settings, clock: Clock) -> Result<(Actors, Supervisor), StartError> {
+    /// Spawns the supervision tree over `storage`.
+    pub async fn start(storage: Storage, settings: Settings, clock: Clock) -> Result<(Actors, Supervisor), StartError> {
         let settings = Arc::new(settings);
-        let flusher = store.flusher();
-        let env = ActorEnv { store: store.clone(), settings: settings.clone(), clock: clock.clone() };
+        let store = match &storage {
+            Storage::Sled(store) => Some(store.clone()),
+            Storage::Postgres(_) => None,
+        };
+        let flusher = store.as_ref().map(Store::flusher);
+        let env = ActorEnv { storage, settings: settings.clone(), clock: clock.clone() };
         let (refs_tx, refs_rx) = oneshot::channel();
         let (root, join) =
             Actor::spawn(None, Root, RootArgs { env, refs: refs_tx }).await.map_err(|e| StartError(e.to_string()))?;

@@ -585,7 +585,10 @@ mod tests {
     /// An actor system on a fixed clock at the start of a TOTP step, a user and its session.
     async fn setup() -> (Actors, crate::Supervisor, Clock, Authenticated) {
         let clock = Clock::fixed(Timestamp(1_800_000_000 / 30 * 30 * 1_000_000));
-        let (a, sup) = Actors::start(Store::temporary().unwrap(), Settings::for_tests(), clock.clone()).await.unwrap();
+        let (a, sup) =
+            Actors::start(crate::Storage::Sled(Store::temporary().unwrap()), Settings::for_tests(), clock.clone())
+                .await
+                .unwrap();
         let user = a
             .users
             .create(User {

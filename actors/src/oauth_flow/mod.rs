@@ -9,11 +9,14 @@
 use crate::call::{call, send_reply, Reply};
 use crate::clock::{Clock, Timestamp};
 use crate::error::{AuthError, AuthResult, ErrorCode, StoreError};
+use crate::pg::flows::PgFlows;
+use crate::pg::types::spawn_request;
 use crate::storage::{self, Store, Table};
-use crate::ActorEnv;
+use crate::{ActorEnv, Storage};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -125,10 +128,10 @@ pub struct OAuthFlowState {
 }
 
 impl OAuthFlowState {
-    fn load(env: &ActorEnv) -> Result<Self, StoreError> {
-        let table: Table<StoredFlow> = env.store.table(storage::FLOW_STATES)?;
+    fn load(store: &Store, env: &ActorEnv) -> Result<Self, StoreError> {
+        let table: Table<StoredFlow> = store.table(storage::FLOW_STATES)?;
         let mut st = OAuthFlowState {
-            store: env.store.clone(),
+            store: store.clone(),
             clock: env.clock.clone(),
             lifetime: env.settings.flow_state_expiry,
             link_lifetime: env.settings.otp.exp.max(env.settings.flow_state_expiry),
@@ -304,16 +307,27 @@ impl OAuthFlowState {
     }
 }
 
+/// Where flow states live. The message enum is the interface both backends answer: sled from
+/// memory, one message at a time; Postgres per request on its own task, serialised by row locks
+/// and conditional deletes (a flow is claimed and exchanged once across every node).
+pub enum Backend {
+    Sled(OAuthFlowState),
+    Postgres(Arc<PgFlows>),
+}
+
 impl Actor for OAuthFlow {
     type Msg = OAuthFlowMessage;
-    type State = OAuthFlowState;
+    type State = Backend;
     type Arguments = ActorEnv;
 
-    async fn pre_start(&self, _me: ActorRef<Self::Msg>, env: ActorEnv) -> Result<OAuthFlowState, ActorProcessingErr> {
-        Ok(OAuthFlowState::load(&env)?)
+    async fn pre_start(&self, _me: ActorRef<Self::Msg>, env: ActorEnv) -> Result<Backend, ActorProcessingErr> {
+        match &env.storage {
+            Storage::Sled(store) => Ok(Backend::Sled(OAuthFlowState::load(store, &env)?)),
+            Storage::Postgres(db) => Ok(Backend::Postgres(Arc::new(PgFlows::new(db.clone(), &env)))),
+        }
     }
 
-    async fn post_start(&self, me: ActorRef<Self::Msg>, _st: &mut OAuthFlowState) -> Result<(), ActorProcessingErr> {
+    async fn post_start(&self, me: ActorRef<Self::Msg>, _st: &mut Backend) -> Result<(), ActorProcessingErr> {
         me.send_interval(SWEEP_EVERY, || OAuthFlowMessage::Sweep);
         Ok(())
     }
@@ -322,9 +336,16 @@ impl Actor for OAuthFlow {
         &self,
         _me: ActorRef<Self::Msg>,
         msg: Self::Msg,
-        st: &mut OAuthFlowState,
+        backend: &mut Backend,
     ) -> Result<(), ActorProcessingErr> {
         use OAuthFlowMessage::*;
+        let st = match backend {
+            Backend::Sled(st) => st,
+            Backend::Postgres(pg) => {
+                spawn_request(pg.clone().handle(msg));
+                return Ok(());
+            }
+        };
         match msg {
             Create { flow, reply } => send_reply(reply, st.create(flow)),
             CreateExternal { flow, external, reply } => send_reply(reply, st.create_external(flow, external)),
@@ -430,12 +451,13 @@ mod tests {
     use super::*;
 
     fn state(clock: &Clock) -> OAuthFlowState {
+        let store = Store::temporary().unwrap();
         let env = ActorEnv {
-            store: Store::temporary().unwrap(),
+            storage: Storage::Sled(store.clone()),
             settings: std::sync::Arc::new(crate::settings::Settings::for_tests()),
             clock: clock.clone(),
         };
-        OAuthFlowState::load(&env).unwrap()
+        OAuthFlowState::load(&store, &env).unwrap()
     }
 
     fn oauth_flow(challenge: &str, now: Timestamp) -> FlowState {

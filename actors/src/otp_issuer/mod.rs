@@ -23,12 +23,15 @@ use crate::call::{call, send_reply, Reply};
 use crate::clock::{Clock, Timestamp};
 use crate::crypto::{hmac_sha256, secure_eq, Secret};
 use crate::error::{AuthError, AuthResult, ErrorCode, StoreError};
+use crate::pg::otps::PgOtps;
+use crate::pg::types::spawn_request;
 use crate::storage::{self, Op, Store, Table};
-use crate::ActorEnv;
+use crate::{ActorEnv, Storage};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -167,10 +170,10 @@ fn expired() -> AuthError {
 
 impl OtpIssuerState {
     /// Loads every outstanding token.
-    pub fn load(env: &ActorEnv) -> Result<Self, StoreError> {
-        let table: Table<OneTimeToken> = env.store.table(storage::ONE_TIME_TOKENS)?;
+    pub fn load(store: &Store, env: &ActorEnv) -> Result<Self, StoreError> {
+        let table: Table<OneTimeToken> = store.table(storage::ONE_TIME_TOKENS)?;
         let mut st = OtpIssuerState {
-            store: env.store.clone(),
+            store: store.clone(),
             clock: env.clock.clone(),
             lifetime: env.settings.otp.exp,
             key: TokenKey::derive(&env.settings.jwt.secret),
@@ -350,16 +353,27 @@ impl OtpIssuerState {
     }
 }
 
+/// Where the issuer's tokens live. The message enum is the interface both backends answer:
+/// sled from memory, one message at a time; Postgres per request on its own task, serialised by
+/// row locks and conditional deletes (a token is used once across every node).
+pub enum Backend {
+    Sled(OtpIssuerState),
+    Postgres(Arc<PgOtps>),
+}
+
 impl Actor for OtpIssuer {
     type Msg = OtpIssuerMessage;
-    type State = OtpIssuerState;
+    type State = Backend;
     type Arguments = ActorEnv;
 
-    async fn pre_start(&self, _me: ActorRef<Self::Msg>, env: ActorEnv) -> Result<OtpIssuerState, ActorProcessingErr> {
-        Ok(OtpIssuerState::load(&env)?)
+    async fn pre_start(&self, _me: ActorRef<Self::Msg>, env: ActorEnv) -> Result<Backend, ActorProcessingErr> {
+        match &env.storage {
+            Storage::Sled(store) => Ok(Backend::Sled(OtpIssuerState::load(store, &env)?)),
+            Storage::Postgres(db) => Ok(Backend::Postgres(Arc::new(PgOtps::new(db.clone(), &env)))),
+        }
     }
 
-    async fn post_start(&self, me: ActorRef<Self::Msg>, _st: &mut OtpIssuerState) -> Result<(), ActorProcessingErr> {
+    async fn post_start(&self, me: ActorRef<Self::Msg>, _st: &mut Backend) -> Result<(), ActorProcessingErr> {
         me.send_interval(SWEEP_EVERY, || OtpIssuerMessage::Sweep);
         Ok(())
     }
@@ -368,9 +382,16 @@ impl Actor for OtpIssuer {
         &self,
         _me: ActorRef<Self::Msg>,
         msg: Self::Msg,
-        st: &mut OtpIssuerState,
+        backend: &mut Backend,
     ) -> Result<(), ActorProcessingErr> {
         use OtpIssuerMessage::*;
+        let st = match backend {
+            Backend::Sled(st) => st,
+            Backend::Postgres(pg) => {
+                spawn_request(pg.clone().handle(msg));
+                return Ok(());
+            }
+        };
         match msg {
             Issue { token, reply } => send_reply(reply, st.issue(token)),
             Consume { id, types, reply } => send_reply(reply, st.consume(id, &types)),

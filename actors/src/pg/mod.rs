@@ -6,7 +6,13 @@
 //! Errors never contain the database URL (it usually holds a password): only its host, port,
 //! database and user.
 
+pub mod flows;
+pub mod otps;
 pub mod schema;
+pub mod sessions;
+pub mod testing;
+pub mod types;
+pub mod users;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -55,12 +61,13 @@ pub fn default_max_pool_size() -> usize {
 }
 
 /// A schema name we write into SQL unquoted: lower-case ASCII letters, digits and `_`, not
-/// starting with a digit, at most 63 bytes (Postgres' limit), not `pg_…` (reserved).
+/// starting with a digit, at most 53 bytes (Postgres' limit of 63, less the `_ferrotrue` of
+/// [`schema::side_schema`]), not `pg_…` (reserved).
 pub fn valid_namespace(ns: &str) -> bool {
     let mut chars = ns.chars();
     matches!(chars.next(), Some('a'..='z' | '_'))
         && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
-        && ns.len() <= 63
+        && ns.len() <= 53
         && !ns.starts_with("pg_")
 }
 
@@ -374,7 +381,7 @@ mod tests {
         for ok in ["auth", "_x", "auth2", "my_auth"] {
             assert!(valid_namespace(ok), "{ok}");
         }
-        let long = "a".repeat(64);
+        let long = "a".repeat(54);
         for bad in ["", "Auth", "2auth", "auth-x", "auth;drop", "a b", "pg_auth", "\"auth\"", long.as_str()] {
             assert!(!valid_namespace(bad), "{bad}");
         }

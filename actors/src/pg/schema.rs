@@ -24,6 +24,22 @@ use tokio_postgres::{Client, GenericClient};
 /// ferrotrue's DDL, `{ns}` standing for the namespace.
 const SCHEMA_SQL: &str = include_str!("migrations/0001_gotrue_schema.sql");
 
+/// ferrotrue's own migrations, applied in order to [`side_schema`] (`{fx}` in the SQL; `{ns}`
+/// is GoTrue's namespace, for foreign keys) and recorded in `{fx}.migrations`. Append only.
+pub const FERROTRUE_MIGRATIONS: &[(&str, &str)] =
+    &[("0002_ferrotrue_schema", include_str!("migrations/0002_ferrotrue_schema.sql"))];
+
+/// The schema holding ferrotrue's own tables for GoTrue namespace `ns`: `<ns>_ferrotrue`
+/// ([`super::valid_namespace`] keeps `ns` short enough for the suffix).
+pub fn side_schema(ns: &str) -> String {
+    format!("{ns}_ferrotrue")
+}
+
+/// `sql` with `{ns}` and `{fx}` substituted.
+fn expand(sql: &str, ns: &str) -> String {
+    sql.replace("{fx}", &side_schema(ns)).replace("{ns}", ns)
+}
+
 /// First key of the advisory lock taken while migrating (the second is the namespace's hash):
 /// "ft" "pg" in ASCII, so it does not collide with locks of other applications by accident.
 const LOCK_CLASS: i32 = 0x6674_7067;
@@ -210,16 +226,51 @@ pub async fn migrate(client: &mut Client, ns: &str) -> Result<MigrateOutcome, Pg
     if let Some(refusal) = refusal(ns, &state) {
         return Err(PgError::Schema(refusal));
     }
-    if let SchemaState::Current { newer } = state {
-        tx.commit().await?;
-        return Ok(MigrateOutcome::AlreadyCurrent { newer });
-    }
-    tx.batch_execute(&schema_sql(ns)).await?;
-    let versions: Vec<&str> = GOTRUE_MIGRATIONS.iter().map(|(v, _)| *v).collect();
-    tx.execute(&format!("INSERT INTO {ns}.schema_migrations (version) SELECT unnest($1::text[])"), &[&versions])
-        .await?;
+    let outcome = if let SchemaState::Current { newer } = state {
+        MigrateOutcome::AlreadyCurrent { newer }
+    } else {
+        tx.batch_execute(&schema_sql(ns)).await?;
+        let versions: Vec<&str> = GOTRUE_MIGRATIONS.iter().map(|(v, _)| *v).collect();
+        tx.execute(&format!("INSERT INTO {ns}.schema_migrations (version) SELECT unnest($1::text[])"), &[&versions])
+            .await?;
+        MigrateOutcome::Created
+    };
+    migrate_side_schema(&tx, ns).await?;
     tx.commit().await?;
-    Ok(MigrateOutcome::Created)
+    Ok(outcome)
+}
+
+/// Applies ferrotrue's own migrations that `{fx}.migrations` does not record yet (inside the
+/// caller's transaction and lock). Never touches GoTrue's schema beyond referencing it.
+async fn migrate_side_schema(tx: &impl GenericClient, ns: &str) -> Result<(), PgError> {
+    let fx = side_schema(ns);
+    let row = tx.query_one("SELECT to_regclass(quote_ident($1) || '.migrations') IS NOT NULL", &[&fx]).await?;
+    let applied: Vec<String> = if row.get::<_, bool>(0) {
+        tx.query(&format!("SELECT version FROM {fx}.migrations"), &[]).await?.iter().map(|r| r.get(0)).collect()
+    } else {
+        Vec::new()
+    };
+    for (version, sql) in FERROTRUE_MIGRATIONS {
+        if applied.iter().any(|a| a == version) {
+            continue;
+        }
+        tx.batch_execute(&expand(sql, ns)).await?;
+        tx.execute(&format!("INSERT INTO {fx}.migrations (version) VALUES ($1)"), &[version]).await?;
+    }
+    Ok(())
+}
+
+/// True when every ferrotrue migration is recorded in `<ns>_ferrotrue` (what a server needs
+/// before it serves; `ferrotrue db migrate` creates it).
+pub async fn side_schema_current(client: &impl GenericClient, ns: &str) -> Result<bool, PgError> {
+    let fx = side_schema(ns);
+    let row = client.query_one("SELECT to_regclass(quote_ident($1) || '.migrations') IS NOT NULL", &[&fx]).await?;
+    if !row.get::<_, bool>(0) {
+        return Ok(false);
+    }
+    let applied: Vec<String> =
+        client.query(&format!("SELECT version FROM {fx}.migrations"), &[]).await?.iter().map(|r| r.get(0)).collect();
+    Ok(FERROTRUE_MIGRATIONS.iter().all(|(v, _)| applied.iter().any(|a| a == v)))
 }
 
 #[cfg(test)]

@@ -12,10 +12,13 @@ pub mod token_key;
 
 use crate::call::{call, send_reply, Reply};
 use crate::error::AuthResult;
-use crate::ActorEnv;
+use crate::pg::sessions::PgSessions;
+use crate::pg::types::spawn_request;
+use crate::{ActorEnv, Storage};
 use model::Session;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use state::{Issued, LogoutScope, SessionManagerState};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -55,9 +58,12 @@ const SWEEP_EVERY: Duration = Duration::from_secs(600);
 /// The actor (no configuration of its own: settings come with [`ActorEnv`]).
 pub struct SessionManager;
 
-/// The manager's state.
-pub struct Running {
-    state: SessionManagerState,
+/// Where the manager's state lives. The message enum is the interface both backends answer:
+/// sled from memory, one message at a time (the mailbox serialises rotations); Postgres per
+/// request on its own task, serialised by row locks, so several nodes agree.
+pub enum Running {
+    Sled(SessionManagerState),
+    Postgres(Arc<PgSessions>),
 }
 
 impl Actor for SessionManager {
@@ -66,9 +72,14 @@ impl Actor for SessionManager {
     type Arguments = ActorEnv;
 
     async fn pre_start(&self, _me: ActorRef<Self::Msg>, env: ActorEnv) -> Result<Running, ActorProcessingErr> {
-        let state = SessionManagerState::load(env.store.clone(), env.clock.clone(), env.settings.clone())?;
-        tracing::debug!(sessions = state.count(), "session manager loaded");
-        Ok(Running { state })
+        match &env.storage {
+            Storage::Sled(store) => {
+                let state = SessionManagerState::load(store.clone(), env.clock.clone(), env.settings.clone())?;
+                tracing::debug!(sessions = state.count(), "session manager loaded");
+                Ok(Running::Sled(state))
+            }
+            Storage::Postgres(db) => Ok(Running::Postgres(Arc::new(PgSessions::new(db.clone(), &env)))),
+        }
     }
 
     async fn post_start(&self, me: ActorRef<Self::Msg>, _st: &mut Running) -> Result<(), ActorProcessingErr> {
@@ -83,7 +94,18 @@ impl Actor for SessionManager {
         st: &mut Running,
     ) -> Result<(), ActorProcessingErr> {
         use SessionManagerMessage::*;
-        let Running { state } = st;
+        #[cfg(feature = "fault-injection")]
+        if let Panic { reply } = msg {
+            drop(reply);
+            panic!("fault injection: SessionManager handler panicked");
+        }
+        let state = match st {
+            Running::Sled(state) => state,
+            Running::Postgres(pg) => {
+                spawn_request(pg.clone().handle(msg));
+                return Ok(());
+            }
+        };
         match msg {
             Create { user_id, method, user_agent, ip, reply } => {
                 send_reply(reply, state.create(user_id, &method, user_agent, ip))
@@ -106,10 +128,7 @@ impl Actor for SessionManager {
                 Err(e) => tracing::error!(error = %e, "refresh-token sweep failed"),
             },
             #[cfg(feature = "fault-injection")]
-            Panic { reply } => {
-                drop(reply);
-                panic!("fault injection: SessionManager handler panicked");
-            }
+            Panic { .. } => unreachable!("handled above"),
         }
         Ok(())
     }

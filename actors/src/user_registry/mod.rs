@@ -11,10 +11,13 @@ pub mod state;
 
 use crate::call::{call, send_reply, Reply};
 use crate::error::AuthResult;
-use crate::ActorEnv;
+use crate::pg::types::spawn_request;
+use crate::pg::users::PgUsers;
+use crate::{ActorEnv, Storage};
 use model::{AuditEntry, Factor, User};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use state::{AuditQuery, FactorEdit, LinkCandidates, Page, UserEdit, UserRegistryState};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -57,9 +60,17 @@ pub enum UserRegistryMessage {
 /// The actor. Configuration only; the maps live in [`UserRegistryState`].
 pub struct UserRegistry;
 
+/// Where the registry's state lives. The message enum is the interface both backends answer:
+/// sled from memory, one message at a time; Postgres per request on its own task, serialised by
+/// transactions and row locks, so several nodes agree.
+pub enum Backend {
+    Sled(UserRegistryState),
+    Postgres(Arc<PgUsers>),
+}
+
 /// State plus the audit retention setting.
 pub struct Running {
-    state: UserRegistryState,
+    backend: Backend,
     audit_retention: Option<Duration>,
 }
 
@@ -69,9 +80,15 @@ impl Actor for UserRegistry {
     type Arguments = ActorEnv;
 
     async fn pre_start(&self, _me: ActorRef<Self::Msg>, env: ActorEnv) -> Result<Running, ActorProcessingErr> {
-        let state = UserRegistryState::load(env.store.clone(), env.clock.clone())?;
-        tracing::debug!(users = state.count(), "user registry loaded");
-        Ok(Running { state, audit_retention: env.settings.audit_retention })
+        let backend = match &env.storage {
+            Storage::Sled(store) => {
+                let state = UserRegistryState::load(store.clone(), env.clock.clone())?;
+                tracing::debug!(users = state.count(), "user registry loaded");
+                Backend::Sled(state)
+            }
+            Storage::Postgres(db) => Backend::Postgres(Arc::new(PgUsers::new(db.clone(), &env))),
+        };
+        Ok(Running { backend, audit_retention: env.settings.audit_retention })
     }
 
     async fn post_start(&self, me: ActorRef<Self::Msg>, st: &mut Running) -> Result<(), ActorProcessingErr> {
@@ -88,7 +105,19 @@ impl Actor for UserRegistry {
         st: &mut Running,
     ) -> Result<(), ActorProcessingErr> {
         use UserRegistryMessage::*;
-        let Running { state, audit_retention } = st;
+        #[cfg(feature = "fault-injection")]
+        if let Panic { reply } = msg {
+            drop(reply);
+            panic!("fault injection: UserRegistry handler panicked");
+        }
+        let Running { backend, audit_retention } = st;
+        let state = match backend {
+            Backend::Sled(state) => state,
+            Backend::Postgres(pg) => {
+                spawn_request(pg.clone().handle(msg, *audit_retention));
+                return Ok(());
+            }
+        };
         match msg {
             Create { user, reply } => send_reply(reply, state.create(*user)),
             Update { id, edit, reply } => send_reply(reply, state.update(id, edit)),
@@ -123,10 +152,7 @@ impl Actor for UserRegistry {
                 }
             }
             #[cfg(feature = "fault-injection")]
-            Panic { reply } => {
-                drop(reply);
-                panic!("fault injection: UserRegistry handler panicked");
-            }
+            Panic { .. } => unreachable!("handled above"),
         }
         Ok(())
     }

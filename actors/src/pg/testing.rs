@@ -1,0 +1,44 @@
+//! Throw-away databases for tests (the actors' unit tests and the integration suite): each
+//! test gets its own database on the cluster named by `FERROTRUE_TEST_DATABASE_URL`
+//! (`./test.sh` starts one with tests/pg/cluster.sh), so tests run in parallel.
+
+use super::{Db, PgSettings};
+
+/// The test cluster's superuser URL, or a panic saying how to get one (tests that need
+/// Postgres never pass silently without it).
+pub fn admin_url() -> String {
+    std::env::var("FERROTRUE_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| {
+        panic!(
+            "FERROTRUE_TEST_DATABASE_URL is not set: run ./test.sh (it starts a throw-away PostgreSQL), or \
+             `D=$(tests/pg/cluster.sh start) && export FERROTRUE_TEST_DATABASE_URL=$(tests/pg/cluster.sh url $D)` \
+             before cargo test, and `tests/pg/cluster.sh stop $D` afterwards"
+        )
+    })
+}
+
+/// Creates a new, empty database on the test cluster; its URL.
+pub async fn fresh_database() -> String {
+    let admin = admin_url();
+    let name = format!("ft_{}", uuid::Uuid::new_v4().simple());
+    let (client, conn) =
+        tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.expect("connect to the test cluster");
+    let conn = tokio::spawn(conn);
+    client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create a test database");
+    drop(client);
+    let _ = conn.await;
+    let mut url = url::Url::parse(&admin).expect("FERROTRUE_TEST_DATABASE_URL is a URL");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+/// Settings for `url` in namespace `auth` with a small pool.
+pub fn settings(url: &str) -> PgSettings {
+    PgSettings { url: url.to_owned(), namespace: "auth".to_owned(), max_pool_size: 4 }
+}
+
+/// A fresh database with the schema created, connected.
+pub async fn migrated_db() -> Db {
+    let db = Db::connect(&settings(&fresh_database().await)).await.expect("connect to the test database");
+    db.migrate().await.expect("create the schema");
+    db
+}
