@@ -41,6 +41,8 @@ pub struct Config {
     pub port: u16,
     /// `FERROTRUE_DATA_DIR` (default `./data`); sled lives in `<dir>/db`.
     pub data_dir: PathBuf,
+    /// `GOTRUE_DB_*` when they select Postgres (then sled and the data directory are unused).
+    pub database: Option<ferrotrue_actors::pg::PgSettings>,
     /// `FERROTRUE_DURABILITY`: `sync` (default) or `relaxed`.
     pub durability: Durability,
     /// `FERROTRUE_CACHE_MB`: sled page-cache bound.
@@ -408,6 +410,7 @@ impl Config {
             host: env.string("GOTRUE_API_HOST", "127.0.0.1"),
             port,
             data_dir,
+            database: None,
             durability,
             cache_bytes: cache_mb.saturating_mul(1024 * 1024),
             site_url,
@@ -426,6 +429,10 @@ impl Config {
         env.errors.extend(crate::config_security::unimplemented_settings(vars));
         // GOTRUE_DB_*: Postgres is refused until its storage backend exists (config_db.rs).
         env.errors.extend(crate::config_db::startup_errors(vars));
+        match crate::config_db::read(vars) {
+            Ok(database) => config.database = database,
+            Err(errors) => env.errors.extend(errors),
+        }
         env.errors.extend(crate::config_keys::read(vars, &mut config.settings.jwt));
         match crate::config_hooks::read(vars, config.max_request_duration) {
             Ok(hooks) => config.settings.hooks = hooks,
@@ -444,6 +451,15 @@ impl Config {
         }
         match env.raw("GOTRUE_JWT_SECRET") {
             Some(secret) => config.settings.jwt.secret = Secret(secret.to_owned()),
+            // Every node must sign and derive with the same secret; one generated per node
+            // would split the cluster (tokens of one node refused by the others).
+            None if config.database.is_some() => {
+                return Err(ConfigError(vec![
+                    "GOTRUE_JWT_SECRET is required with Postgres (GOTRUE_DB_DATABASE_URL): every node must share it; \
+                     generate one with `openssl rand -base64 32`"
+                        .to_owned(),
+                ]))
+            }
             None => match read_saved_secret(&config.data_dir) {
                 Some(secret) => {
                     config.settings.jwt.secret = secret;
@@ -470,6 +486,7 @@ impl Config {
             host: "127.0.0.1".into(),
             port: 0,
             data_dir: dir.to_path_buf(),
+            database: None,
             durability: Durability::Sync,
             cache_bytes: 16 * 1024 * 1024,
             site_url: "http://localhost:3000".into(),

@@ -52,6 +52,8 @@ pub enum StartupError {
     Listener(std::io::Error),
     #[error("{0}")]
     Template(String),
+    #[error("Postgres: {0}")]
+    Database(#[from] ferrotrue_actors::pg::PgError),
 }
 
 /// Resolves `GOTRUE_MAILER_TEMPLATES_*` (URL — absolute or relative to the site URL —, file path,
@@ -132,17 +134,12 @@ impl Server {
 pub async fn start(listener: TcpListener, mut config: Config) -> Result<Server, StartupError> {
     let addr = listener.local_addr().map_err(StartupError::Listener)?;
     load_templates(&mut config).await?;
-    config::create_private_dir(&config.data_dir)
-        .map_err(|e| StartupError::DataDir(config.data_dir.display().to_string(), e))?;
-    warn_if_open(&config.data_dir);
-    let db_path = config.db_path();
-    config::create_private_dir(&db_path).map_err(|e| StartupError::DataDir(db_path.display().to_string(), e))?;
-    let store = Store::open_when_free(&db_path, config.cache_bytes, config.durability)
-        .await
-        .map_err(|e| StartupError::Store(db_path.display().to_string(), e))?;
-    restrict_database_files(&db_path);
-    let (actors, mut supervisor) =
-        Actors::start(Storage::Sled(store.clone()), config.settings.clone(), Clock::System).await?;
+    let storage = open_storage(&config).await?;
+    let store = match &storage {
+        Storage::Sled(store) => Some(store.clone()),
+        Storage::Postgres(_) => None,
+    };
+    let (actors, mut supervisor) = Actors::start(storage, config.settings.clone(), Clock::System).await?;
     let limits = Arc::new(http::limits::Limits::new(&config.limits));
     spawn_limit_sweeper(Arc::downgrade(&limits));
     let metrics = config.metrics.clone();
@@ -170,13 +167,44 @@ pub async fn start(listener: TcpListener, mut config: Config) -> Result<Server, 
         };
         http::run(listener, cx, shutdown).await;
         supervisor.shutdown().await;
-        if let Err(e) = store.flush().await {
-            tracing::error!(error = %e, "final flush failed");
+        if let Some(store) = store {
+            if let Err(e) = store.flush().await {
+                tracing::error!(error = %e, "final flush failed");
+            }
         }
-        drop(store);
         tracing::info!("stopped");
     });
     Ok(Server { addr, metrics_addr, actors, stop: Some(stop_tx), task })
+}
+
+/// The configured storage: Postgres (connect, then create or attach to GoTrue's schema, under
+/// an advisory lock so that nodes starting together agree), or the sled directory in the data
+/// directory (created private, locked by this process).
+async fn open_storage(config: &Config) -> Result<Storage, StartupError> {
+    if let Some(pg) = &config.database {
+        let db = ferrotrue_actors::pg::Db::connect(pg).await?;
+        match db.migrate().await? {
+            ferrotrue_actors::pg::MigrateOutcome::Created => {
+                tracing::info!(target = db.target(), namespace = db.namespace(), "created GoTrue's schema")
+            }
+            ferrotrue_actors::pg::MigrateOutcome::AlreadyCurrent { newer } if !newer.is_empty() => tracing::info!(
+                newer = ?newer,
+                "the schema has migrations newer than this ferrotrue knows (a newer GoTrue ran here); attaching"
+            ),
+            ferrotrue_actors::pg::MigrateOutcome::AlreadyCurrent { .. } => {}
+        }
+        return Ok(Storage::Postgres(db));
+    }
+    config::create_private_dir(&config.data_dir)
+        .map_err(|e| StartupError::DataDir(config.data_dir.display().to_string(), e))?;
+    warn_if_open(&config.data_dir);
+    let db_path = config.db_path();
+    config::create_private_dir(&db_path).map_err(|e| StartupError::DataDir(db_path.display().to_string(), e))?;
+    let store = Store::open_when_free(&db_path, config.cache_bytes, config.durability)
+        .await
+        .map_err(|e| StartupError::Store(db_path.display().to_string(), e))?;
+    restrict_database_files(&db_path);
+    Ok(Storage::Sled(store))
 }
 
 /// Warns when other local users can read or enter the data directory (it holds the database

@@ -305,12 +305,23 @@ fn log_startup(config: &Config, url: &str) {
     if config.durability == Durability::Relaxed {
         tracing::warn!("FERROTRUE_DURABILITY=relaxed: acknowledged writes may be lost on a crash (up to 500 ms)");
     }
-    let data_dir = std::fs::canonicalize(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
-    tracing::info!(
-        data = %data_dir.join("db").display(),
-        durability = ?config.durability,
-        "storage"
-    );
+    match &config.database {
+        Some(pg) => tracing::info!(
+            postgres = %ferrotrue_actors::pg::ConnectOptions::parse(&pg.url).map(|o| o.describe()).unwrap_or_default(),
+            namespace = %pg.namespace,
+            ferrotrue_schema = %ferrotrue_actors::pg::schema::side_schema(&pg.namespace),
+            pool = pg.max_pool_size,
+            "storage: Postgres (every write committed before its response; run as many nodes as you like)"
+        ),
+        None => {
+            let data_dir = std::fs::canonicalize(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
+            tracing::info!(
+                data = %data_dir.join("db").display(),
+                durability = ?config.durability,
+                "storage: sled (one node)"
+            );
+        }
+    }
     tracing::info!(
         signup = on_off(!s.signup.disable_signup),
         email = on_off(s.signup.email_enabled),

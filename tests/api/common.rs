@@ -16,6 +16,13 @@ pub const SECRET: &str = "test-secret-that-is-long-enough-for-hs256";
 /// A password that satisfies the default policy.
 pub const PASSWORD: &str = "correct-horse-9";
 
+/// True when the suite runs on Postgres (`FERROTRUE_TEST_BACKEND=postgres`, set by `./test.sh`
+/// for its second pass): every [`TestServer`] then serves from a fresh database of the test
+/// cluster (`FERROTRUE_TEST_DATABASE_URL`) instead of a sled directory.
+pub fn on_postgres() -> bool {
+    std::env::var("FERROTRUE_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
 /// A running server plus an HTTP client pointed at it.
 pub struct TestServer {
     pub base: String,
@@ -36,6 +43,10 @@ impl TestServer {
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config::for_tests(dir.path());
+        if on_postgres() {
+            let url = ferrotrue_actors::pg::testing::fresh_database().await;
+            config.database = Some(ferrotrue_actors::pg::testing::settings(&url));
+        }
         tweak(&mut config);
         Self::start_in(dir, config).await
     }
