@@ -261,11 +261,30 @@ wait_healthy() {
   wait_ready "$1" "$3" 20 curl -fsS -o /dev/null --max-time 1 "$2/health"
 }
 
+# ---- storage ----------------------------------------------------------------
+# COMPAT_BACKEND=postgres: every server serves from its own fresh database on the cluster at
+# FERROTRUE_TEST_DATABASE_URL (./test.sh starts one) instead of its data dir (an empty
+# GOTRUE_DB_DATABASE_URL means sled).
+MAIN_DB="" EMAIL_DB="" OAUTH_DB="" PHONE_DB="" KEYS_DB=""
+if [[ "${COMPAT_BACKEND:-sled}" == postgres ]]; then
+  : "${FERROTRUE_TEST_DATABASE_URL:?COMPAT_BACKEND=postgres needs FERROTRUE_TEST_DATABASE_URL}"
+  fresh_db() { # <name>: creates a database, prints its URL
+    local name="compat_${1}_$$_${RANDOM}"
+    psql "$FERROTRUE_TEST_DATABASE_URL" -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE $name" >/dev/null
+    "$PYTHON" -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' \
+      "$FERROTRUE_TEST_DATABASE_URL" "$name"
+  }
+  MAIN_DB=$(fresh_db main) EMAIL_DB=$(fresh_db email) OAUTH_DB=$(fresh_db oauth)
+  PHONE_DB=$(fresh_db phone) KEYS_DB=$(fresh_db keys)
+  echo "==> compat: servers on Postgres (one database each on ${FERROTRUE_TEST_DATABASE_URL%%\?*})"
+fi
+
 echo "==> compat: starting $BIN on $URL (data dir $DATA_DIR)"
 env "${RAISED_LIMITS[@]}" \
   PORT="$PORT" \
   GOTRUE_API_HOST=127.0.0.1 \
   FERROTRUE_DATA_DIR="$DATA_DIR" \
+  GOTRUE_DB_DATABASE_URL="$MAIN_DB" \
   GOTRUE_JWT_SECRET="$JWT_SECRET" \
   GOTRUE_MAILER_AUTOCONFIRM=true \
   GOTRUE_EXTERNAL_PHONE_ENABLED=true \
@@ -293,6 +312,7 @@ env "${RAISED_LIMITS[@]}" \
   PORT="$EMAIL_PORT" \
   GOTRUE_API_HOST=127.0.0.1 \
   FERROTRUE_DATA_DIR="$EMAIL_DATA_DIR" \
+  GOTRUE_DB_DATABASE_URL="$EMAIL_DB" \
   GOTRUE_JWT_SECRET="$JWT_SECRET" \
   GOTRUE_MAILER_AUTOCONFIRM=false \
   GOTRUE_SMTP_HOST=127.0.0.1 \
@@ -317,6 +337,7 @@ env "${RAISED_LIMITS[@]}" \
   PORT="$OAUTH_PORT" \
   GOTRUE_API_HOST=127.0.0.1 \
   FERROTRUE_DATA_DIR="$OAUTH_DATA_DIR" \
+  GOTRUE_DB_DATABASE_URL="$OAUTH_DB" \
   GOTRUE_JWT_SECRET="$JWT_SECRET" \
   GOTRUE_MAILER_AUTOCONFIRM=true \
   API_EXTERNAL_URL="$OAUTH_URL" \
@@ -346,6 +367,7 @@ env "${RAISED_LIMITS[@]}" \
   PORT="$PHONE_PORT" \
   GOTRUE_API_HOST=127.0.0.1 \
   FERROTRUE_DATA_DIR="$PHONE_DATA_DIR" \
+  GOTRUE_DB_DATABASE_URL="$PHONE_DB" \
   GOTRUE_JWT_SECRET="$JWT_SECRET" \
   GOTRUE_MAILER_AUTOCONFIRM=true \
   GOTRUE_EXTERNAL_PHONE_ENABLED=true \
@@ -370,6 +392,7 @@ env "${RAISED_LIMITS[@]}" \
   PORT="$KEYS_PORT" \
   GOTRUE_API_HOST=127.0.0.1 \
   FERROTRUE_DATA_DIR="$KEYS_DATA_DIR" \
+  GOTRUE_DB_DATABASE_URL="$KEYS_DB" \
   GOTRUE_JWT_SECRET="$JWT_SECRET" \
   GOTRUE_JWT_KEYS="$KEYS_JSON" \
   GOTRUE_MAILER_AUTOCONFIRM=true \
