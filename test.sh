@@ -35,8 +35,22 @@ if [ -z "${FERROTRUE_TEST_DATABASE_URL:-}" ]; then
   export FERROTRUE_TEST_DATABASE_URL
 fi
 
-echo "==> cargo test (unit, integration, kill -9, supervision, Postgres)"
+echo "==> cargo test (unit, integration, kill -9, supervision, Postgres; integration suite on sled)"
 cargo test --workspace --locked
+
+# The integration suite again, every TestServer on a fresh Postgres database. Skipped here, with
+# the reason: modules about sled itself or about the binary's process (they spawn their own
+# servers with their own settings, and ran above): backup (sled snapshots), upgrade (sled data
+# directories of earlier releases), import (offline into a sled directory), crash (kill -9 of a
+# sled node; pg_nodes has the Postgres one), security_storage (sled files on disk), cli,
+# packaging, security_process, migrate (spawn the binary), pg and pg_nodes (Postgres already).
+echo "==> cargo test --test api on Postgres (FERROTRUE_TEST_BACKEND=postgres)"
+FERROTRUE_TEST_BACKEND=postgres cargo test --locked --test api -- \
+  --skip backup:: --skip upgrade:: --skip import:: --skip crash:: --skip security_storage:: \
+  --skip cli:: --skip packaging:: --skip security_process:: --skip migrate:: --skip pg:: --skip pg_nodes::
 
 echo "==> compat suite (official clients against target/debug/ferrotrue)"
 tests/compat/run.sh target/debug/ferrotrue
+
+echo "==> compat suite on Postgres (every server on its own fresh database)"
+COMPAT_BACKEND=postgres tests/compat/run.sh target/debug/ferrotrue

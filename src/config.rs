@@ -427,8 +427,7 @@ impl Config {
             settings: s,
         };
         env.errors.extend(crate::config_security::unimplemented_settings(vars));
-        // GOTRUE_DB_*: Postgres is refused until its storage backend exists (config_db.rs).
-        env.errors.extend(crate::config_db::startup_errors(vars));
+        // GOTRUE_DB_*: Postgres when they name a database (config_db.rs), else sled.
         match crate::config_db::read(vars) {
             Ok(database) => config.database = database,
             Err(errors) => env.errors.extend(errors),

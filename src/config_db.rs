@@ -6,19 +6,11 @@
 //! limit in GoTrue; ferrotrue bounds the pool at 4 × cores then). No driver and no URL: the sled
 //! data directory, as always. A URL alone selects Postgres, as GoTrue derives the driver from it.
 //!
-//! The Postgres storage backend is not built yet (issue 12): a configuration selecting Postgres
-//! is refused at start-up with [`STARTUP_REFUSAL`], and `ferrotrue db migrate|check` use it.
+//! Postgres selected, the server serves from it (`lib.rs::open_storage`): GoTrue's schema is
+//! created or attached to at start-up, and `ferrotrue db migrate|check` use the same settings.
 
 use ferrotrue_actors::pg::{default_max_pool_size, valid_namespace, ConnectOptions, PgSettings};
 use std::collections::HashMap;
-
-/// Why the server does not start on Postgres today (also what `ferrotrue config check` reports).
-pub const STARTUP_REFUSAL: &str =
-    "GOTRUE_DB_DRIVER / GOTRUE_DB_DATABASE_URL select Postgres, but ferrotrue cannot serve \
-     from Postgres yet: the Postgres storage backend is in progress (issue 12). What exists: `ferrotrue db migrate` \
-     creates GoTrue's schema (or checks that an existing one is current) and `ferrotrue db check` reports its state. \
-     To serve now, unset GOTRUE_DB_DRIVER, GOTRUE_DB_DATABASE_URL and DATABASE_URL: ferrotrue then stores its data \
-     in FERROTRUE_DATA_DIR (sled).";
 
 /// Variables GoTrue reads and ferrotrue ignores, with the reason (printed by `ferrotrue db`).
 const IGNORED: &[(&str, &str)] = &[
@@ -94,16 +86,6 @@ pub fn notes(vars: &HashMap<String, String>) -> Vec<String> {
         .collect()
 }
 
-/// The start-up check [`crate::config::Config`] runs: every configuration error, plus the
-/// refusal to serve from Postgres while its backend does not exist.
-pub fn startup_errors(vars: &HashMap<String, String>) -> Vec<String> {
-    match read(vars) {
-        Ok(None) => Vec::new(),
-        Ok(Some(_)) => vec![STARTUP_REFUSAL.to_owned()],
-        Err(errors) => errors,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,7 +96,7 @@ mod tests {
     #[test]
     fn nothing_set_is_sled() {
         assert!(read(&vars(&[])).unwrap().is_none());
-        assert!(startup_errors(&vars(&[("GOTRUE_DB_NAMESPACE", "auth")])).is_empty());
+        assert!(read(&vars(&[("GOTRUE_DB_NAMESPACE", "auth")])).unwrap().is_none());
     }
 
     #[test]
@@ -170,10 +152,7 @@ mod tests {
     }
 
     #[test]
-    fn postgres_is_refused_at_startup_and_ignored_variables_are_noted() {
-        let v = vars(&[("GOTRUE_DB_DRIVER", "postgres"), ("GOTRUE_DB_DATABASE_URL", URL)]);
-        assert_eq!(startup_errors(&v), vec![STARTUP_REFUSAL.to_owned()]);
-        assert!(STARTUP_REFUSAL.contains("ferrotrue db migrate"));
+    fn ignored_variables_are_noted() {
         let v = vars(&[("DATABASE_URL", URL), ("GOTRUE_DB_MIGRATIONS_PATH", "./migrations")]);
         assert_eq!(
             notes(&v),

@@ -46,9 +46,21 @@ pub fn render(c: &Config) -> String {
     line("API_EXTERNAL_URL", c.api_external_url.clone());
     line("GOTRUE_SITE_URL", c.site_url.clone());
     line("GOTRUE_URI_ALLOW_LIST", format!("{:?}", c.uri_allow_list));
-    line("FERROTRUE_DATA_DIR", c.data_dir.display().to_string());
-    line("FERROTRUE_DURABILITY", format!("{:?}", c.durability).to_lowercase());
-    line("FERROTRUE_CACHE_MB", (c.cache_bytes / (1024 * 1024)).to_string());
+    match &c.database {
+        Some(pg) => {
+            let target = ferrotrue_actors::pg::ConnectOptions::parse(&pg.url).map(|o| o.describe()).unwrap_or_default();
+            line("storage", "Postgres (FERROTRUE_DATA_DIR unused)".into());
+            line("GOTRUE_DB_DATABASE_URL", format!("{target} (password not shown)"));
+            line("GOTRUE_DB_NAMESPACE", pg.namespace.clone());
+            line("GOTRUE_DB_MAX_POOL_SIZE", pg.max_pool_size.to_string());
+        }
+        None => {
+            line("storage", "sled (one node)".into());
+            line("FERROTRUE_DATA_DIR", c.data_dir.display().to_string());
+            line("FERROTRUE_DURABILITY", format!("{:?}", c.durability).to_lowercase());
+            line("FERROTRUE_CACHE_MB", (c.cache_bytes / (1024 * 1024)).to_string());
+        }
+    }
     let secret_source = match c.secret_source {
         SecretSource::Environment => "from GOTRUE_JWT_SECRET",
         SecretSource::DataDir => "from the data directory (generated earlier)",

@@ -29,7 +29,8 @@ Configuration is read from the environment, with GoTrue's names and defaults:
   GOTRUE_SESSIONS_TIMEBOX, GOTRUE_SESSIONS_INACTIVITY_TIMEOUT, GOTRUE_API_MAX_REQUEST_DURATION
   GOTRUE_SMTP_HOST/PORT/USER/PASS/ADMIN_EMAIL/SENDER_NAME, GOTRUE_LOG_LEVEL (info)
   GOTRUE_MFA_{TOTP,PHONE,WEB_AUTHN}_{ENROLL,VERIFY}_ENABLED, GOTRUE_MFA_PHONE_*, GOTRUE_WEBAUTHN_RP_ID/_RP_ORIGINS
-  GOTRUE_DB_DRIVER, GOTRUE_DB_DATABASE_URL (Postgres: schema via `ferrotrue db migrate`; serving from it is not built yet)
+  GOTRUE_DB_DATABASE_URL / DATABASE_URL (Postgres instead of sled: many nodes, GoTrue's schema; needs
+    GOTRUE_JWT_SECRET), GOTRUE_DB_NAMESPACE (auth), GOTRUE_DB_MAX_POOL_SIZE
 Check a configuration without starting: `ferrotrue config check` (secrets masked, exit 2 on errors).
 ferrotrue's own:
   FERROTRUE_DATA_DIR (./data), FERROTRUE_DURABILITY (sync | relaxed), FERROTRUE_CACHE_MB (64)

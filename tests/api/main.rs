@@ -25,6 +25,7 @@ mod operations;
 mod packaging;
 mod persistence;
 mod pg;
+mod pg_nodes;
 mod phone;
 mod public;
 mod security_jwt;

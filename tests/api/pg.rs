@@ -1,6 +1,6 @@
 //! Postgres, foundation of issue 12: GoTrue's schema created by ferrotrue, attached to when
 //! current, refused when older or foreign; migrations from many nodes at once; TLS and URL
-//! errors; `ferrotrue db migrate|check`; the start-up refusal while the backend does not exist.
+//! errors; `ferrotrue db migrate|check`; a server started on Postgres serves from it.
 //!
 //! Runs against a real PostgreSQL: `./test.sh` starts a throw-away cluster (tests/pg/cluster.sh)
 //! and sets FERROTRUE_TEST_DATABASE_URL (a superuser URL). Each test creates its own database.
@@ -430,7 +430,7 @@ async fn db_migrate_and_check_commands() {
 }
 
 #[tokio::test]
-async fn selecting_postgres_refuses_to_start_rather_than_running_on_sled() {
+async fn selecting_postgres_serves_from_it_and_writes_no_data_directory() {
     let url = fresh_db().await;
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -438,15 +438,56 @@ async fn selecting_postgres_refuses_to_start_rather_than_running_on_sled() {
         ("GOTRUE_DB_DRIVER", "postgres"),
         ("GOTRUE_DB_DATABASE_URL", url.as_str()),
         ("GOTRUE_JWT_SECRET", "a-secret-of-at-least-thirty-two-bytes!"),
+        ("GOTRUE_MAILER_AUTOCONFIRM", "true"),
+        ("GOTRUE_LOG_LEVEL", "error"),
     ];
-    let out = bin().current_dir(dir.path()).env("PORT", port.to_string()).envs(env).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot serve from Postgres yet") && err.contains("ferrotrue db migrate"), "{err}");
+    let mut child = bin()
+        .current_dir(dir.path())
+        .env("PORT", port.to_string())
+        .envs(env)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut healthy = false;
+    for _ in 0..200 {
+        if http.get(format!("{base}/health")).send().await.is_ok_and(|r| r.status() == 200) {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(healthy, "the server did not start on Postgres");
+    let resp = http
+        .post(format!("{base}/signup"))
+        .json(&serde_json::json!({"email": "pg@example.com", "password": "correct-horse-9"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let _ = child.kill();
+    let _ = child.wait();
+    // The user is a row of GoTrue's table, with the columns GoTrue scans as strings not NULL.
+    let row = client(&url)
+        .await
+        .query_one("SELECT email, confirmation_token, recovery_token FROM auth.users", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "pg@example.com");
+    assert_eq!((row.get::<_, String>(1), row.get::<_, String>(2)), (String::new(), String::new()));
     assert!(!dir.path().join("data").exists(), "nothing was written to a sled directory");
-    let out = bin().current_dir(dir.path()).args(["config", "check"]).envs(env).output().unwrap();
+
+    // Every node must share the secret: without one, start-up is refused (no generated secret).
+    let out =
+        bin().current_dir(dir.path()).env("PORT", port.to_string()).envs(env[..2].iter().copied()).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot serve from Postgres yet"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("GOTRUE_JWT_SECRET is required with Postgres"));
+    let out = bin().current_dir(dir.path()).args(["config", "check"]).envs(env).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("Postgres") && report.contains("GOTRUE_DB_NAMESPACE"), "{report}");
     let out = bin().current_dir(dir.path()).env("GOTRUE_DB_DRIVER", "mysql").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("GOTRUE_DB_DRIVER=\"mysql\" is not supported"));
