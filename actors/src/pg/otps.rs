@@ -74,8 +74,12 @@ impl Sql {
             by_user: format!(
                 "SELECT {COLUMNS} FROM {t} WHERE user_id = $1 AND token_type = ANY($2) ORDER BY created_at, id"
             ),
+            // Rows locked in id order first: two misses on the same tokens cannot deadlock.
             count_miss: format!(
-                "UPDATE {t} SET failed_attempts = failed_attempts + 1 WHERE id = ANY($1) RETURNING {COLUMNS}"
+                "UPDATE {t} t SET failed_attempts = t.failed_attempts + 1 FROM (\
+                 SELECT id FROM {t} WHERE id = ANY($1) ORDER BY id FOR UPDATE) l \
+                 WHERE t.id = l.id RETURNING {}",
+                COLUMNS.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ")
             ),
             delete_ids: format!("DELETE FROM {t} WHERE id = ANY($1)"),
             clear_user: format!("DELETE FROM {t} WHERE user_id = $1"),
@@ -266,5 +270,256 @@ impl PgOtps {
         let now = self.now();
         let cutoff = Timestamp(now.0.saturating_sub(i64::try_from(self.lifetime.as_micros()).unwrap_or(i64::MAX)));
         Ok(self.db.client().await?.execute(&self.sql.sweep, &[&now, &cutoff]).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::call::Reply;
+    use crate::crypto::Secret;
+    use crate::error::ErrorCode;
+    use crate::otp_issuer::MAX_FAILED_ATTEMPTS;
+    use crate::pg::testing::{bare_user, connect, migrated_db, migrated_url, reply_port};
+    use crate::settings::Settings;
+    use crate::Storage;
+
+    const T0: Timestamp = Timestamp(1_764_547_200_000_000);
+    const CONFIRM: &str = "confirmation_token";
+    const RECOVERY: &str = "recovery_token";
+
+    fn otps(db: &Db, clock: &Clock) -> Arc<PgOtps> {
+        let settings = Arc::new(Settings::for_tests());
+        let env = ActorEnv { storage: Storage::Postgres(db.clone()), settings, clock: clock.clone() };
+        Arc::new(PgOtps::new(db.clone(), &env))
+    }
+
+    /// Asks through `handle`, as the actor does.
+    async fn ask<T: Send + 'static>(
+        pg: &Arc<PgOtps>,
+        build: impl FnOnce(Reply<T>) -> OtpIssuerMessage,
+    ) -> AuthResult<T> {
+        let (reply, answer) = reply_port();
+        pg.clone().handle(build(reply)).await;
+        answer.await
+    }
+
+    fn new_token(user_id: Uuid, token_type: &str, address: &str, link: Option<&str>, code: &str) -> NewToken {
+        NewToken {
+            user_id,
+            token_type: token_type.into(),
+            relates_to: address.into(),
+            link: link.map(|l| Secret(l.into())),
+            code: Secret(code.into()),
+            expires_at: None,
+        }
+    }
+
+    fn types(t: &[&str]) -> Vec<String> {
+        t.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    async fn issue(pg: &Arc<PgOtps>, token: NewToken) -> OneTimeToken {
+        ask(pg, |reply| OtpIssuerMessage::Issue { token, reply }).await.unwrap()
+    }
+
+    async fn consume(pg: &Arc<PgOtps>, id: Uuid, t: &[&str]) -> AuthResult<OneTimeToken> {
+        let types = types(t);
+        ask(pg, |reply| OtpIssuerMessage::Consume { id, types, reply }).await
+    }
+
+    async fn peek(pg: &Arc<PgOtps>, link: &str) -> Option<OneTimeToken> {
+        let link = Secret(link.into());
+        ask(pg, |reply| OtpIssuerMessage::Peek { link, reply }).await.unwrap()
+    }
+
+    async fn check(pg: &Arc<PgOtps>, target: CodeTarget, code: &str, t: &[&str]) -> Option<OneTimeToken> {
+        let (code, types) = (Secret(code.into()), types(t));
+        ask(pg, |reply| OtpIssuerMessage::CheckCode { target, code, types, reply }).await.unwrap()
+    }
+
+    async fn for_user(pg: &Arc<PgOtps>, user_id: Uuid, t: &[&str]) -> Vec<OneTimeToken> {
+        let types = types(t);
+        ask(pg, |reply| OtpIssuerMessage::ForUser { user_id, types, reply }).await.unwrap()
+    }
+
+    async fn count(pg: &Arc<PgOtps>) -> usize {
+        ask(pg, |reply| OtpIssuerMessage::Count { reply }).await.unwrap()
+    }
+
+    fn addr(user: Uuid) -> CodeTarget {
+        CodeTarget::Address(format!("{user}@example.com"))
+    }
+
+    #[tokio::test]
+    async fn issue_peek_and_consume_once() {
+        let db = migrated_db().await;
+        let clock = Clock::fixed(T0);
+        let pg = otps(&db, &clock);
+        let user = bare_user(&db).await;
+        let email = format!("{user}@example.com");
+        let t = issue(&pg, new_token(user, CONFIRM, &email, Some("pkce_link-one"), "123456")).await;
+        assert!(t.pkce && t.link_mac.is_some() && t.failed_attempts == 0 && t.created_at == T0);
+        assert_eq!(peek(&pg, "pkce_link-one").await, Some(t.clone()), "stored and read back unchanged");
+        assert_eq!(peek(&pg, "link-one").await, None);
+        // An SMS code has no link.
+        let sms = issue(&pg, new_token(user, "phone_change_token", "+15550001", None, "654321")).await;
+        assert!(sms.link_mac.is_none() && !sms.pkce);
+        assert_eq!(count(&pg).await, 2);
+        // The wrong type: refused, and the token stays.
+        let err = consume(&pg, t.id, &[RECOVERY]).await.unwrap_err();
+        assert_eq!((err.code, err.msg.as_ref()), (ErrorCode::OtpExpired, "Token has expired or is invalid"));
+        assert!(peek(&pg, "pkce_link-one").await.is_some());
+        assert_eq!(consume(&pg, t.id, &[RECOVERY, CONFIRM]).await.unwrap(), t);
+        assert_eq!(consume(&pg, t.id, &[CONFIRM]).await.unwrap_err().code, ErrorCode::OtpExpired, "single use");
+        assert_eq!(consume(&pg, Uuid::new_v4(), &[]).await.unwrap_err().code, ErrorCode::OtpExpired);
+        // An empty list accepts any type.
+        assert_eq!(consume(&pg, sms.id, &[]).await.unwrap().id, sms.id);
+        assert_eq!(count(&pg).await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_new_token_replaces_the_old_one_of_its_type() {
+        let db = migrated_db().await;
+        let clock = Clock::fixed(T0);
+        let pg = otps(&db, &clock);
+        let user = bare_user(&db).await;
+        let email = format!("{user}@example.com");
+        let old = issue(&pg, new_token(user, CONFIRM, &email, Some("old-link"), "111111")).await;
+        assert!(check(&pg, addr(user), "000000", &[CONFIRM]).await.is_none());
+        let recovery = issue(&pg, new_token(user, RECOVERY, &email, Some("recovery-link"), "222222")).await;
+        clock.advance(Duration::from_secs(1));
+        let new = issue(&pg, new_token(user, CONFIRM, &email, Some("new-link"), "333333")).await;
+        assert_eq!(count(&pg).await, 2);
+        assert_eq!(peek(&pg, "old-link").await, None);
+        assert_eq!(consume(&pg, old.id, &[]).await.unwrap_err().code, ErrorCode::OtpExpired);
+        let found = peek(&pg, "new-link").await.unwrap();
+        assert_eq!((found.id, found.failed_attempts), (new.id, 0), "a fresh count");
+        assert!(check(&pg, addr(user), "111111", &[CONFIRM]).await.is_none(), "the old code is gone");
+        let mine = for_user(&pg, user, &[CONFIRM, RECOVERY]).await;
+        assert_eq!(mine.iter().map(|t| t.id).collect::<Vec<_>>(), vec![recovery.id, new.id], "oldest first");
+        assert_eq!(for_user(&pg, user, &[RECOVERY]).await, vec![recovery]);
+        assert!(for_user(&pg, user, &[]).await.is_empty());
+        // Another user's tokens are theirs.
+        let other = bare_user(&db).await;
+        issue(&pg, new_token(other, CONFIRM, "other@example.com", Some("other-link"), "444444")).await;
+        ask(&pg, |reply| OtpIssuerMessage::ClearUser { user_id: user, reply }).await.unwrap();
+        assert_eq!(count(&pg).await, 1);
+        assert!(peek(&pg, "other-link").await.is_some());
+    }
+
+    #[tokio::test]
+    async fn codes_are_checked_against_their_target_and_wrong_ones_counted() {
+        let db = migrated_db().await;
+        let clock = Clock::fixed(T0);
+        let pg = otps(&db, &clock);
+        let user = bare_user(&db).await;
+        let email = format!("{user}@example.com");
+        let t = issue(&pg, new_token(user, CONFIRM, &email, Some("link"), "123456")).await;
+        let reauth = issue(&pg, new_token(user, "reauthentication_token", &email, None, "777777")).await;
+        // A hit counts nothing and consumes nothing.
+        assert_eq!(check(&pg, addr(user), "123456", &[CONFIRM]).await.map(|t| t.id), Some(t.id));
+        assert_eq!(check(&pg, CodeTarget::User(user), "123456", &[CONFIRM]).await.map(|t| t.id), Some(t.id));
+        assert_eq!(
+            check(&pg, CodeTarget::User(user), "777777", &["reauthentication_token"]).await.map(|t| t.id),
+            Some(reauth.id)
+        );
+        // The right code for another address, or of a type not asked for, is a miss.
+        assert!(check(&pg, CodeTarget::Address("x@example.com".into()), "123456", &[CONFIRM]).await.is_none());
+        assert!(check(&pg, addr(user), "123456", &[RECOVERY]).await.is_none());
+        assert_eq!(for_user(&pg, user, &[CONFIRM]).await[0].failed_attempts, 0, "no candidates, nothing counted");
+        // Peeking never counts.
+        for _ in 0..10 {
+            assert!(peek(&pg, "link").await.is_some());
+        }
+        for n in 1..MAX_FAILED_ATTEMPTS {
+            assert!(check(&pg, addr(user), "000000", &[CONFIRM]).await.is_none());
+            assert_eq!(for_user(&pg, user, &[CONFIRM]).await[0].failed_attempts, n);
+        }
+        assert_eq!(for_user(&pg, user, &["reauthentication_token"]).await[0].failed_attempts, 0, "not a candidate");
+        assert!(check(&pg, addr(user), "000000", &[CONFIRM]).await.is_none());
+        assert!(for_user(&pg, user, &[CONFIRM]).await.is_empty(), "deleted at the limit");
+        assert!(peek(&pg, "link").await.is_none());
+        assert!(check(&pg, addr(user), "123456", &[CONFIRM]).await.is_none(), "the right code no longer works");
+        assert_eq!(count(&pg).await, 1);
+    }
+
+    #[tokio::test]
+    async fn expired_tokens_do_not_work_and_are_swept() {
+        let db = migrated_db().await;
+        let clock = Clock::fixed(T0);
+        let pg = otps(&db, &clock);
+        let lifetime = Settings::for_tests().otp.exp;
+        let (ann, bob, cy) = (bare_user(&db).await, bare_user(&db).await, bare_user(&db).await);
+        let long = issue(&pg, new_token(ann, CONFIRM, "ann@example.com", Some("ann-link"), "111111")).await;
+        let mut sms = new_token(bob, "phone_change_token", "+15550002", None, "222222");
+        sms.expires_at = Some(T0.plus(Duration::from_secs(60)));
+        let sms = issue(&pg, sms).await;
+        let third = issue(&pg, new_token(cy, CONFIRM, "cy@example.com", Some("cy-link"), "333333")).await;
+        clock.advance(Duration::from_secs(60));
+        // The SMS code's own expiry is exclusive; the mail token lives on.
+        let phone = CodeTarget::Address("+15550002".into());
+        assert!(check(&pg, phone.clone(), "222222", &["phone_change_token"]).await.is_none());
+        assert!(check(&pg, phone, "000000", &["phone_change_token"]).await.is_none());
+        assert!(for_user(&pg, bob, &["phone_change_token"]).await.is_empty());
+        assert!(peek(&pg, "ann-link").await.is_some());
+        pg.clone().handle(OtpIssuerMessage::Sweep).await;
+        assert_eq!(count(&pg).await, 2, "the expired SMS code is swept");
+        clock.advance(lifetime - Duration::from_secs(60));
+        assert!(peek(&pg, "ann-link").await.is_none(), "dead at created_at + GOTRUE_MAILER_OTP_EXP");
+        assert!(check(&pg, CodeTarget::User(ann), "111111", &[CONFIRM]).await.is_none());
+        // Consuming an expired token deletes it and says so.
+        assert_eq!(consume(&pg, long.id, &[CONFIRM]).await.unwrap_err().code, ErrorCode::OtpExpired);
+        assert_eq!(count(&pg).await, 1);
+        assert_eq!(pg.sweep().await.unwrap(), 1);
+        assert_eq!(consume(&pg, third.id, &[]).await.unwrap_err().code, ErrorCode::OtpExpired);
+        assert_eq!(count(&pg).await, 0);
+        assert_ne!(sms.id, third.id);
+    }
+
+    #[tokio::test]
+    async fn two_nodes_consuming_one_token_one_wins() {
+        let url = migrated_url().await;
+        let (a, b) = (connect(&url).await, connect(&url).await);
+        let clock = Clock::fixed(T0);
+        let (pa, pb) = (otps(&a, &clock), otps(&b, &clock));
+        for round in 0..10 {
+            let user = bare_user(&a).await;
+            let t = issue(&pa, new_token(user, CONFIRM, "race@example.com", Some(&format!("l{round}")), "1")).await;
+            let (ra, rb) = tokio::join!(consume(&pa, t.id, &[CONFIRM]), consume(&pb, t.id, &[CONFIRM]));
+            assert_eq!(ra.is_ok() as u8 + rb.is_ok() as u8, 1, "exactly one consumer wins: {ra:?} {rb:?}");
+            assert_eq!(ra.or(rb).unwrap().id, t.id);
+        }
+        assert_eq!(count(&pb).await, 0);
+    }
+
+    #[tokio::test]
+    async fn concurrent_wrong_codes_on_two_nodes_all_count() {
+        let url = migrated_url().await;
+        let (a, b) = (connect(&url).await, connect(&url).await);
+        let clock = Clock::fixed(T0);
+        let (pa, pb) = (otps(&a, &clock), otps(&b, &clock));
+        let user = bare_user(&a).await;
+        let email = format!("{user}@example.com");
+        issue(&pa, new_token(user, CONFIRM, &email, Some("link"), "123456")).await;
+        issue(&pa, new_token(user, RECOVERY, &email, Some("link2"), "654321")).await;
+        let guess = |pg: &Arc<PgOtps>| {
+            let pg = pg.clone();
+            tokio::spawn(async move { check(&pg, addr(user), "000000", &[CONFIRM, RECOVERY]).await })
+        };
+        // Four at once, two per node: every one counts against both tokens.
+        let guesses: Vec<_> = (0..4).map(|i| guess(if i % 2 == 0 { &pa } else { &pb })).collect();
+        for g in guesses {
+            assert!(g.await.unwrap().is_none());
+        }
+        let left = for_user(&pb, user, &[CONFIRM, RECOVERY]).await;
+        assert_eq!(left.iter().map(|t| t.failed_attempts).collect::<Vec<_>>(), vec![4, 4]);
+        // Three more at once: the first to reach the limit deletes both; nothing is left.
+        let guesses: Vec<_> = (0..3).map(|i| guess(if i % 2 == 0 { &pb } else { &pa })).collect();
+        for g in guesses {
+            assert!(g.await.unwrap().is_none());
+        }
+        assert_eq!(count(&pa).await, 0);
+        assert!(check(&pa, addr(user), "123456", &[CONFIRM]).await.is_none());
     }
 }
