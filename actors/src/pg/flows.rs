@@ -369,3 +369,284 @@ impl PgFlows {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::call::Reply;
+    use crate::error::{AuthError, ErrorCode, ErrorKind, ErrorKind::*};
+    use crate::pg::testing::{connect, migrated_db, migrated_url, reply_port};
+    use crate::settings::Settings;
+    use crate::Storage;
+    use std::time::Duration;
+
+    const T0: Timestamp = Timestamp(1_764_547_200_000_000);
+    const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+    fn flows(db: &Db, clock: &Clock) -> Arc<PgFlows> {
+        let settings = Arc::new(Settings::for_tests());
+        let env = ActorEnv { storage: Storage::Postgres(db.clone()), settings, clock: clock.clone() };
+        Arc::new(PgFlows::new(db.clone(), &env))
+    }
+
+    /// Asks through `handle`, as the actor does.
+    async fn ask<T: Send + 'static>(
+        pg: &Arc<PgFlows>,
+        build: impl FnOnce(Reply<T>) -> OAuthFlowMessage,
+    ) -> AuthResult<T> {
+        let (reply, answer) = reply_port();
+        pg.clone().handle(build(reply)).await;
+        answer.await
+    }
+
+    fn oauth_flow(challenge: &str, now: Timestamp) -> FlowState {
+        FlowState {
+            id: Uuid::new_v4(),
+            auth_code: Uuid::new_v4().to_string(),
+            code_challenge: challenge.into(),
+            code_challenge_method: if challenge.is_empty() { String::new() } else { "s256".into() },
+            provider: "github".into(),
+            authentication_method: "oauth".into(),
+            user_id: None,
+            redirect_to: "http://localhost:3000".into(),
+            created_at: now,
+        }
+    }
+
+    fn email_flow(method: &str, user: Uuid, now: Timestamp) -> FlowState {
+        let mut f = oauth_flow(CHALLENGE, now);
+        (f.authentication_method, f.provider, f.user_id) = (method.into(), "email".into(), Some(user));
+        f
+    }
+
+    async fn create(pg: &Arc<PgFlows>, flow: &FlowState) {
+        let flow = flow.clone();
+        let out = ask(pg, |reply| OAuthFlowMessage::Create { flow: flow.clone(), reply }).await.unwrap();
+        assert_eq!(out, flow);
+    }
+
+    async fn create_external(pg: &Arc<PgFlows>, flow: &FlowState, external: ExternalFlow) {
+        let flow = flow.clone();
+        ask(pg, |reply| OAuthFlowMessage::CreateExternal { flow, external, reply }).await.unwrap();
+    }
+
+    async fn claim(pg: &Arc<PgFlows>, id: Uuid) -> AuthResult<ExchangedFlow> {
+        ask(pg, |reply| OAuthFlowMessage::Claim { id, reply }).await
+    }
+
+    async fn complete(pg: &Arc<PgFlows>, id: Uuid, user_id: Uuid) -> AuthResult<String> {
+        ask(pg, |reply| OAuthFlowMessage::Complete {
+            id,
+            user_id,
+            provider_token: "tok".into(),
+            provider_refresh_token: "ref".into(),
+            reply,
+        })
+        .await
+    }
+
+    async fn take(pg: &Arc<PgFlows>, code: &str) -> AuthResult<FlowState> {
+        let auth_code = code.to_owned();
+        ask(pg, |reply| OAuthFlowMessage::TakeByAuthCode { auth_code, reply }).await
+    }
+
+    async fn code_for_user(pg: &Arc<PgFlows>, user_id: Uuid, methods: &[&str]) -> AuthResult<String> {
+        let methods = methods.iter().map(|m| (*m).to_owned()).collect();
+        ask(pg, |reply| OAuthFlowMessage::CodeForUser { user_id, methods, reply }).await
+    }
+
+    async fn exchange(pg: &Arc<PgFlows>, code: &str, verifier: &str) -> AuthResult<ExchangedFlow> {
+        let (auth_code, code_verifier) = (code.to_owned(), verifier.to_owned());
+        ask(pg, |reply| OAuthFlowMessage::Exchange { auth_code, code_verifier, reply }).await
+    }
+
+    async fn count(pg: &Arc<PgFlows>) -> usize {
+        ask(pg, |reply| OAuthFlowMessage::Count { reply }).await.unwrap()
+    }
+
+    fn parts(e: AuthError) -> (ErrorKind, ErrorCode, String) {
+        (e.kind, e.code, e.msg.to_string())
+    }
+
+    fn not_found() -> (ErrorKind, ErrorCode, String) {
+        (NotFound, ErrorCode::FlowStateNotFound, "invalid flow state, no valid flow state found".into())
+    }
+
+    #[tokio::test]
+    async fn email_flows_are_taken_by_auth_code_once() {
+        let db = migrated_db().await;
+        let clock = Clock::fixed(T0);
+        let pg = flows(&db, &clock);
+        let flow = email_flow("email/signup", Uuid::new_v4(), T0);
+        create(&pg, &flow).await;
+        assert_eq!(count(&pg).await, 1);
+        // An email flow's id is not an OAuth state.
+        let err = claim(&pg, flow.id).await.unwrap_err();
+        assert_eq!(parts(err), (BadRequest, ErrorCode::BadOauthState, "OAuth state not found or expired".into()));
+        assert_eq!(take(&pg, &flow.auth_code).await.unwrap(), flow, "stored and read back unchanged");
+        assert_eq!(parts(take(&pg, &flow.auth_code).await.unwrap_err()), not_found());
+        assert_eq!(parts(take(&pg, "no-such-code").await.unwrap_err()), not_found());
+        // Past its lifetime: deleted, and the answer says it expired.
+        let late = email_flow("recovery", Uuid::new_v4(), T0);
+        create(&pg, &late).await;
+        clock.advance(Duration::from_secs(300));
+        let err = take(&pg, &late.auth_code).await.unwrap_err();
+        assert_eq!(
+            parts(err),
+            (Unprocessable, ErrorCode::FlowStateExpired, "invalid flow state, flow state has expired".into())
+        );
+        assert_eq!(count(&pg).await, 0);
+    }
+
+    #[tokio::test]
+    async fn implicit_flows_are_claimed_once() {
+        let db = migrated_db().await;
+        let clock = Clock::fixed(T0);
+        let pg = flows(&db, &clock);
+        let flow = oauth_flow("", T0);
+        let target = Uuid::new_v4();
+        let external = ExternalFlow { linking_target: Some(target), nonce: "n0nce".into(), ..Default::default() };
+        create_external(&pg, &flow, external.clone()).await;
+        let out = claim(&pg, flow.id).await.unwrap();
+        assert_eq!((out.flow, out.external), (flow.clone(), Some(external)));
+        assert_eq!(claim(&pg, flow.id).await.unwrap_err().code, ErrorCode::BadOauthState);
+        assert_eq!(claim(&pg, Uuid::new_v4()).await.unwrap_err().code, ErrorCode::BadOauthState);
+        assert_eq!(count(&pg).await, 0);
+    }
+
+    #[tokio::test]
+    async fn pkce_flows_are_claimed_completed_and_exchanged_once() {
+        let db = migrated_db().await;
+        let clock = Clock::fixed(T0);
+        let pg = flows(&db, &clock);
+        let flow = oauth_flow(CHALLENGE, T0);
+        create_external(&pg, &flow, ExternalFlow { nonce: "abc".into(), ..Default::default() }).await;
+        // Not exchangeable before the callback completed it.
+        assert_eq!(parts(exchange(&pg, &flow.auth_code, VERIFIER).await.unwrap_err()), not_found());
+        let claimed = claim(&pg, flow.id).await.unwrap();
+        assert_eq!(claimed.external.as_ref().unwrap().claimed_at, Some(T0));
+        let err = claim(&pg, flow.id).await.unwrap_err();
+        assert_eq!(parts(err), (BadRequest, ErrorCode::FlowStateAlreadyUsed, "State has already been used".into()));
+        // The exchange window starts when the code is issued, not at /authorize.
+        clock.advance(Duration::from_secs(290));
+        let user = Uuid::new_v4();
+        let err = complete(&pg, Uuid::new_v4(), user).await.unwrap_err();
+        assert_eq!(parts(err), (BadRequest, ErrorCode::BadOauthState, "OAuth state not found or expired".into()));
+        assert_eq!(complete(&pg, flow.id, user).await.unwrap(), flow.auth_code);
+        assert_eq!(complete(&pg, flow.id, user).await.unwrap_err().code, ErrorCode::FlowStateAlreadyUsed);
+        clock.advance(Duration::from_secs(200));
+        let err = exchange(&pg, &flow.auth_code, "wrong-verifier").await.unwrap_err();
+        assert_eq!(
+            parts(err),
+            (
+                BadRequest,
+                ErrorCode::BadCodeVerifier,
+                "code challenge does not match previously saved code verifier".into()
+            )
+        );
+        let out = exchange(&pg, &flow.auth_code, VERIFIER).await.unwrap();
+        assert_eq!(out.flow.user_id, Some(user));
+        let ext = out.external.unwrap();
+        assert_eq!((ext.provider_token.as_str(), ext.provider_refresh_token.as_str()), ("tok", "ref"));
+        assert_eq!((ext.nonce.as_str(), ext.claimed_at), ("abc", Some(T0)));
+        assert_eq!(parts(exchange(&pg, &flow.auth_code, VERIFIER).await.unwrap_err()), not_found());
+        assert_eq!(count(&pg).await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_magic_link_window_starts_at_the_click() {
+        let db = migrated_db().await;
+        let clock = Clock::fixed(T0);
+        let pg = flows(&db, &clock);
+        let user = Uuid::new_v4();
+        assert_eq!(
+            parts(code_for_user(&pg, user, &["magiclink"]).await.unwrap_err()),
+            (Unprocessable, ErrorCode::FlowStateNotFound, "invalid flow state, no valid flow state found".into())
+        );
+        let link = email_flow("magiclink", user, T0);
+        let signup = email_flow("email/signup", user, T0);
+        create(&pg, &link).await;
+        create(&pg, &signup).await;
+        // Ten minutes later: both are past the flow lifetime, but their links still work, so
+        // the sweeper keeps them.
+        clock.advance(Duration::from_secs(600));
+        pg.clone().handle(OAuthFlowMessage::Sweep).await;
+        assert_eq!(count(&pg).await, 2);
+        let code = code_for_user(&pg, user, &["magiclink"]).await.unwrap();
+        assert_eq!(
+            exchange(&pg, &code, VERIFIER).await.unwrap().flow.id,
+            link.id,
+            "magic link: counted from the click"
+        );
+        let code = code_for_user(&pg, user, &["email/signup", "magiclink"]).await.unwrap();
+        assert_eq!(exchange(&pg, &code, VERIFIER).await.unwrap_err().code, ErrorCode::FlowStateExpired);
+        assert_eq!(count(&pg).await, 1, "a refused exchange leaves the flow");
+        // The newest flow of the methods is the one.
+        let newer = email_flow("email/signup", user, clock.now());
+        create(&pg, &newer).await;
+        assert_eq!(code_for_user(&pg, user, &["email/signup"]).await.unwrap(), newer.auth_code);
+        assert!(code_for_user(&pg, Uuid::new_v4(), &["email/signup"]).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn expired_flows_are_refused_and_swept() {
+        let db = migrated_db().await;
+        let clock = Clock::fixed(T0);
+        let pg = flows(&db, &clock);
+        let link_lifetime = Settings::for_tests().otp.exp;
+        let oauth = oauth_flow("", T0);
+        create_external(&pg, &oauth, ExternalFlow::default()).await;
+        let pkce = oauth_flow(CHALLENGE, T0);
+        create_external(&pg, &pkce, ExternalFlow::default()).await;
+        let unclicked = email_flow("email/signup", Uuid::new_v4(), T0);
+        create(&pg, &unclicked).await;
+        clock.advance(Duration::from_secs(299));
+        claim(&pg, pkce.id).await.unwrap();
+        clock.advance(Duration::from_secs(1));
+        let err = claim(&pg, oauth.id).await.unwrap_err();
+        assert_eq!(parts(err), (BadRequest, ErrorCode::BadOauthState, "OAuth state has expired".into()));
+        let fresh = oauth_flow("", clock.now());
+        create_external(&pg, &fresh, ExternalFlow::default()).await;
+        assert_eq!(pg.sweep().await.unwrap(), 2, "the expired OAuth flows go");
+        assert_eq!(count(&pg).await, 2);
+        clock.advance(link_lifetime);
+        assert_eq!(pg.sweep().await.unwrap(), 2, "the email flow goes once its link is dead");
+        assert_eq!(count(&pg).await, 0);
+    }
+
+    #[tokio::test]
+    async fn two_nodes_racing_for_one_flow_one_wins() {
+        let url = migrated_url().await;
+        let (a, b) = (connect(&url).await, connect(&url).await);
+        let clock = Clock::fixed(T0);
+        let (pa, pb) = (flows(&a, &clock), flows(&b, &clock));
+        for _ in 0..5 {
+            // Two callbacks claiming one implicit state, then one PKCE state.
+            let implicit = oauth_flow("", T0);
+            create_external(&pa, &implicit, ExternalFlow::default()).await;
+            let (ra, rb) = tokio::join!(claim(&pa, implicit.id), claim(&pb, implicit.id));
+            assert_eq!(ra.is_ok() as u8 + rb.is_ok() as u8, 1, "{ra:?} {rb:?}");
+            assert_eq!(ra.err().or(rb.err()).unwrap().code, ErrorCode::BadOauthState);
+            let flow = oauth_flow(CHALLENGE, T0);
+            create_external(&pa, &flow, ExternalFlow::default()).await;
+            let (ra, rb) = tokio::join!(claim(&pa, flow.id), claim(&pb, flow.id));
+            assert_eq!(ra.is_ok() as u8 + rb.is_ok() as u8, 1, "{ra:?} {rb:?}");
+            assert_eq!(ra.err().or(rb.err()).unwrap().code, ErrorCode::FlowStateAlreadyUsed);
+            // Two completions, then two exchanges of the code.
+            let user = Uuid::new_v4();
+            let (ra, rb) = tokio::join!(complete(&pa, flow.id, user), complete(&pb, flow.id, user));
+            assert_eq!(ra.is_ok() as u8 + rb.is_ok() as u8, 1, "{ra:?} {rb:?}");
+            let (ra, rb) =
+                tokio::join!(exchange(&pa, &flow.auth_code, VERIFIER), exchange(&pb, &flow.auth_code, VERIFIER));
+            assert_eq!(ra.is_ok() as u8 + rb.is_ok() as u8, 1, "{ra:?} {rb:?}");
+            assert_eq!(ra.err().or(rb.err()).unwrap().code, ErrorCode::FlowStateNotFound);
+            // Two takes of an email flow's code.
+            let email = email_flow("recovery", user, T0);
+            create(&pa, &email).await;
+            let (ra, rb) = tokio::join!(take(&pa, &email.auth_code), take(&pb, &email.auth_code));
+            assert_eq!(ra.is_ok() as u8 + rb.is_ok() as u8, 1, "{ra:?} {rb:?}");
+        }
+        assert_eq!(count(&pb).await, 0);
+    }
+}
