@@ -517,7 +517,7 @@ pub fn pkce_matches(method: &str, challenge: &str, verifier: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn state(clock: &Clock) -> OAuthFlowState {
@@ -530,7 +530,7 @@ mod tests {
         OAuthFlowState::load(&store, &env).unwrap()
     }
 
-    fn oauth_flow(challenge: &str, now: Timestamp) -> FlowState {
+    pub(crate) fn oauth_flow(challenge: &str, now: Timestamp) -> FlowState {
         FlowState {
             id: Uuid::new_v4(),
             auth_code: Uuid::new_v4().to_string(),

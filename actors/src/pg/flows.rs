@@ -18,6 +18,7 @@ use crate::pg::schema::side_schema;
 use crate::pg::Db;
 use crate::ActorEnv;
 use std::sync::Arc;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Transaction};
 use uuid::Uuid;
 
@@ -177,60 +178,46 @@ impl PgFlows {
     }
 
     async fn create(&self, flow: FlowState) -> AuthResult<FlowState> {
-        let client = self.db.client().await?;
-        let none: Option<&str> = None;
-        let no_target: Option<Uuid> = None;
-        let no_issue: Option<Timestamp> = None;
-        client
-            .execute(
-                &self.sql.insert,
-                &[
-                    &flow.id,
-                    &flow.user_id,
-                    &flow.auth_code,
-                    &non_empty(&flow.code_challenge_method),
-                    &non_empty(&flow.code_challenge),
-                    &flow.provider,
-                    &none,
-                    &none,
-                    &flow.created_at,
-                    &self.clock.now(),
-                    &flow.authentication_method,
-                    &no_issue,
-                    &flow.redirect_to,
-                    &no_target,
-                ],
-            )
-            .await?;
+        self.insert(&flow, None).await?;
         Ok(flow)
     }
 
     async fn create_external(&self, flow: FlowState, ext: ExternalFlow) -> AuthResult<()> {
-        let client = self.db.client().await?;
+        self.insert(&flow, Some(&ext)).await
+    }
+
+    /// A new `flow_state` row and, for an OAuth flow, its external row (one statement).
+    async fn insert(&self, flow: &FlowState, ext: Option<&ExternalFlow>) -> AuthResult<()> {
+        let now = self.clock.now();
         let no_issue: Option<Timestamp> = None;
-        client
-            .execute(
-                &self.sql.insert_external,
-                &[
-                    &flow.id,
-                    &flow.user_id,
-                    &flow.auth_code,
-                    &non_empty(&flow.code_challenge_method),
-                    &non_empty(&flow.code_challenge),
-                    &flow.provider,
-                    &ext.provider_token,
-                    &ext.provider_refresh_token,
-                    &flow.created_at,
-                    &self.clock.now(),
-                    &flow.authentication_method,
-                    &no_issue,
-                    &flow.redirect_to,
-                    &ext.linking_target,
-                    &ext.nonce,
-                    &ext.claimed_at,
-                ],
-            )
-            .await?;
+        let (method, challenge) = (non_empty(&flow.code_challenge_method), non_empty(&flow.code_challenge));
+        let token = ext.map(|x| x.provider_token.as_str());
+        let refresh = ext.map(|x| x.provider_refresh_token.as_str());
+        let target = ext.and_then(|x| x.linking_target);
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+            &flow.id,
+            &flow.user_id,
+            &flow.auth_code,
+            &method,
+            &challenge,
+            &flow.provider,
+            &token,
+            &refresh,
+            &flow.created_at,
+            &now,
+            &flow.authentication_method,
+            &no_issue,
+            &flow.redirect_to,
+            &target,
+        ];
+        let sql = match ext {
+            Some(x) => {
+                params.extend([&x.nonce as &(dyn ToSql + Sync), &x.claimed_at]);
+                &self.sql.insert_external
+            }
+            None => &self.sql.insert,
+        };
+        self.db.client().await?.execute(sql, &params).await?;
         Ok(())
     }
 
@@ -375,9 +362,9 @@ mod tests {
     use super::*;
     use crate::call::Reply;
     use crate::error::{AuthError, ErrorCode, ErrorKind, ErrorKind::*};
-    use crate::pg::testing::{connect, migrated_db, migrated_url, reply_port};
+    use crate::oauth_flow::tests::oauth_flow;
+    use crate::pg::testing::{connect, migrated_db, migrated_url, reply_port, test_env};
     use crate::settings::Settings;
-    use crate::Storage;
     use std::time::Duration;
 
     const T0: Timestamp = Timestamp(1_764_547_200_000_000);
@@ -385,9 +372,7 @@ mod tests {
     const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
     fn flows(db: &Db, clock: &Clock) -> Arc<PgFlows> {
-        let settings = Arc::new(Settings::for_tests());
-        let env = ActorEnv { storage: Storage::Postgres(db.clone()), settings, clock: clock.clone() };
-        Arc::new(PgFlows::new(db.clone(), &env))
+        Arc::new(PgFlows::new(db.clone(), &test_env(db, clock)))
     }
 
     /// Asks through `handle`, as the actor does.
@@ -398,20 +383,6 @@ mod tests {
         let (reply, answer) = reply_port();
         pg.clone().handle(build(reply)).await;
         answer.await
-    }
-
-    fn oauth_flow(challenge: &str, now: Timestamp) -> FlowState {
-        FlowState {
-            id: Uuid::new_v4(),
-            auth_code: Uuid::new_v4().to_string(),
-            code_challenge: challenge.into(),
-            code_challenge_method: if challenge.is_empty() { String::new() } else { "s256".into() },
-            provider: "github".into(),
-            authentication_method: "oauth".into(),
-            user_id: None,
-            redirect_to: "http://localhost:3000".into(),
-            created_at: now,
-        }
     }
 
     fn email_flow(method: &str, user: Uuid, now: Timestamp) -> FlowState {

@@ -280,18 +280,15 @@ mod tests {
     use crate::crypto::Secret;
     use crate::error::ErrorCode;
     use crate::otp_issuer::MAX_FAILED_ATTEMPTS;
-    use crate::pg::testing::{bare_user, connect, migrated_db, migrated_url, reply_port};
+    use crate::pg::testing::{bare_user, connect, migrated_db, migrated_url, reply_port, test_env};
     use crate::settings::Settings;
-    use crate::Storage;
 
     const T0: Timestamp = Timestamp(1_764_547_200_000_000);
     const CONFIRM: &str = "confirmation_token";
     const RECOVERY: &str = "recovery_token";
 
     fn otps(db: &Db, clock: &Clock) -> Arc<PgOtps> {
-        let settings = Arc::new(Settings::for_tests());
-        let env = ActorEnv { storage: Storage::Postgres(db.clone()), settings, clock: clock.clone() };
-        Arc::new(PgOtps::new(db.clone(), &env))
+        Arc::new(PgOtps::new(db.clone(), &test_env(db, clock)))
     }
 
     /// Asks through `handle`, as the actor does.

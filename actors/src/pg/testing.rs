@@ -74,3 +74,12 @@ pub fn reply_port<T: Send + 'static>(
     let (tx, rx) = ractor::concurrency::oneshot();
     (tx.into(), async move { rx.await.expect("the backend answered") })
 }
+
+/// An actor environment on `db` with the test settings and `clock`.
+pub fn test_env(db: &Db, clock: &crate::clock::Clock) -> crate::ActorEnv {
+    crate::ActorEnv {
+        storage: crate::Storage::Postgres(db.clone()),
+        settings: std::sync::Arc::new(crate::settings::Settings::for_tests()),
+        clock: clock.clone(),
+    }
+}
