@@ -68,7 +68,7 @@ impl StoredFlow {
     /// The instant the flow's lifetime is measured from: for magic links (GoTrue's
     /// `FlowState.IsExpired`) and OAuth flows, the auth code's issue once it happened; else the
     /// flow's creation.
-    fn started(&self) -> Timestamp {
+    pub(crate) fn started(&self) -> Timestamp {
         let from_issue = self.external.is_some() || self.flow.authentication_method == "magiclink";
         match self.auth_code_issued_at {
             Some(issued) if from_issue => issued,
@@ -82,6 +82,143 @@ impl StoredFlow {
 pub struct ExchangedFlow {
     pub flow: FlowState,
     pub external: Option<ExternalFlow>,
+}
+
+// The rules both backends apply (sled here, Postgres in `pg::flows`): each takes the flow as
+// found (locked, in Postgres) and says what becomes of it.
+
+/// A flow state's lifetimes: `GOTRUE_EXTERNAL_FLOW_STATE_EXPIRY_DURATION`, and for an email flow
+/// whose link was not clicked yet, the link's (the mailed token's) when longer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FlowRules {
+    pub lifetime: Duration,
+    pub link_lifetime: Duration,
+}
+
+/// What a callback's claim does to the flow.
+pub(crate) enum Claimed {
+    /// Implicit flow: single use, deleted now.
+    Delete(ExchangedFlow),
+    /// PKCE flow: stored as claimed (the new record), waiting for `Complete`.
+    Mark(StoredFlow, ExchangedFlow),
+}
+
+fn flow_not_found() -> AuthError {
+    AuthError::not_found(ErrorCode::FlowStateNotFound, "invalid flow state, no valid flow state found")
+}
+
+fn flow_expired() -> AuthError {
+    AuthError::unprocessable(ErrorCode::FlowStateExpired, "invalid flow state, flow state has expired")
+}
+
+fn already_used() -> AuthError {
+    AuthError::bad_request(ErrorCode::FlowStateAlreadyUsed, "State has already been used")
+}
+
+fn bad_state(msg: &'static str) -> AuthError {
+    AuthError::bad_request(ErrorCode::BadOauthState, msg)
+}
+
+impl FlowRules {
+    pub(crate) fn from_env(env: &ActorEnv) -> FlowRules {
+        FlowRules {
+            lifetime: env.settings.flow_state_expiry,
+            link_lifetime: env.settings.otp.exp.max(env.settings.flow_state_expiry),
+        }
+    }
+
+    pub(crate) fn expired(&self, stored: &StoredFlow, now: Timestamp) -> bool {
+        now >= stored.started().plus(self.lifetime)
+    }
+
+    /// Expired, and no longer reachable either: an email flow whose link was not clicked yet
+    /// stays while the link is valid (a magic link's window starts at the click).
+    pub(crate) fn sweepable(&self, stored: &StoredFlow, now: Timestamp) -> bool {
+        if stored.external.is_none() && stored.auth_code_issued_at.is_none() {
+            return now >= stored.flow.created_at.plus(self.link_lifetime);
+        }
+        self.expired(stored, now)
+    }
+
+    /// A flow taken (already removed) by its auth code.
+    pub(crate) fn taken(&self, stored: Option<StoredFlow>, now: Timestamp) -> AuthResult<StoredFlow> {
+        let stored = stored.ok_or_else(flow_not_found)?;
+        if self.expired(&stored, now) {
+            return Err(flow_expired());
+        }
+        Ok(stored)
+    }
+
+    /// `/callback` claiming the flow `stored` (see [`OAuthFlowMessage::Claim`]).
+    pub(crate) fn claim(&self, stored: Option<StoredFlow>, now: Timestamp) -> AuthResult<Claimed> {
+        let stored =
+            stored.filter(|s| s.external.is_some()).ok_or_else(|| bad_state("OAuth state not found or expired"))?;
+        if self.expired(&stored, now) {
+            return Err(bad_state("OAuth state has expired"));
+        }
+        let mut external = stored.external.clone().unwrap_or_default();
+        if stored.flow.code_challenge.is_empty() {
+            // Implicit: the state is single use; the session goes out in this very callback.
+            return Ok(Claimed::Delete(ExchangedFlow { flow: stored.flow, external: Some(external) }));
+        }
+        if external.claimed_at.is_some() || stored.flow.user_id.is_some() {
+            return Err(already_used());
+        }
+        external.claimed_at = Some(now);
+        let out = ExchangedFlow { flow: stored.flow.clone(), external: Some(external.clone()) };
+        Ok(Claimed::Mark(StoredFlow { external: Some(external), ..stored }, out))
+    }
+
+    /// A PKCE callback completing `stored`: the record to store (see
+    /// [`OAuthFlowMessage::Complete`]); its auth code is the answer.
+    pub(crate) fn complete(
+        stored: Option<StoredFlow>,
+        user_id: Uuid,
+        token: String,
+        refresh: String,
+        now: Timestamp,
+    ) -> AuthResult<StoredFlow> {
+        let mut stored = stored.ok_or_else(|| bad_state("OAuth state not found or expired"))?;
+        if stored.flow.user_id.is_some() {
+            return Err(already_used());
+        }
+        stored.flow.user_id = Some(user_id);
+        let external = stored.external.get_or_insert_with(ExternalFlow::default);
+        external.provider_token = token;
+        external.provider_refresh_token = refresh;
+        stored.auth_code_issued_at = Some(now);
+        Ok(stored)
+    }
+
+    /// `CodeForUser` found no flow.
+    pub(crate) fn no_code_for_user() -> AuthError {
+        AuthError::unprocessable(ErrorCode::FlowStateNotFound, "invalid flow state, no valid flow state found")
+    }
+
+    /// Whether `grant_type=pkce` may take `stored` (see [`OAuthFlowMessage::Exchange`]); on an
+    /// error the flow stays.
+    pub(crate) fn check_exchange<'a>(
+        &self,
+        stored: Option<&'a StoredFlow>,
+        verifier: &str,
+        now: Timestamp,
+    ) -> AuthResult<&'a StoredFlow> {
+        let stored = stored.ok_or_else(flow_not_found)?;
+        let flow = &stored.flow;
+        if self.expired(stored, now) {
+            return Err(flow_expired());
+        }
+        if !pkce_matches(&flow.code_challenge_method, &flow.code_challenge, verifier) {
+            return Err(AuthError::bad_request(
+                ErrorCode::BadCodeVerifier,
+                "code challenge does not match previously saved code verifier",
+            ));
+        }
+        if flow.user_id.is_none() {
+            return Err(flow_not_found());
+        }
+        Ok(stored)
+    }
 }
 
 /// Everything [`OAuthFlow`] can be asked.
@@ -119,9 +256,7 @@ pub struct OAuthFlow;
 pub struct OAuthFlowState {
     store: Store,
     clock: Clock,
-    lifetime: Duration,
-    /// An email flow whose link was not clicked yet lives as long as the link (the mailed token).
-    link_lifetime: Duration,
+    rules: FlowRules,
     table: Table<StoredFlow>,
     by_id: HashMap<Uuid, StoredFlow>,
     by_code: HashMap<String, Uuid>,
@@ -133,8 +268,7 @@ impl OAuthFlowState {
         let mut st = OAuthFlowState {
             store: store.clone(),
             clock: env.clock.clone(),
-            lifetime: env.settings.flow_state_expiry,
-            link_lifetime: env.settings.otp.exp.max(env.settings.flow_state_expiry),
+            rules: FlowRules::from_env(env),
             table,
             by_id: HashMap::new(),
             by_code: HashMap::new(),
@@ -174,77 +308,33 @@ impl OAuthFlowState {
         Ok(stored)
     }
 
-    fn expired(&self, stored: &StoredFlow) -> bool {
-        self.clock.now() >= stored.started().plus(self.lifetime)
-    }
-
-    /// Expired, and no longer reachable either: an email flow whose link was not clicked yet
-    /// stays while the link is valid (a magic link's window starts at the click).
-    fn sweepable(&self, stored: &StoredFlow) -> bool {
-        if stored.external.is_none() && stored.auth_code_issued_at.is_none() {
-            return self.clock.now() >= stored.flow.created_at.plus(self.link_lifetime);
-        }
-        self.expired(stored)
-    }
-
     fn take(&mut self, auth_code: &str) -> AuthResult<FlowState> {
         self.take_stored(auth_code).map(|s| s.flow)
     }
 
     fn take_stored(&mut self, auth_code: &str) -> AuthResult<StoredFlow> {
-        let not_found =
-            || AuthError::not_found(ErrorCode::FlowStateNotFound, "invalid flow state, no valid flow state found");
-        let id = *self.by_code.get(auth_code).ok_or_else(not_found)?;
-        let stored = self.remove(id)?.ok_or_else(not_found)?;
-        if self.expired(&stored) {
-            return Err(AuthError::unprocessable(
-                ErrorCode::FlowStateExpired,
-                "invalid flow state, flow state has expired",
-            ));
-        }
-        Ok(stored)
+        let removed = match self.by_code.get(auth_code) {
+            Some(id) => self.remove(*id)?,
+            None => None,
+        };
+        self.rules.taken(removed, self.clock.now())
     }
 
     fn claim(&mut self, id: Uuid) -> AuthResult<ExchangedFlow> {
-        let bad_state = |msg: &'static str| AuthError::bad_request(ErrorCode::BadOauthState, msg);
-        let stored = self
-            .by_id
-            .get(&id)
-            .filter(|s| s.external.is_some())
-            .cloned()
-            .ok_or_else(|| bad_state("OAuth state not found or expired"))?;
-        if self.expired(&stored) {
-            return Err(bad_state("OAuth state has expired"));
-        }
-        let mut external = stored.external.clone().unwrap_or_default();
-        if stored.flow.code_challenge.is_empty() {
-            // Implicit: the state is single use; the session goes out in this very callback.
-            self.remove(id)?;
-        } else {
-            if external.claimed_at.is_some() || stored.flow.user_id.is_some() {
-                return Err(AuthError::bad_request(ErrorCode::FlowStateAlreadyUsed, "State has already been used"));
+        match self.rules.claim(self.by_id.get(&id).cloned(), self.clock.now())? {
+            Claimed::Delete(out) => {
+                self.remove(id)?;
+                Ok(out)
             }
-            external.claimed_at = Some(self.clock.now());
-            self.put(StoredFlow { external: Some(external.clone()), ..stored.clone() })?;
+            Claimed::Mark(stored, out) => {
+                self.put(stored)?;
+                Ok(out)
+            }
         }
-        Ok(ExchangedFlow { flow: stored.flow, external: Some(external) })
     }
 
     fn complete(&mut self, id: Uuid, user_id: Uuid, token: String, refresh: String) -> AuthResult<String> {
-        let mut stored = self
-            .by_id
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| AuthError::bad_request(ErrorCode::BadOauthState, "OAuth state not found or expired"))?;
-        if stored.flow.user_id.is_some() {
-            return Err(AuthError::bad_request(ErrorCode::FlowStateAlreadyUsed, "State has already been used"));
-        }
-        let now = self.clock.now();
-        stored.flow.user_id = Some(user_id);
-        let external = stored.external.get_or_insert_with(ExternalFlow::default);
-        external.provider_token = token;
-        external.provider_refresh_token = refresh;
-        stored.auth_code_issued_at = Some(now);
+        let stored = FlowRules::complete(self.by_id.get(&id).cloned(), user_id, token, refresh, self.clock.now())?;
         let code = stored.flow.auth_code.clone();
         self.put(stored)?;
         Ok(code)
@@ -257,9 +347,7 @@ impl OAuthFlowState {
             .filter(|s| s.flow.user_id == Some(user_id) && methods.contains(&s.flow.authentication_method))
             .max_by_key(|s| s.flow.created_at)
             .cloned()
-            .ok_or_else(|| {
-                AuthError::unprocessable(ErrorCode::FlowStateNotFound, "invalid flow state, no valid flow state found")
-            })?;
+            .ok_or_else(FlowRules::no_code_for_user)?;
         let code = stored.flow.auth_code.clone();
         // GoTrue's `RecordAuthCodeIssuedAtTime`: a magic link's exchange window starts now.
         stored.auth_code_issued_at = Some(self.clock.now());
@@ -268,33 +356,15 @@ impl OAuthFlowState {
     }
 
     fn exchange(&mut self, auth_code: &str, code_verifier: &str) -> AuthResult<ExchangedFlow> {
-        let not_found =
-            || AuthError::not_found(ErrorCode::FlowStateNotFound, "invalid flow state, no valid flow state found");
-        let id = *self.by_code.get(auth_code).ok_or_else(not_found)?;
-        let stored = self.by_id.get(&id).cloned().ok_or_else(not_found)?;
-        let flow = &stored.flow;
-        if self.expired(&stored) {
-            return Err(AuthError::unprocessable(
-                ErrorCode::FlowStateExpired,
-                "invalid flow state, flow state has expired",
-            ));
-        }
-        if !pkce_matches(&flow.code_challenge_method, &flow.code_challenge, code_verifier) {
-            return Err(AuthError::bad_request(
-                ErrorCode::BadCodeVerifier,
-                "code challenge does not match previously saved code verifier",
-            ));
-        }
-        if flow.user_id.is_none() {
-            return Err(not_found());
-        }
+        let stored = self.by_code.get(auth_code).and_then(|id| self.by_id.get(id));
+        self.rules.check_exchange(stored, code_verifier, self.clock.now())?;
         let taken = self.take_stored(auth_code)?;
         Ok(ExchangedFlow { flow: taken.flow, external: taken.external })
     }
 
     fn sweep(&mut self) -> AuthResult<()> {
         let doomed: Vec<FlowState> =
-            self.by_id.values().filter(|s| self.sweepable(s)).map(|s| s.flow.clone()).collect();
+            self.by_id.values().filter(|s| self.rules.sweepable(s, self.clock.now())).map(|s| s.flow.clone()).collect();
         if doomed.is_empty() {
             return Ok(());
         }
@@ -447,7 +517,7 @@ pub fn pkce_matches(method: &str, challenge: &str, verifier: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn state(clock: &Clock) -> OAuthFlowState {
@@ -460,7 +530,7 @@ mod tests {
         OAuthFlowState::load(&store, &env).unwrap()
     }
 
-    fn oauth_flow(challenge: &str, now: Timestamp) -> FlowState {
+    pub(crate) fn oauth_flow(challenge: &str, now: Timestamp) -> FlowState {
         FlowState {
             id: Uuid::new_v4(),
             auth_code: Uuid::new_v4().to_string(),

@@ -164,8 +164,71 @@ pub struct OtpIssuerState {
     by_user: HashMap<Uuid, Vec<Uuid>>,
 }
 
-fn expired() -> AuthError {
+/// The answer for a token that is unknown, expired, used or of the wrong type.
+pub(crate) fn expired() -> AuthError {
     AuthError::forbidden(ErrorCode::OtpExpired, "Token has expired or is invalid")
+}
+
+// The rules both backends apply (sled here, Postgres in `pg::otps`).
+
+impl OneTimeToken {
+    /// The token as stored for `new`, issued at `now`: MACs only.
+    pub(crate) fn mint(key: &TokenKey, new: NewToken, now: Timestamp) -> OneTimeToken {
+        let pkce = new.link.as_ref().is_some_and(|l| l.expose().starts_with(crate::flows::email::PKCE_PREFIX));
+        OneTimeToken {
+            id: Uuid::new_v4(),
+            user_id: new.user_id,
+            link_mac: new.link.as_ref().map(|l| key.link_mac(l.expose())),
+            code_mac: key.code_mac(&new.relates_to, new.code.expose()),
+            token_type: new.token_type,
+            relates_to: new.relates_to,
+            pkce,
+            failed_attempts: 0,
+            created_at: now,
+            expires_at: new.expires_at,
+        }
+    }
+
+    /// The first instant the token no longer works: its own expiry, else `lifetime` after its
+    /// creation (`GOTRUE_MAILER_OTP_EXP`).
+    pub(crate) fn dead_from(&self, lifetime: Duration) -> Timestamp {
+        self.expires_at.unwrap_or_else(|| self.created_at.plus(lifetime))
+    }
+
+    pub(crate) fn is_live(&self, now: Timestamp, lifetime: Duration) -> bool {
+        now < self.dead_from(lifetime)
+    }
+
+    /// The token was found by `link_mac`: check the stored MAC in constant time.
+    pub(crate) fn link_matches(&self, link_mac: &Mac256) -> bool {
+        self.link_mac.is_some_and(|stored| secure_eq(&stored, link_mac))
+    }
+}
+
+/// Whether a consumption accepting `types` takes a token of `token_type` (empty: any type).
+pub(crate) fn accepts_type(types: &[String], token_type: &str) -> bool {
+    types.is_empty() || types.iter().any(|t| t == token_type)
+}
+
+/// The candidate `code` matches, comparing against every candidate (no early exit), each in
+/// constant time.
+pub(crate) fn matching_code(key: &TokenKey, candidates: &[OneTimeToken], code: &str) -> Option<OneTimeToken> {
+    let mut hit = None;
+    for t in candidates {
+        if secure_eq(&key.code_mac(&t.relates_to, code), &t.code_mac) && hit.is_none() {
+            hit = Some(t.clone());
+        }
+    }
+    hit
+}
+
+/// A token with this many wrong codes counted is deleted.
+pub(crate) fn exhausted(failed_attempts: u32) -> bool {
+    failed_attempts >= MAX_FAILED_ATTEMPTS
+}
+
+pub(crate) fn log_exhausted(t: &OneTimeToken) {
+    tracing::info!(token_type = %t.token_type, user_id = %t.user_id, "one-time token deleted after too many wrong codes");
 }
 
 impl OtpIssuerState {
@@ -190,19 +253,7 @@ impl OtpIssuerState {
     }
 
     fn issue(&mut self, new: NewToken) -> AuthResult<OneTimeToken> {
-        let pkce = new.link.as_ref().is_some_and(|l| l.expose().starts_with(crate::flows::email::PKCE_PREFIX));
-        let token = OneTimeToken {
-            id: Uuid::new_v4(),
-            user_id: new.user_id,
-            link_mac: new.link.as_ref().map(|l| self.key.link_mac(l.expose())),
-            code_mac: self.key.code_mac(&new.relates_to, new.code.expose()),
-            token_type: new.token_type,
-            relates_to: new.relates_to,
-            pkce,
-            failed_attempts: 0,
-            created_at: self.clock.now(),
-            expires_at: new.expires_at,
-        };
+        let token = OneTimeToken::mint(&self.key, new, self.clock.now());
         let replaced: Vec<OneTimeToken> = self
             .ids_of_user(token.user_id)
             .filter_map(|id| self.by_id.get(&id))
@@ -224,14 +275,13 @@ impl OtpIssuerState {
     }
 
     fn is_live(&self, t: &OneTimeToken) -> bool {
-        self.clock.now() < t.expires_at.unwrap_or_else(|| t.created_at.plus(self.lifetime))
+        t.is_live(self.clock.now(), self.lifetime)
     }
 
     fn peek(&self, link: &str) -> Option<OneTimeToken> {
         let mac = self.key.link_mac(link);
         let t = self.by_link.get(&mac).and_then(|id| self.by_id.get(id))?;
-        let matches = t.link_mac.is_some_and(|stored| secure_eq(&stored, &mac));
-        (matches && self.is_live(t)).then(|| t.clone())
+        (t.link_matches(&mac) && self.is_live(t)).then(|| t.clone())
     }
 
     fn check_code(&mut self, target: &CodeTarget, code: &str, types: &[String]) -> AuthResult<Option<OneTimeToken>> {
@@ -245,13 +295,7 @@ impl OtpIssuerState {
             .filter(|t| types.contains(&t.token_type) && self.is_live(t))
             .cloned()
             .collect();
-        // Compare against every candidate (no early exit), in constant time each.
-        let mut hit = None;
-        for t in &candidates {
-            if secure_eq(&self.key.code_mac(&t.relates_to, code), &t.code_mac) && hit.is_none() {
-                hit = Some(t.clone());
-            }
-        }
+        let hit = matching_code(&self.key, &candidates, code);
         if hit.is_some() || candidates.is_empty() {
             return Ok(hit);
         }
@@ -260,7 +304,7 @@ impl OtpIssuerState {
         let mut counted = Vec::with_capacity(candidates.len());
         for mut t in candidates {
             t.failed_attempts = t.failed_attempts.saturating_add(1);
-            if t.failed_attempts >= MAX_FAILED_ATTEMPTS {
+            if exhausted(t.failed_attempts) {
                 ops.push(self.table.remove(t.id.as_bytes().to_vec()));
             } else {
                 ops.push(self.table.put(t.id.as_bytes().to_vec(), &t)?);
@@ -269,8 +313,8 @@ impl OtpIssuerState {
         }
         self.store.apply(ops)?;
         for t in counted {
-            if t.failed_attempts >= MAX_FAILED_ATTEMPTS {
-                tracing::info!(token_type = %t.token_type, user_id = %t.user_id, "one-time token deleted after too many wrong codes");
+            if exhausted(t.failed_attempts) {
+                log_exhausted(&t);
                 self.forget(&t);
             } else if let Some(slot) = self.by_id.get_mut(&t.id) {
                 *slot = t;
@@ -289,7 +333,7 @@ impl OtpIssuerState {
 
     fn consume(&mut self, id: Uuid, types: &[String]) -> AuthResult<OneTimeToken> {
         let token = self.by_id.get(&id).cloned().ok_or_else(expired)?;
-        if !types.is_empty() && !types.contains(&token.token_type) {
+        if !accepts_type(types, &token.token_type) {
             return Err(expired());
         }
         self.store.apply(vec![self.table.remove(id.as_bytes().to_vec())])?;

@@ -42,3 +42,44 @@ pub async fn migrated_db() -> Db {
     db.migrate().await.expect("create the schema");
     db
 }
+
+/// A fresh database with the schema created: its URL, for tests that connect several pools
+/// (several nodes) to it.
+pub async fn migrated_url() -> String {
+    let url = fresh_database().await;
+    connect(&url).await.migrate().await.expect("create the schema");
+    url
+}
+
+/// A pool on `url` (see [`migrated_url`]).
+pub async fn connect(url: &str) -> Db {
+    Db::connect(&settings(url)).await.expect("connect to the test database")
+}
+
+/// Inserts a bare `users` row (what rows of other tables reference) and returns its id.
+pub async fn bare_user(db: &Db) -> uuid::Uuid {
+    let id = uuid::Uuid::new_v4();
+    let sql = format!(
+        "INSERT INTO {}.users (id, instance_id, aud, role, created_at, updated_at) \
+         VALUES ($1, '00000000-0000-0000-0000-000000000000', 'authenticated', 'authenticated', NULL, NULL)",
+        db.namespace()
+    );
+    db.client().await.expect("a connection").execute(&sql, &[&id]).await.expect("insert a user");
+    id
+}
+
+/// A reply port for a message handed straight to a Postgres backend's `handle`, and the answer.
+pub fn reply_port<T: Send + 'static>(
+) -> (crate::call::Reply<T>, impl std::future::Future<Output = crate::error::AuthResult<T>>) {
+    let (tx, rx) = ractor::concurrency::oneshot();
+    (tx.into(), async move { rx.await.expect("the backend answered") })
+}
+
+/// An actor environment on `db` with the test settings and `clock`.
+pub fn test_env(db: &Db, clock: &crate::clock::Clock) -> crate::ActorEnv {
+    crate::ActorEnv {
+        storage: crate::Storage::Postgres(db.clone()),
+        settings: std::sync::Arc::new(crate::settings::Settings::for_tests()),
+        clock: clock.clone(),
+    }
+}
