@@ -135,6 +135,15 @@ fn preflight(opts: &Options) -> Result<SecretPlan, String> {
             ConnectOptions::parse(url).map_err(|e| format!("{flag}: database URL: {e}"))?;
         }
     }
+    if let Endpoint::Sled(dir) = &opts.from {
+        if !dir.join("db").is_dir() {
+            return Err(format!(
+                "no ferrotrue data directory at {} ({}/db does not exist)",
+                dir.display(),
+                dir.display()
+            ));
+        }
+    }
     match (&opts.from, &opts.to) {
         (Endpoint::Sled(a), Endpoint::Sled(b)) => {
             let a = std::fs::canonicalize(a).map_err(|e| format!("--from {}: {e}", a.display()))?;
@@ -156,15 +165,6 @@ fn preflight(opts: &Options) -> Result<SecretPlan, String> {
             }
         }
         _ => {}
-    }
-    if let Endpoint::Sled(dir) = &opts.from {
-        if !dir.join("db").is_dir() {
-            return Err(format!(
-                "no ferrotrue data directory at {} ({}/db does not exist)",
-                dir.display(),
-                dir.display()
-            ));
-        }
     }
     let dest_saved = match &opts.to {
         Endpoint::Sled(dir) => read_saved_secret(dir).map(|s| s.expose().to_owned()),
