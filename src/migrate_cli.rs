@@ -16,7 +16,7 @@
 use crate::config::{create_private_dir, read_saved_secret, write_private, SECRET_FILE};
 use ferrotrue_actors::clock::Clock;
 use ferrotrue_actors::crypto::Secret;
-use ferrotrue_actors::error::{AuthError, ErrorCode};
+use ferrotrue_actors::error::{AuthError, ErrorCode, ErrorKind};
 use ferrotrue_actors::pg::{valid_namespace, ConnectOptions, Db, PgSettings, SchemaState};
 use ferrotrue_actors::settings::Settings;
 use ferrotrue_actors::storage::{Durability, Store};
@@ -301,7 +301,7 @@ pub async fn run(opts: &Options, log: &mut dyn Write) -> Result<Summary, String>
 }
 
 async fn copy(src: &Actors, dest: &Side, opts: &Options, log: &mut dyn Write) -> Result<Summary, String> {
-    let total = src.users.count().await.map_err(|e| format!("counting the source's users: {}", e.msg))?;
+    let total = src.users.count().await.map_err(|e| format!("counting the source's users: {}", reason(&e)))?;
     let _ = writeln!(
         log,
         "migrate: {total} users from {} to {}",
@@ -317,7 +317,7 @@ async fn copy(src: &Actors, dest: &Side, opts: &Options, log: &mut dyn Write) ->
             .users
             .list(page, PAGE, None, true)
             .await
-            .map_err(|e| format!("reading page {page} of the source's users: {}", e.msg))?
+            .map_err(|e| format!("reading page {page} of the source's users: {}", reason(&e)))?
             .items;
         let full = items.len() == PAGE;
         for user in items {
@@ -334,7 +334,14 @@ async fn copy(src: &Actors, dest: &Side, opts: &Options, log: &mut dyn Write) ->
                     s.completed += 1;
                     s.factors += factors;
                 }
-                Err(why) => {
+                Err(Failure::Storage(why)) => {
+                    return Err(format!(
+                        "the destination failed at user {id}: {why}\n(the {} users copied so far stay; fix the cause \
+                         and run the same command again to continue)",
+                        s.copied
+                    ));
+                }
+                Err(Failure::User(why)) => {
                     s.failed += 1;
                     if s.failed <= MAX_SHOWN_FAILURES {
                         let who = if email.is_empty() { String::new() } else { format!(" ({email})") };
@@ -378,18 +385,44 @@ enum Copied {
     Present(u64),
 }
 
-/// Copies one user and its factors; `Err` is the reason it was not copied.
-async fn copy_user(src: &Actors, dest: &Actors, mut user: User) -> Result<Copied, String> {
+/// Why a user was not copied: something about this user (reported, the run goes on), or the
+/// destination's storage failing (the run stops: every following user would fail the same way).
+enum Failure {
+    User(String),
+    Storage(String),
+}
+
+impl Failure {
+    fn from_storage(e: &AuthError) -> Failure {
+        Failure::Storage(reason(e))
+    }
+}
+
+/// An error's message with its logged-only detail (a database error's cause, never a URL).
+fn reason(e: &AuthError) -> String {
+    match &e.internal {
+        Some(detail) => format!("{}: {detail}", e.msg),
+        None => e.msg.to_string(),
+    }
+}
+
+/// Whether the destination itself failed (rather than refusing this user).
+fn is_storage_failure(e: &AuthError) -> bool {
+    matches!(e.kind, ErrorKind::Internal | ErrorKind::GatewayTimeout)
+}
+
+/// Copies one user and its factors.
+async fn copy_user(src: &Actors, dest: &Actors, mut user: User) -> Result<Copied, Failure> {
     let factors = std::mem::take(&mut user.factors);
     for f in &factors {
         if f.factor_type == "totp" && !ferrotrue_actors::flows::mfa::totp_secret_opens(src, f) {
-            return Err(format!(
+            return Err(Failure::User(format!(
                 "TOTP factor {} does not open under this GOTRUE_JWT_SECRET: set the secret the source server uses",
                 f.id
-            ));
+            )));
         }
     }
-    match dest.users.get(user.id).await.map_err(|e| e.msg.to_string())? {
+    match dest.users.get(user.id).await.map_err(|e| Failure::from_storage(&e))? {
         Some(existing) => {
             let missing: Vec<Factor> =
                 factors.into_iter().filter(|f| !existing.factors.iter().any(|e| e.id == f.id)).collect();
@@ -400,7 +433,10 @@ async fn copy_user(src: &Actors, dest: &Actors, mut user: User) -> Result<Copied
             let id = user.id;
             let (email, phone) = (user.email.clone(), user.phone.clone());
             if let Err(e) = dest.users.create(user).await {
-                return Err(conflict(dest, &e, &email, &phone).await);
+                if is_storage_failure(&e) {
+                    return Err(Failure::from_storage(&e));
+                }
+                return Err(Failure::User(conflict(dest, &e, &email, &phone).await));
             }
             let n = install_factors(dest, id, factors).await?;
             Ok(Copied::New(n))
@@ -409,7 +445,7 @@ async fn copy_user(src: &Actors, dest: &Actors, mut user: User) -> Result<Copied
 }
 
 /// Adds `factors` to the user's (those with an id already there are left alone).
-async fn install_factors(dest: &Actors, user_id: uuid::Uuid, factors: Vec<Factor>) -> Result<u64, String> {
+async fn install_factors(dest: &Actors, user_id: uuid::Uuid, factors: Vec<Factor>) -> Result<u64, Failure> {
     if factors.is_empty() {
         return Ok(0);
     }
@@ -424,7 +460,14 @@ async fn install_factors(dest: &Actors, user_id: uuid::Uuid, factors: Vec<Factor
             Ok(None)
         })
         .await
-        .map_err(|e| format!("the user was copied but its factors were not: {} (a re-run adds them)", e.msg))?;
+        .map_err(|e| {
+            let why = format!("the user was copied but its factors were not: {} (a re-run adds them)", reason(&e));
+            if is_storage_failure(&e) {
+                Failure::Storage(why)
+            } else {
+                Failure::User(why)
+            }
+        })?;
     Ok(n)
 }
 
@@ -437,7 +480,7 @@ async fn conflict(dest: &Actors, e: &AuthError, email: &str, phone: &str) -> Str
     };
     match owner {
         Some((what, value, id)) => format!("{what} {value:?} already belongs to user {id} at the destination"),
-        None => format!("the destination refused it: {} ({})", e.msg, e.code.as_str()),
+        None => format!("the destination refused it: {} ({})", reason(e), e.code.as_str()),
     }
 }
 
