@@ -273,6 +273,14 @@ async fn refusals_are_clear_and_never_show_a_password() {
     assert_eq!(code, Some(2));
     assert!(err.contains("same database") && !err.contains("hunter2"), "{err}");
 
+    // A running server holds the source (sled locks it): refused before anything is written.
+    let server = serve(src).await;
+    let (code, _, err) = migrate(&from, &p(&scratch.path().join("d")), Some(SECRET));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cannot open the source database") && err.contains("stop the server"), "{err}");
+    assert!(!scratch.path().join("d").exists(), "nothing is created while the source is busy");
+    let _src = server.stop().await;
+
     let out = bin().args(["migrate", "--from", &from, "--to", "x", "--namespace", "Bad-Name"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--namespace"));
