@@ -496,36 +496,27 @@ pub async fn command(from: &str, to: &str, namespace: &str, vars: &HashMap<Strin
     };
     let started = Instant::now();
     let mut stderr = std::io::stderr();
-    match run(&opts, &mut stderr).await {
-        Ok(s) => {
-            println!(
-                "copied {} users ({} factors), skipped {} (id already at the destination{}), failed {} — {} users \
-                 read from {} into {} in {:.1} s; sessions are not copied (users sign in again)",
-                s.copied,
-                s.factors,
-                s.skipped,
-                if s.completed > 0 {
-                    format!("; {} of them got their missing factors", s.completed)
-                } else {
-                    String::new()
-                },
-                s.failed,
-                s.users,
-                opts.from.describe(&opts.namespace),
-                opts.to.describe(&opts.namespace),
-                started.elapsed().as_secs_f64()
-            );
-            if s.failed > 0 {
-                std::process::ExitCode::from(1)
+    let outcome = run(&opts, &mut stderr).await.map(|s| {
+        println!(
+            "copied {} users ({} factors), skipped {} (id already at the destination{}), failed {} — {} users \
+             read from {} into {} in {:.1} s; sessions are not copied (users sign in again)",
+            s.copied,
+            s.factors,
+            s.skipped,
+            if s.completed > 0 {
+                format!("; {} of them got their missing factors", s.completed)
             } else {
-                std::process::ExitCode::SUCCESS
-            }
-        }
-        Err(e) => {
-            eprintln!("ferrotrue: {e}");
-            std::process::ExitCode::from(2)
-        }
-    }
+                String::new()
+            },
+            s.failed,
+            s.users,
+            opts.from.describe(&opts.namespace),
+            opts.to.describe(&opts.namespace),
+            started.elapsed().as_secs_f64()
+        );
+        s.failed
+    });
+    crate::import::batch_exit(outcome)
 }
 
 #[cfg(test)]
