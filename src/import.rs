@@ -463,24 +463,29 @@ pub async fn command(file: &Path, data_dir: &Path, cache_mb: u64) -> std::proces
     let opts = Options { file: file.to_owned(), data_dir: data_dir.to_owned(), cache_bytes: cache_mb * 1024 * 1024 };
     let started = Instant::now();
     let mut stderr = std::io::stderr();
-    match run(&opts, &mut stderr).await {
-        Ok(s) => {
-            println!(
-                "imported {} users, skipped {} (id already present), failed {} — {} lines from {} into {} in {:.1} s",
-                s.imported,
-                s.skipped,
-                s.failed,
-                s.lines,
-                file.display(),
-                data_dir.join("db").display(),
-                started.elapsed().as_secs_f64()
-            );
-            if s.failed > 0 {
-                std::process::ExitCode::from(1)
-            } else {
-                std::process::ExitCode::SUCCESS
-            }
-        }
+    let outcome = run(&opts, &mut stderr).await.map(|s| {
+        println!(
+            "imported {} users, skipped {} (id already present), failed {} — {} lines from {} into {} in {:.1} s",
+            s.imported,
+            s.skipped,
+            s.failed,
+            s.lines,
+            file.display(),
+            data_dir.join("db").display(),
+            started.elapsed().as_secs_f64()
+        );
+        s.failed
+    });
+    batch_exit(outcome)
+}
+
+/// The exit status of the offline batch commands (import, migrate): 0 when every item was done or
+/// skipped, 1 when some failed (the others are in), 2 when the command could not run (the reason
+/// goes to stderr).
+pub(crate) fn batch_exit(outcome: Result<u64, String>) -> std::process::ExitCode {
+    match outcome {
+        Ok(0) => std::process::ExitCode::SUCCESS,
+        Ok(_) => std::process::ExitCode::from(1),
         Err(e) => {
             eprintln!("ferrotrue: {e}");
             std::process::ExitCode::from(2)

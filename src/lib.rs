@@ -24,6 +24,7 @@ pub mod handlers;
 pub mod http;
 pub mod import;
 pub mod metrics;
+pub mod migrate_cli;
 pub mod state;
 
 use config::Config;

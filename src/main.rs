@@ -113,6 +113,41 @@ enum Command {
         #[arg(long, default_value_t = 512)]
         cache_mb: u64,
     },
+    /// Copy users, identities and MFA factors between a sled data directory and Postgres (offline).
+    ///
+    /// `--from` and `--to` are each a ferrotrue data directory (sled, its database is `DIR/db`)
+    /// or a Postgres URL (`postgres://…`, GoTrue's schema in `--namespace`): sled → Postgres,
+    /// Postgres → sled, or between two of the same kind. Every user is copied as it is: id,
+    /// created_at, email, phone, confirmations, metadata, identities, bans, and the password hash
+    /// (GoTrue's bcrypt and ferrotrue's argon2id both keep working). No hook fires, no mail is
+    /// sent. The destination is created if missing (a Postgres destination gets GoTrue's schema).
+    ///
+    /// Idempotent and resumable: a user whose id is already at the destination is skipped (and
+    /// gets any factor it lacks), so re-running after an interruption finishes the job. A user
+    /// whose email, phone or identity belongs to another destination user fails, with the reason,
+    /// and the others are still copied. Progress and failures go to stderr, the summary to stdout.
+    ///
+    /// The JWT secret: TOTP factors are sealed under a key derived from GOTRUE_JWT_SECRET, so the
+    /// destination must be served with the source's secret. The secret is GOTRUE_JWT_SECRET, else
+    /// the one generated in the source data directory (then saved in a sled destination, which
+    /// must not have a different one); each TOTP factor is checked to open under it.
+    ///
+    /// Not copied: sessions and refresh tokens (users sign in again), the audit log, pending
+    /// one-time tokens and OAuth flows. Neither side may be in use by a server (a sled directory
+    /// is locked by its server; stop Postgres-backed nodes first). Database URLs are never
+    /// printed with their password. Exit status: 0 every user copied or skipped, 1 some users
+    /// failed, 2 nothing could be done (arguments, secret, storage).
+    Migrate {
+        /// The source: a data directory or a postgres:// URL.
+        #[arg(long, value_name = "DIR|URL")]
+        from: String,
+        /// The destination: a data directory (created if missing) or a postgres:// URL.
+        #[arg(long, value_name = "DIR|URL")]
+        to: String,
+        /// GoTrue's schema on the Postgres side(s) (GOTRUE_DB_NAMESPACE).
+        #[arg(long, default_value = "auth", value_name = "NS")]
+        namespace: String,
+    },
     /// Restore a backup into an empty data directory (offline: the server must not be using it).
     Restore {
         /// The backup file.
@@ -513,6 +548,7 @@ async fn run() -> ExitCode {
         | Command::Sessions { .. }
         | Command::Backup { .. }
         | Command::Import { .. }
+        | Command::Migrate { .. }
         | Command::Restore { .. } => {}
         Command::Db { command } => {
             let (action, url) = match command {
@@ -548,6 +584,9 @@ async fn run() -> ExitCode {
     }
     if let Command::Restore { file, data_dir } = &command {
         return restore_command(file, data_dir);
+    }
+    if let Command::Migrate { from, to, namespace } = &command {
+        return ferrotrue::migrate_cli::command(from, to, namespace, environment()).await;
     }
     if let Command::Import { file, data_dir, cache_mb } = &command {
         let data_dir = data_dir.clone().unwrap_or_else(|| {

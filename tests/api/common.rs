@@ -51,7 +51,8 @@ impl TestServer {
         Self::start_in(dir, config).await
     }
 
-    async fn start_in(dir: TempDir, mut config: Config) -> TestServer {
+    /// A server on `dir` (an existing data directory, kept after [`TestServer::stop`]).
+    pub async fn start_in(dir: TempDir, mut config: Config) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         // Links in mails point at this very server.
         let base = format!("http://{}", listener.local_addr().expect("addr"));
@@ -89,6 +90,15 @@ impl TestServer {
         }
         drop(self.actors);
         Self::start_in(self.dir, self.config).await
+    }
+
+    /// Stops gracefully and hands back the data directory (for offline tools such as migrate).
+    pub async fn stop(mut self) -> TempDir {
+        if let Some(server) = self.server.take() {
+            server.stop().await;
+        }
+        drop(self.actors);
+        self.dir
     }
 
     /// Where `GET /metrics` answers, when the configuration enables metrics.

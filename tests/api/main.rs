@@ -20,6 +20,7 @@ mod metrics;
 mod mfa;
 mod mfa_phone;
 mod mfa_webauthn;
+mod migrate;
 mod oauth;
 mod operations;
 mod packaging;

@@ -59,6 +59,12 @@ fn seal(a: &Actors, factor_id: Uuid, secret: &[u8]) -> AuthResult<Vec<u8>> {
     Ok(out)
 }
 
+/// Whether a TOTP factor's secret opens under this server's `GOTRUE_JWT_SECRET` (`ferrotrue
+/// migrate` checks each copied factor, so a wrong secret is reported, not discovered at sign-in).
+pub fn totp_secret_opens(a: &Actors, factor: &Factor) -> bool {
+    unseal(a, factor).is_ok()
+}
+
 fn unseal(a: &Actors, factor: &Factor) -> AuthResult<Vec<u8>> {
     let bad = || AuthError::internal("mfa secret cannot be opened (was GOTRUE_JWT_SECRET changed?)");
     if factor.sealed_secret.len() < NONCE_LEN {
