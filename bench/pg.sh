@@ -59,39 +59,16 @@ KEEP_LOGS=${KEEP_LOGS:-0}
 SKIP_BUILD=${SKIP_BUILD:-0}
 CONFIGS=${CONFIGS:-"sled pg1 pg2 ceiling"}
 SCENARIOS=${SCENARIOS:-"user refresh login signup"}
-# As bench/all.sh: wrk is one client (127.0.0.1), so the per-client limits are raised.
-RAISED_LIMITS=(
-    GOTRUE_RATE_LIMIT_OTP=1000000000 GOTRUE_RATE_LIMIT_VERIFY=1000000000
-    GOTRUE_RATE_LIMIT_TOKEN_REFRESH=1000000000 GOTRUE_RATE_LIMIT_ANONYMOUS_USERS=1000000000
-    FERROTRUE_RATE_LIMIT_PASSWORD_PER_CLIENT=1000000000 FERROTRUE_RATE_LIMIT_PASSWORD_PER_ACCOUNT=1000000000
-)
-JWT_SECRET="load-bench-secret-that-is-long-enough-for-hs256"
-PASSWORD="bench-password-1234"
-EMAIL="login@example.com"
+SCRIPT=pg.sh
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
-for tool in wrk curl python3; do
-    command -v "$tool" >/dev/null 2>&1 || { echo "pg.sh: '$tool' is required (apt-get install -y $tool)" >&2; exit 1; }
-done
+require_tools wrk curl python3
 for n in "$CONNS" "$LOGIN_CONNS" "$SIGNUP_CONNS"; do
     [ "$n" -ge $((THREADS * 2)) ] || { echo "pg.sh: every *CONNS must be >= 2*THREADS (two nodes)" >&2; exit 1; }
 done
 
-if [ "$SKIP_BUILD" != 1 ]; then
-    if [ -z "${BIN:-}" ]; then
-        echo "== cargo build --release --bin ferrotrue"
-        (cd "$ROOT" && cargo build --release --bin ferrotrue)
-    fi
-    if [ -z "${CEILING_BIN:-}" ]; then
-        echo "== cargo build --profile ceiling -p ferrotrue-ceiling"
-        (cd "$ROOT" && cargo build --profile ceiling -p ferrotrue-ceiling)
-    fi
-fi
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=${BIN:-$TARGET_DIR/release/ferrotrue}
-CEILING_BIN=${CEILING_BIN:-$TARGET_DIR/ceiling/ferrotrue-ceiling}
-for b in "$BIN" "$CEILING_BIN"; do
-    [ -x "$b" ] || { echo "pg.sh: $b not found (build failed, or SKIP_BUILD=1 without a build)" >&2; exit 1; }
-done
+build_binaries
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ferrotrue-pg.XXXXXX")
 RESULTS="$WORK/results"
@@ -133,10 +110,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
 
 alive() { # alive: 0 when every server of the configuration runs; else prints the end of the dead one's log
     local i
@@ -239,30 +212,11 @@ print(total)
 PY
 }
 
-json_field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
-
 create_login_user() { # through the first server; sets ACCESS_TOKEN
     local body
     body=$(curl -fsS -X POST "${BASES[0]}/signup" -H 'Content-Type: application/json' \
         -d "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}")
     ACCESS_TOKEN=$(printf '%s' "$body" | json_field access_token)
-}
-
-create_refresh_pool() { # create_refresh_pool <file>: POOL sessions of the login user (password grants)
-    python3 - "${BASES[0]}" "$EMAIL" "$PASSWORD" "$POOL" "$1" <<'PY'
-import json, sys, urllib.request
-from concurrent.futures import ThreadPoolExecutor
-base, email, password, n, out = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
-def login(_):
-    req = urllib.request.Request(base + "/token?grant_type=password", method="POST",
-        data=json.dumps({"email": email, "password": password}).encode(),
-        headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return json.load(r)["refresh_token"]
-with ThreadPoolExecutor(4) as ex:
-    tokens = list(ex.map(login, range(n)))
-open(out, "w").write("\n".join(tokens) + "\n")
-PY
 }
 
 # measure <scenario> <conns> <script> [token file]: one wrk per server, started together, CPU of the
@@ -342,7 +296,7 @@ for scenario in $SCENARIOS; do
             ;;
         */refresh)
             create_login_user
-            create_refresh_pool "$WORK/tokens-$NAME.txt"
+            create_refresh_pool "${BASES[0]}" "$WORK/tokens-$NAME.txt"
             measure refresh "$CONNS" refresh.lua "$WORK/tokens-$NAME.txt"
             ;;
         */login)
