@@ -59,43 +59,18 @@ WRK_TIMEOUT=${WRK_TIMEOUT:-10s}
 KEEP_LOGS=${KEEP_LOGS:-0}
 SKIP_BUILD=${SKIP_BUILD:-0}
 SCENARIOS=${SCENARIOS:-"user ceiling refresh mixed argon2 signup login storm"}
-# Same as load.sh: wrk is one client (127.0.0.1), so the per-client limits are raised.
-RAISED_LIMITS=(
-    GOTRUE_RATE_LIMIT_OTP=1000000000 GOTRUE_RATE_LIMIT_VERIFY=1000000000
-    GOTRUE_RATE_LIMIT_TOKEN_REFRESH=1000000000 GOTRUE_RATE_LIMIT_ANONYMOUS_USERS=1000000000
-    FERROTRUE_RATE_LIMIT_PASSWORD_PER_CLIENT=1000000000 FERROTRUE_RATE_LIMIT_PASSWORD_PER_ACCOUNT=1000000000
-)
-JWT_SECRET="load-bench-secret-that-is-long-enough-for-hs256"
-PASSWORD="bench-password-1234"
-EMAIL="login@example.com"
+SCRIPT=all.sh
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
-for tool in wrk curl python3; do
-    command -v "$tool" >/dev/null 2>&1 || { echo "all.sh: '$tool' is required (apt-get install -y $tool)" >&2; exit 1; }
-done
+require_tools wrk curl python3
 for n in "$CONNS" "$LOGIN_CONNS" "$SIGNUP_CONNS" "$STORM_CONNS"; do
     [ "$n" -ge "$THREADS" ] || { echo "all.sh: every *CONNS must be >= THREADS ($THREADS)" >&2; exit 1; }
 done
 [ "$MIX_LOGIN" -ge 0 ] && [ "$MIX_REFRESH" -ge 0 ] && [ $((MIX_LOGIN + MIX_REFRESH)) -le 1000 ] ||
     { echo "all.sh: MIX_LOGIN + MIX_REFRESH must be between 0 and 1000 (per mille)" >&2; exit 1; }
 
-# The ceiling is built with its own pinned profile (Cargo.toml [profile.ceiling]), so a change of
-# [profile.release] moves the server's figures, not the yardstick.
-if [ "$SKIP_BUILD" != 1 ]; then
-    if [ -z "${BIN:-}" ]; then
-        echo "== cargo build --release --bin ferrotrue"
-        (cd "$ROOT" && cargo build --release --bin ferrotrue)
-    fi
-    if [ -z "${CEILING_BIN:-}" ]; then
-        echo "== cargo build --profile ceiling -p ferrotrue-ceiling"
-        (cd "$ROOT" && cargo build --profile ceiling -p ferrotrue-ceiling)
-    fi
-fi
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=${BIN:-$TARGET_DIR/release/ferrotrue}
-CEILING_BIN=${CEILING_BIN:-$TARGET_DIR/ceiling/ferrotrue-ceiling}
-for b in "$BIN" "$CEILING_BIN"; do
-    [ -x "$b" ] || { echo "all.sh: $b not found (build failed, or SKIP_BUILD=1 without a build)" >&2; exit 1; }
-done
+build_binaries
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ferrotrue-all.XXXXXX")
 RESULTS="$WORK/results"
@@ -132,10 +107,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
 
 check_server() {
     if ! kill -0 "$PID" 2>/dev/null; then
@@ -192,8 +163,6 @@ start_ceiling() {
 cpu_ticks() { sed 's/.*) //' "/proc/$PID/stat" | awk '{ print $12 + $13 }'; }
 mem_kb() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$PID/status"; }
 
-json_field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
-
 # The login user (autoconfirm: signup returns a session); its access token serves GET /user and the
 # ceiling (same secret, valid for the server's default hour).
 create_login_user() {
@@ -201,24 +170,6 @@ create_login_user() {
     body=$(curl -fsS -X POST "$BASE/signup" -H 'Content-Type: application/json' \
         -d "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}")
     ACCESS_TOKEN=$(printf '%s' "$body" | json_field access_token)
-}
-
-# POOL sessions of the login user (password grants, 4 at a time): the refresh chains of one run.
-create_refresh_pool() { # create_refresh_pool <file>
-    python3 - "$BASE" "$EMAIL" "$PASSWORD" "$POOL" "$1" <<'PY'
-import json, sys, urllib.request
-from concurrent.futures import ThreadPoolExecutor
-base, email, password, n, out = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
-def login(_):
-    req = urllib.request.Request(base + "/token?grant_type=password", method="POST",
-        data=json.dumps({"email": email, "password": password}).encode(),
-        headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return json.load(r)["refresh_token"]
-with ThreadPoolExecutor(4) as ex:
-    tokens = list(ex.map(login, range(n)))
-open(out, "w").write("\n".join(tokens) + "\n")
-PY
 }
 
 # Records one line per wrk run in $RESULTS:
@@ -288,14 +239,14 @@ for scenario in $SCENARIOS; do
     refresh)
         start_ferrotrue refresh
         create_login_user
-        create_refresh_pool "$WORK/tokens-refresh.txt"
+        create_refresh_pool "$BASE" "$WORK/tokens-refresh.txt"
         measured_wrk refresh "$CONNS" refresh.lua / -- "$WORK/tokens-refresh.txt" "$THREADS"
         stop_server
         ;;
     mixed)
         start_ferrotrue mixed
         create_login_user
-        create_refresh_pool "$WORK/tokens-mixed.txt"
+        create_refresh_pool "$BASE" "$WORK/tokens-mixed.txt"
         ACCESS_TOKEN="$ACCESS_TOKEN" EMAIL="$EMAIL" PASSWORD="$PASSWORD" MIX_LOGIN="$MIX_LOGIN" \
             MIX_REFRESH="$MIX_REFRESH" measured_wrk mixed "$CONNS" mixed.lua / -- "$WORK/tokens-mixed.txt" "$THREADS"
         stop_server

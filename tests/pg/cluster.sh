@@ -10,9 +10,10 @@
 # never runs as root: when this script is root (CI), the cluster belongs to the `postgres` user and
 # every server command runs through `runuser -u postgres`. It listens on 127.0.0.1 on a free port,
 # with its socket inside DIR (not /var/run), trusts local connections, and trades durability for
-# speed (fsync off): it lives for one test run. It has GoTrue's roles (authenticated, anon,
-# service_role, supabase_auth_admin) and a database `ferrotrue_test`; the URL connects as the
-# superuser `postgres`, so tests can create a database each.
+# speed (fsync off): it lives for one test run. PG_DURABLE=1 at `start` keeps PostgreSQL's durable
+# defaults instead (fsync, synchronous_commit, full_page_writes on; bench/pg.sh). It has GoTrue's
+# roles (authenticated, anon, service_role, supabase_auth_admin) and a database `ferrotrue_test`;
+# the URL connects as the superuser `postgres`, so tests can create a database each.
 set -euo pipefail
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
@@ -45,7 +46,8 @@ free_port() {
 }
 
 start() {
-  local dir=${1:-} bin port tries=0
+  local dir=${1:-} bin port tries=0 durability="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+  [ "${PG_DURABLE:-0}" = 1 ] && durability="-c fsync=on -c synchronous_commit=on -c full_page_writes=on"
   bin=$(pg_bin) || { install_postgres; bin=$(pg_bin) || die "no initdb after installing postgresql"; }
   if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
     useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
@@ -59,8 +61,8 @@ start() {
   while :; do
     port=$(free_port)
     if as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start -o \
-      "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off \
-       -c full_page_writes=off -c max_connections=300 -c shared_buffers=64MB" >/dev/null; then
+      "-c listen_addresses=127.0.0.1 -p $port -k $dir $durability \
+       -c max_connections=300 -c shared_buffers=64MB" >/dev/null; then
       break
     fi
     tries=$((tries + 1))

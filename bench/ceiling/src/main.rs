@@ -1,8 +1,16 @@
-//! The two reference ceilings printed by `bench/all.sh` next to ferrotrue's figures.
+//! The reference ceilings printed by `bench/all.sh` and `bench/pg.sh` next to ferrotrue's figures.
 //!
 //! ```text
 //! ferrotrue-ceiling serve ADDR        # bare hyper 1.x + HS256: GET /user verifies the bearer JWT
 //!                                     # (GOTRUE_JWT_SECRET) and returns a small JSON user
+//! ferrotrue-ceiling serve-pg ADDR     # the same plus Postgres (GOTRUE_DB_DATABASE_URL): GET /user
+//!                                     # = JWT + one indexed query; POST /token?grant_type=
+//!                                     # refresh_token = one short transaction (see pg.rs)
+//! ferrotrue-ceiling seed-pg N FILE    # N users with one refresh token each in GoTrue's schema
+//!                                     # (`ferrotrue db migrate`); tokens to FILE, prints an
+//!                                     # access token of the first user
+//! ferrotrue-ceiling check-pg          # the Postgres self-check on its own throw-away schema
+//!                                     # (FERROTRUE_TEST_DATABASE_URL or GOTRUE_DB_DATABASE_URL)
 //! ferrotrue-ceiling argon2 [THREADS] [SECONDS]
 //!                                     # raw argon2id at OWASP cost (m=19 MiB, t=2, p=1), one thread
 //!                                     # per core by default, each reusing its own memory block
@@ -15,7 +23,10 @@
 //! no durability wait. GET /user, refresh and the mixed blend are reported as a ratio to the first;
 //! sign-up and the password grant (one argon2id hash each) as a ratio to the second.
 
+mod pg;
+
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -55,6 +66,43 @@ fn main() -> Result<(), BoxError> {
                 serve(listener, Arc::new(Verifier::new(secret.as_bytes()))).await
             })
         }
+        Some("serve-pg") => {
+            let addr: SocketAddr = args.get(1).ok_or("usage: ferrotrue-ceiling serve-pg ADDR")?.parse()?;
+            let secret = std::env::var("GOTRUE_JWT_SECRET").map_err(|_| "GOTRUE_JWT_SECRET is not set")?;
+            let settings = pg::Settings::from_env()?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(async {
+                let db = pg::PgCeiling::connect(&settings).await?;
+                let listener = TcpListener::bind(addr).await?;
+                println!(
+                    "listening on {} (Postgres, namespace {}, pool {})",
+                    listener.local_addr()?,
+                    settings.namespace,
+                    settings.pool
+                );
+                pg::serve(listener, Arc::new(pg::PgApp { verifier: Verifier::new(secret.as_bytes()), db })).await
+            })
+        }
+        Some("seed-pg") => {
+            let usage = "usage: ferrotrue-ceiling seed-pg N TOKEN_FILE";
+            let n: usize = args.get(1).ok_or(usage)?.parse()?;
+            let file = args.get(2).ok_or(usage)?;
+            let secret = std::env::var("GOTRUE_JWT_SECRET").map_err(|_| "GOTRUE_JWT_SECRET is not set")?;
+            let settings = pg::Settings::from_env()?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async {
+                let db = pg::PgCeiling::connect(&settings).await?;
+                let seeded = db.seed(n).await?;
+                std::fs::write(file, seeded.refresh_tokens.join("\n") + "\n")?;
+                println!("{}", access_token(secret.as_bytes(), &seeded.first_user, &seeded.first_email)?);
+                Ok(())
+            })
+        }
+        Some("check-pg") => {
+            pg::self_check()?;
+            println!("ferrotrue-ceiling Postgres self-check ok (GET /user and refresh on a throw-away schema)");
+            Ok(())
+        }
         Some("argon2") => {
             let threads = match args.get(1) {
                 Some(n) => n.parse()?,
@@ -77,7 +125,10 @@ fn main() -> Result<(), BoxError> {
             println!("ferrotrue-ceiling self-check ok (serve and argon2 work)");
             Ok(())
         }
-        Some(other) => Err(format!("unknown command {other:?}; expected serve, argon2 or check").into()),
+        Some(other) => {
+            Err(format!("unknown command {other:?}; expected serve, serve-pg, seed-pg, check-pg, argon2 or check")
+                .into())
+        }
     }
 }
 
@@ -123,18 +174,44 @@ struct SmallUser<'a> {
 }
 
 async fn serve(listener: TcpListener, verifier: Arc<Verifier>) -> Result<(), BoxError> {
+    serve_with(listener, move |req| {
+        let verifier = verifier.clone();
+        async move { handle(&verifier, req) }
+    })
+    .await
+}
+
+/// The accept loop of both servers: HTTP/1.1, TCP_NODELAY, one task per connection.
+async fn serve_with<F, Fut>(listener: TcpListener, handler: F) -> Result<(), BoxError>
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
-        let verifier = verifier.clone();
+        let handler = handler.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let verifier = verifier.clone();
-                async move { Ok::<_, Infallible>(handle(&verifier, req)) }
+                let response = handler(req);
+                async move { Ok::<_, Infallible>(response.await) }
             });
             let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
         });
     }
+}
+
+/// An HS256 access token like ferrotrue's for `sub`, valid for a day.
+fn access_token(secret: &[u8], sub: &str, email: &str) -> Result<String, BoxError> {
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() + 86_400;
+    let claims = Claims {
+        sub: sub.into(),
+        email: email.into(),
+        role: "authenticated".into(),
+        aud: serde_json::Value::String("authenticated".into()),
+        exp: Some(exp),
+    };
+    Ok(jsonwebtoken::encode(&Header::new(JwtAlgorithm::HS256), &claims, &EncodingKey::from_secret(secret))?)
 }
 
 fn handle(verifier: &Verifier, req: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -224,17 +301,9 @@ fn self_check() -> Result<(), BoxError> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         tokio::spawn(serve(listener, Arc::new(Verifier::new(secret))));
-        let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() + 3600;
-        let claims = Claims {
-            sub: "6f1c5b1e-0000-4000-8000-000000000001".into(),
-            email: "check@example.com".into(),
-            role: "authenticated".into(),
-            aud: serde_json::Value::String("authenticated".into()),
-            exp: Some(exp),
-        };
-        let header = Header::new(JwtAlgorithm::HS256);
-        let token = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(secret))?;
-        let forged = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(b"other"))?;
+        let (sub, email) = ("6f1c5b1e-0000-4000-8000-000000000001", "check@example.com");
+        let token = access_token(secret, sub, email)?;
+        let forged = access_token(b"other-secret-also-long-enough-for-hs256", sub, email)?;
 
         let ok = get_user(addr, Some(&token)).await?;
         if !ok.starts_with("HTTP/1.1 200") || !ok.contains(r#""email":"check@example.com""#) {
@@ -256,9 +325,13 @@ fn self_check() -> Result<(), BoxError> {
 }
 
 async fn get_user(addr: SocketAddr, token: Option<&str>) -> Result<String, BoxError> {
-    let mut stream = TcpStream::connect(addr).await?;
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    let req = format!("GET /user HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
+    http(addr, &format!("GET /user HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n")).await
+}
+
+/// Sends one raw HTTP/1.1 request (with `Connection: close`) and returns the whole response.
+async fn http(addr: SocketAddr, req: &str) -> Result<String, BoxError> {
+    let mut stream = TcpStream::connect(addr).await?;
     stream.write_all(req.as_bytes()).await?;
     let mut resp = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut resp)).await??;
@@ -271,6 +344,19 @@ mod tests {
     fn self_check_serves_and_hashes() {
         if let Err(e) = super::self_check() {
             panic!("ceiling self-check failed: {e}");
+        }
+    }
+
+    /// The Postgres ceiling against the test cluster, when there is one
+    /// (`FERROTRUE_TEST_DATABASE_URL`); skipped otherwise.
+    #[test]
+    fn pg_self_check_serves_user_and_refresh() {
+        if std::env::var_os("FERROTRUE_TEST_DATABASE_URL").is_none() {
+            eprintln!("skipped: FERROTRUE_TEST_DATABASE_URL is not set");
+            return;
+        }
+        if let Err(e) = super::pg::self_check() {
+            panic!("ceiling Postgres self-check failed: {e}");
         }
     }
 }
