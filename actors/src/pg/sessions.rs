@@ -1,43 +1,556 @@
-//! `SessionManager` on Postgres: GoTrue's `sessions`, `refresh_tokens` and `mfa_amr_claims`.
-//! (Skeleton: being built.)
+//! `SessionManager` on Postgres: GoTrue's `sessions`, `refresh_tokens` and `mfa_amr_claims`,
+//! answering every [`SessionManagerMessage`] as the sled state does; the decisions themselves
+//! (errors, limits, replay/reuse, logout scopes, MFA changes) are [`rules`], shared with it.
+//!
+//! **Rows.** A session is a `sessions` row (`aal` the enum, `ip` an `inet`: NULL when our string
+//! is not an IP address, read back as `host(ip)`; an empty user agent is NULL) plus one
+//! `mfa_amr_claims` row per `amr` method (`updated_at` = when it was last used; read oldest
+//! first, as the sled state keeps them). A refresh token is a `refresh_tokens` row whose `token`
+//! is the lower-case hex SHA-256 of the raw value (never the raw value), `parent` its parent's
+//! digest in hex, `user_id` the uuid as text.
+//!
+//! **Raw values.** As on sled the raw token is `HMAC(K, session_id ‖ seq ‖ nonce)`
+//! ([`TokenKey`]), so the active token can be recomputed for a client replaying its parent.
+//! Here `seq` is the row's `id` (taken with `nextval` before the insert) and the nonce is
+//! derived from the row's `created_at` ([`nonce`]) rather than stored: `id` is already unique
+//! in the database and `session_id` is random, so a stored random nonce would add no
+//! uniqueness, and deriving it keeps a rotation one `INSERT` into GoTrue's table with no side
+//! table (nothing in `<ns>_ferrotrue`). If a row's `created_at` is ever changed the token still
+//! works by digest; only the parent-replay shortcut mints a new child instead (as for tokens
+//! issued under another JWT secret).
+//!
+//! **Concurrency.** No state in memory: every operation is one transaction (or one
+//! statement), and everything that rotates or revokes a session's tokens first takes the
+//! session's row lock (`SELECT … FOR UPDATE`), then reads the token rows in later statements.
+//! Under READ COMMITTED each statement sees what was committed before it started, so a
+//! rotation that waited for the lock sees the winner's child exactly as the sled mailbox would
+//! have shown it: concurrent refreshes of one token (on any number of nodes) serialise per
+//! session, the first rotates, the others get its child back. Logouts delete the session row
+//! (taking the same lock). Deadlock and serialization victims are retried ([`ATTEMPTS`]).
 
+use crate::clock::{Clock, Timestamp};
+use crate::crypto;
 use crate::error::{AuthError, AuthResult};
-use crate::pg::Db;
+use crate::pg::types::is_retryable;
+use crate::pg::{Db, PgError};
+use crate::session_manager::model::{AmrEntry, Session};
+use crate::session_manager::rules::{self, Replay, Targets};
+use crate::session_manager::state::{Issued, LogoutScope};
+use crate::session_manager::token_key::TokenKey;
 use crate::session_manager::SessionManagerMessage;
+use crate::settings::Settings;
 use crate::ActorEnv;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+/// How often a transaction Postgres aborted as a deadlock or serialization victim is run.
+const ATTEMPTS: usize = 3;
+
+/// How long a revoked refresh token is kept (as on sled: GoTrue's cleanup uses 24 h).
+const REVOKED_TOKEN_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
 /// Sessions and refresh tokens in Postgres; no authoritative state in memory.
 pub struct PgSessions {
-    #[allow(dead_code)]
     db: Db,
+    clock: Clock,
+    settings: Arc<Settings>,
+    key: TokenKey,
+    sql: Sql,
+}
+
+/// Every statement, with the namespace written in once.
+struct Sql {
+    next_token_id: String,
+    create: String,
+    lock_session_of_token: String,
+    lock_session: String,
+    session: String,
+    token: String,
+    active_token: String,
+    rotate: String,
+    revoke_family: String,
+    owner: String,
+    elevate_session: String,
+    upsert_amr: String,
+    revoke_all: String,
+    insert_token: String,
+    delete_low_sessions: String,
+    downgrade: String,
+    delete_sessions: String,
+    count: String,
+    sweep: String,
+}
+
+impl Sql {
+    fn new(ns: &str) -> Sql {
+        let session_cols = format!(
+            "s.id, s.user_id, s.created_at, s.updated_at, s.refreshed_at, s.aal::text, s.user_agent, host(s.ip), \
+             s.not_after, \
+             ARRAY(SELECT a.authentication_method FROM {ns}.mfa_amr_claims a WHERE a.session_id = s.id \
+                   ORDER BY a.updated_at, a.created_at, a.authentication_method), \
+             ARRAY(SELECT a.updated_at FROM {ns}.mfa_amr_claims a WHERE a.session_id = s.id \
+                   ORDER BY a.updated_at, a.created_at, a.authentication_method)"
+        );
+        let token_cols = "id, token, session_id, user_id, revoked, created_at, updated_at, parent";
+        Sql {
+            next_token_id: format!("SELECT nextval(pg_get_serial_sequence('{ns}.refresh_tokens', 'id'))"),
+            // $1 session id, $2 user id, $3 now, $4 aal, $5 user agent, $6 ip, $7 amr claim id,
+            // $8 method, $9 token id, $10 token digest, $11 user id as text.
+            create: format!(
+                "WITH s AS (INSERT INTO {ns}.sessions (id, user_id, created_at, updated_at, aal, user_agent, ip) \
+                            VALUES ($1, $2, $3, $3, $4::text::{ns}.aal_level, NULLIF($5::text, ''), $6::text::inet) \
+                            RETURNING id), \
+                      a AS (INSERT INTO {ns}.mfa_amr_claims \
+                                (id, session_id, created_at, updated_at, authentication_method) \
+                            SELECT $7::uuid, id, $3::timestamptz, $3::timestamptz, $8::text FROM s) \
+                 INSERT INTO {ns}.refresh_tokens \
+                     (id, token, user_id, revoked, created_at, updated_at, parent, session_id) \
+                 SELECT $9::bigint, $10::text, $11::text, false, $3::timestamptz, $3::timestamptz, NULL, id FROM s"
+            ),
+            lock_session_of_token: format!(
+                "SELECT s.id FROM {ns}.sessions s \
+                 WHERE s.id = (SELECT t.session_id FROM {ns}.refresh_tokens t WHERE t.token = $1) FOR UPDATE"
+            ),
+            lock_session: format!("SELECT id FROM {ns}.sessions WHERE id = $1 FOR UPDATE"),
+            session: format!("SELECT {session_cols} FROM {ns}.sessions s WHERE s.id = $1"),
+            token: format!("SELECT {token_cols} FROM {ns}.refresh_tokens WHERE token = $1"),
+            active_token: format!(
+                "SELECT {token_cols} FROM {ns}.refresh_tokens WHERE session_id = $1 AND revoked = false \
+                 ORDER BY id DESC LIMIT 1"
+            ),
+            // $1 child id, $2 child digest, $3 session, $4 now, $5 parent id, $6 user id text,
+            // $7 parent digest, $8 now (as `timestamp`, for `refreshed_at`).
+            rotate: format!(
+                "WITH p AS (UPDATE {ns}.refresh_tokens SET revoked = true, updated_at = $4 \
+                            WHERE id = $5 AND revoked IS NOT TRUE), \
+                      s AS (UPDATE {ns}.sessions SET refreshed_at = $8, updated_at = $4 WHERE id = $3) \
+                 INSERT INTO {ns}.refresh_tokens \
+                     (id, token, user_id, revoked, created_at, updated_at, parent, session_id) \
+                 VALUES ($1, $2, $6, false, $4, $4, $7, $3)"
+            ),
+            revoke_family: format!(
+                "UPDATE {ns}.refresh_tokens SET revoked = true, updated_at = $2 \
+                 WHERE session_id = $1 AND revoked IS NOT TRUE"
+            ),
+            owner: format!("SELECT user_id FROM {ns}.refresh_tokens WHERE token = $1"),
+            elevate_session: format!(
+                "UPDATE {ns}.sessions SET aal = $2::text::{ns}.aal_level, updated_at = $3 WHERE id = $1"
+            ),
+            upsert_amr: format!(
+                "INSERT INTO {ns}.mfa_amr_claims (id, session_id, created_at, updated_at, authentication_method) \
+                 VALUES ($1, $2, $3, $3, $4) \
+                 ON CONFLICT ON CONSTRAINT mfa_amr_claims_session_id_authentication_method_pkey \
+                 DO UPDATE SET updated_at = EXCLUDED.updated_at"
+            ),
+            revoke_all: format!(
+                "UPDATE {ns}.refresh_tokens SET revoked = true, updated_at = $2 \
+                 WHERE session_id = $1 AND revoked IS NOT TRUE RETURNING id, token"
+            ),
+            insert_token: format!(
+                "INSERT INTO {ns}.refresh_tokens \
+                     (id, token, user_id, revoked, created_at, updated_at, parent, session_id) \
+                 VALUES ($1, $2, $3, false, $4, $4, $5, $6)"
+            ),
+            delete_low_sessions: format!(
+                "DELETE FROM {ns}.sessions \
+                 WHERE user_id = $1 AND id <> $2 AND aal IS DISTINCT FROM 'aal2'::{ns}.aal_level"
+            ),
+            // `rules::downgrade` in SQL: aal2 sessions drop to aal1 and lose the method's claim.
+            downgrade: format!(
+                "WITH d AS (UPDATE {ns}.sessions SET aal = 'aal1'::{ns}.aal_level, updated_at = $3 \
+                            WHERE user_id = $1 AND aal = 'aal2'::{ns}.aal_level RETURNING id) \
+                 DELETE FROM {ns}.mfa_amr_claims \
+                 WHERE session_id IN (SELECT id FROM d) AND authentication_method = $2"
+            ),
+            // `rules::Targets` in SQL: $2 NULL = all; else only $2 ($3) or all but $2 (not $3).
+            delete_sessions: format!(
+                "DELETE FROM {ns}.sessions WHERE user_id = $1 AND ($2::uuid IS NULL OR (id = $2) = $3)"
+            ),
+            count: format!("SELECT count(*) FROM {ns}.sessions"),
+            sweep: format!("DELETE FROM {ns}.refresh_tokens WHERE revoked AND updated_at < $1"),
+        }
+    }
+}
+
+/// The nonce of a token row: its `created_at` (microseconds, big-endian) and a fixed label.
+/// Not stored: see the module documentation.
+fn nonce(created_at: Timestamp) -> [u8; 16] {
+    let mut n = [0u8; 16];
+    n[..8].copy_from_slice(&created_at.0.to_be_bytes());
+    n[8..].copy_from_slice(b"postgres");
+    n
+}
+
+/// One `refresh_tokens` row.
+struct TokenRow {
+    id: i64,
+    /// The stored digest (hex); a GoTrue-written row holds a raw value here instead.
+    token: String,
+    session_id: Option<Uuid>,
+    revoked: bool,
+    created_at: Option<Timestamp>,
+    updated_at: Timestamp,
+    parent: Option<String>,
+}
+
+impl TokenRow {
+    fn from_row(r: &Row) -> TokenRow {
+        let created_at: Option<Timestamp> = r.get(5);
+        TokenRow {
+            id: r.get(0),
+            token: r.get::<_, Option<String>>(1).unwrap_or_default(),
+            session_id: r.get(2),
+            revoked: r.get::<_, Option<bool>>(4).unwrap_or(false),
+            created_at,
+            updated_at: r.get::<_, Option<Timestamp>>(6).or(created_at).unwrap_or(Timestamp(0)),
+            parent: r.get(7),
+        }
+    }
+
+    /// Its raw value, if it is one of ours and derives under the current key.
+    fn rederive(&self, key: &TokenKey, session_id: Uuid) -> Option<String> {
+        let digest: [u8; 32] = hex::decode(&self.token).ok()?.try_into().ok()?;
+        let seq = u64::try_from(self.id).ok()?;
+        key.rederive(session_id, seq, &nonce(self.created_at?), &digest)
+    }
+}
+
+fn session_from_row(r: &Row) -> Session {
+    let created_at: Timestamp = r.get::<_, Option<Timestamp>>(2).unwrap_or(Timestamp(0));
+    let methods: Vec<String> = r.get(9);
+    let ats: Vec<Timestamp> = r.get(10);
+    Session {
+        id: r.get(0),
+        user_id: r.get(1),
+        created_at,
+        updated_at: r.get::<_, Option<Timestamp>>(3).unwrap_or(created_at),
+        refreshed_at: r.get(4),
+        aal: r.get::<_, Option<String>>(5).unwrap_or_else(|| "aal1".into()),
+        user_agent: r.get::<_, Option<String>>(6).unwrap_or_default(),
+        ip: r.get::<_, Option<String>>(7).unwrap_or_default(),
+        not_after: r.get(8),
+        amr: methods.into_iter().zip(ats).map(|(method, at)| AmrEntry { method, at }).collect(),
+    }
+}
+
+/// Our IP string as an `inet` value (text), or NULL when it is not an address.
+fn inet(ip: &str) -> Option<String> {
+    ip.trim().parse::<std::net::IpAddr>().ok().map(|a| a.to_string())
+}
+
+/// Why an attempt failed: an answer for the client, or the database (maybe worth a retry).
+enum Fail {
+    Auth(AuthError),
+    Db(tokio_postgres::Error),
+    Pool(PgError),
+}
+
+impl From<AuthError> for Fail {
+    fn from(e: AuthError) -> Self {
+        Fail::Auth(e)
+    }
+}
+impl From<tokio_postgres::Error> for Fail {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Fail::Db(e)
+    }
+}
+impl From<PgError> for Fail {
+    fn from(e: PgError) -> Self {
+        Fail::Pool(e)
+    }
+}
+
+impl From<Fail> for AuthError {
+    fn from(f: Fail) -> Self {
+        match f {
+            Fail::Auth(e) => e,
+            Fail::Db(e) => e.into(),
+            Fail::Pool(e) => e.into(),
+        }
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails for a reason other than a deadlock/serialization
+/// abort, or [`ATTEMPTS`] ran.
+async fn retrying<T, F, Fut>(mut attempt: F) -> AuthResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Fail>>,
+{
+    let mut n = 1;
+    loop {
+        match attempt().await {
+            Ok(v) => return Ok(v),
+            Err(Fail::Db(e)) if is_retryable(&e) && n < ATTEMPTS => {
+                n += 1;
+                tracing::debug!(error = %e, attempt = n, "session transaction aborted by Postgres; retrying");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 impl PgSessions {
-    pub fn new(db: Db, _env: &ActorEnv) -> PgSessions {
-        PgSessions { db }
+    pub fn new(db: Db, env: &ActorEnv) -> PgSessions {
+        let sql = Sql::new(db.namespace());
+        PgSessions {
+            db,
+            clock: env.clock.clone(),
+            settings: env.settings.clone(),
+            key: TokenKey::derive(&env.settings.jwt.secret),
+            sql,
+        }
     }
 
     /// Answers one message (on its own task, see [`super::types::spawn_request`]).
     pub async fn handle(self: Arc<Self>, msg: SessionManagerMessage) {
         use SessionManagerMessage::*;
         match msg {
-            Create { reply, .. } | Refresh { reply, .. } | Elevate { reply, .. } => {
-                let _ = reply.send(not_built());
+            Create { user_id, method, user_agent, ip, reply } => {
+                let _ = reply.send(self.create(user_id, &method, user_agent, ip).await);
             }
-            Owner { reply, .. } => drop(reply.send(not_built())),
-            Get { reply, .. } => drop(reply.send(not_built())),
-            Logout { reply, .. } | EndUserSessions { reply, .. } | Downgrade { reply, .. } => {
-                drop(reply.send(not_built()))
-            }
-            Count { reply } => drop(reply.send(not_built())),
-            SweepRevoked => {}
+            Refresh { token, reply } => drop(reply.send(self.refresh(&token).await)),
+            Owner { token, reply } => drop(reply.send(self.owner(&token).await)),
+            Get { id, reply } => drop(reply.send(self.get(id).await)),
+            Logout { user_id, current, scope, reply } => drop(reply.send(self.logout(user_id, current, scope).await)),
+            EndUserSessions { user_id, keep, reply } => drop(reply.send(self.end_user_sessions(user_id, keep).await)),
+            Elevate { session_id, method, reply } => drop(reply.send(self.elevate(session_id, &method).await)),
+            Downgrade { user_id, method, reply } => drop(reply.send(self.downgrade(user_id, &method).await)),
+            Count { reply } => drop(reply.send(self.count().await)),
+            SweepRevoked => match self.sweep_revoked(REVOKED_TOKEN_RETENTION).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(deleted = n, "swept revoked refresh tokens"),
+                Err(e) => tracing::error!(error = %e, "refresh-token sweep failed"),
+            },
+            // The actor answers it before handing messages here.
             #[cfg(feature = "fault-injection")]
             Panic { .. } => {}
         }
     }
-}
 
-fn not_built<T>() -> AuthResult<T> {
-    Err(AuthError::unexpected("the Postgres session backend is not built yet"))
+    /// The raw value and digest (hex) of token row `id` (`seq`, from `nextval`) of
+    /// `session_id`, born `now`.
+    fn mint(&self, id: i64, session_id: Uuid, now: Timestamp) -> Result<(String, String), Fail> {
+        let seq = u64::try_from(id).map_err(|_| AuthError::unexpected("negative refresh token id"))?;
+        let raw = self.key.token(session_id, seq, &nonce(now));
+        let digest = hex::encode(crypto::sha256(raw.as_bytes()));
+        Ok((raw, digest))
+    }
+
+    /// See [`SessionManagerMessage::Create`]: the session, its amr claim and first token in
+    /// one statement.
+    pub async fn create(&self, user_id: Uuid, method: &str, user_agent: String, ip: String) -> AuthResult<Issued> {
+        let (user_agent, ip) = (&user_agent, &ip);
+        retrying(move || async move {
+            let session = rules::new_session(user_id, method, user_agent.clone(), ip.clone(), self.clock.now());
+            let now = session.created_at;
+            let client = self.db.client().await?;
+            let token_id: i64 = client.query_one(&self.sql.next_token_id, &[]).await?.get(0);
+            let (raw, digest) = self.mint(token_id, session.id, now)?;
+            let stmt = client.prepare_cached(&self.sql.create).await?;
+            client
+                .execute(
+                    &stmt,
+                    &[
+                        &session.id,
+                        &user_id,
+                        &now,
+                        &session.aal,
+                        &session.user_agent,
+                        &inet(&session.ip),
+                        &Uuid::new_v4(),
+                        &method,
+                        &token_id,
+                        &digest,
+                        &user_id.to_string(),
+                    ],
+                )
+                .await?;
+            Ok(Issued { session, refresh_token: raw })
+        })
+        .await
+    }
+
+    /// See [`SessionManagerMessage::Refresh`] and `SessionManagerState::refresh`. "Commit then
+    /// fail": a reuse revokes the family in a committed transaction, then returns the error.
+    pub async fn refresh(&self, raw: &str) -> AuthResult<Issued> {
+        let digest = hex::encode(crypto::sha256(raw.as_bytes()));
+        let digest = &digest;
+        retrying(move || self.try_refresh(digest)).await
+    }
+
+    async fn try_refresh(&self, digest: &String) -> Result<Issued, Fail> {
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await?;
+        let (lock, token_q, session_q, active_q) = tokio::try_join!(
+            tx.prepare_cached(&self.sql.lock_session_of_token),
+            tx.prepare_cached(&self.sql.token),
+            tx.prepare_cached(&self.sql.session),
+            tx.prepare_cached(&self.sql.active_token),
+        )?;
+        // The session's row lock serialises every rotation of its tokens, on every node.
+        let locked: Option<Uuid> = tx.query_opt(&lock, &[digest]).await?.map(|r| r.get(0));
+        // Read after the lock: this statement sees whatever the previous holder committed.
+        let token = tx.query_opt(&token_q, &[digest]).await?.map(|r| TokenRow::from_row(&r));
+        let token = token.ok_or_else(rules::token_not_found)?;
+        let session_id = match (locked, token.session_id) {
+            (Some(locked), Some(sid)) if locked == sid => sid,
+            _ => return Err(rules::session_not_found().into()),
+        };
+        let by_session: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&session_id];
+        let (session_row, active_row) =
+            tokio::try_join!(tx.query_opt(&session_q, &by_session), tx.query_opt(&active_q, &by_session))?;
+        let mut session = session_from_row(&session_row.ok_or_else(rules::session_not_found)?);
+        let now = self.clock.now();
+        rules::check_session_limits(&self.settings, now, &session, token.updated_at)?;
+
+        if token.revoked {
+            let active = active_row.map(|r| TokenRow::from_row(&r)).filter(|a| a.parent.as_ref() == Some(digest));
+            let active = active.map(|a| a.rederive(&self.key, session_id));
+            match rules::replay(&self.settings, now, token.updated_at, active) {
+                Replay::Active(raw) => return Ok(Issued { session, refresh_token: raw }),
+                Replay::Rotate => {}
+                Replay::Reuse { revoke_family } => {
+                    if revoke_family {
+                        tx.execute(&self.sql.revoke_family, &[&session_id, &now]).await?;
+                        tx.commit().await?;
+                    }
+                    tracing::warn!(session_id = %session_id, "refresh token reused outside the reuse interval");
+                    return Err(rules::already_used().into());
+                }
+            }
+        }
+
+        // Rotate: revoke the presented token (if not already), mint a child of it.
+        let child_id: i64 = tx.query_one(&self.sql.next_token_id, &[]).await?.get(0);
+        let (child_raw, child_digest) = self.mint(child_id, session_id, now)?;
+        let rotate = tx.prepare_cached(&self.sql.rotate).await?;
+        tx.execute(
+            &rotate,
+            &[&child_id, &child_digest, &session_id, &now, &token.id, &session.user_id.to_string(), digest, &now],
+        )
+        .await?;
+        tx.commit().await?;
+        session.refreshed_at = Some(now);
+        session.updated_at = now;
+        Ok(Issued { session, refresh_token: child_raw })
+    }
+
+    /// See [`SessionManagerMessage::Owner`].
+    pub async fn owner(&self, raw: &str) -> AuthResult<Uuid> {
+        let digest = &hex::encode(crypto::sha256(raw.as_bytes()));
+        retrying(move || async move {
+            let client = self.db.client().await?;
+            let stmt = client.prepare_cached(&self.sql.owner).await?;
+            let user: Option<Option<String>> = client.query_opt(&stmt, &[&digest]).await?.map(|r| r.get(0));
+            let user = user.flatten().and_then(|u| Uuid::parse_str(&u).ok());
+            Ok(user.ok_or_else(rules::token_not_found)?)
+        })
+        .await
+    }
+
+    /// See [`SessionManagerMessage::Get`].
+    pub async fn get(&self, id: Uuid) -> AuthResult<Option<Session>> {
+        retrying(move || async move {
+            let client = self.db.client().await?;
+            let stmt = client.prepare_cached(&self.sql.session).await?;
+            Ok(client.query_opt(&stmt, &[&id]).await?.map(|r| session_from_row(&r)))
+        })
+        .await
+    }
+
+    /// See [`SessionManagerMessage::Logout`].
+    pub async fn logout(&self, user_id: Uuid, current: Option<Uuid>, scope: LogoutScope) -> AuthResult<()> {
+        self.delete_sessions(user_id, scope.targets(current)).await
+    }
+
+    /// See [`SessionManagerMessage::EndUserSessions`].
+    pub async fn end_user_sessions(&self, user_id: Uuid, keep: Option<Uuid>) -> AuthResult<()> {
+        self.delete_sessions(user_id, keep.map_or(Targets::All, Targets::AllBut)).await
+    }
+
+    /// Deletes the user's sessions in `targets`; their tokens and amr claims go with them
+    /// (`ON DELETE CASCADE`).
+    async fn delete_sessions(&self, user_id: Uuid, targets: Targets) -> AuthResult<()> {
+        let (id, only) = match targets {
+            Targets::All => (None, false),
+            Targets::Only(id) => (Some(id), true),
+            Targets::AllBut(id) => (Some(id), false),
+        };
+        retrying(move || async move {
+            let client = self.db.client().await?;
+            let stmt = client.prepare_cached(&self.sql.delete_sessions).await?;
+            client.execute(&stmt, &[&user_id, &id, &only]).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// See [`SessionManagerMessage::Elevate`] and `SessionManagerState::elevate`.
+    pub async fn elevate(&self, session_id: Uuid, method: &str) -> AuthResult<Issued> {
+        retrying(move || async move {
+            let mut client = self.db.client().await?;
+            let tx = client.transaction().await?;
+            if tx.query_opt(&self.sql.lock_session, &[&session_id]).await?.is_none() {
+                return Err(rules::elevate_session_not_found().into());
+            }
+            let row = tx.query_opt(&self.sql.session, &[&session_id]).await?;
+            let mut session = session_from_row(&row.ok_or_else(rules::elevate_session_not_found)?);
+            let now = self.clock.now();
+            rules::elevate(&mut session, method, now);
+            tx.execute(&self.sql.elevate_session, &[&session_id, &session.aal, &now]).await?;
+            tx.execute(&self.sql.upsert_amr, &[&Uuid::new_v4(), &session_id, &now, &method]).await?;
+            // Every live token is revoked; the new one descends from the newest of them.
+            let revoked = tx.query(&self.sql.revoke_all, &[&session_id, &now]).await?;
+            let parent: Option<String> =
+                revoked.iter().max_by_key(|r| r.get::<_, i64>(0)).and_then(|r| r.get::<_, Option<String>>(1));
+            let token_id: i64 = tx.query_one(&self.sql.next_token_id, &[]).await?.get(0);
+            let (raw, digest) = self.mint(token_id, session_id, now)?;
+            tx.execute(
+                &self.sql.insert_token,
+                &[&token_id, &digest, &session.user_id.to_string(), &now, &parent, &session_id],
+            )
+            .await?;
+            tx.execute(&self.sql.delete_low_sessions, &[&session.user_id, &session_id]).await?;
+            tx.commit().await?;
+            Ok(Issued { session, refresh_token: raw })
+        })
+        .await
+    }
+
+    /// See [`SessionManagerMessage::Downgrade`] (one statement).
+    pub async fn downgrade(&self, user_id: Uuid, method: &str) -> AuthResult<()> {
+        retrying(move || async move {
+            let client = self.db.client().await?;
+            client.execute(&self.sql.downgrade, &[&user_id, &method, &self.clock.now()]).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// See [`SessionManagerMessage::Count`].
+    pub async fn count(&self) -> AuthResult<usize> {
+        retrying(move || async move {
+            let client = self.db.client().await?;
+            let n: i64 = client.query_one(&self.sql.count, &[]).await?.get(0);
+            Ok(usize::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+
+    /// Deletes refresh tokens revoked more than `older_than` ago (see
+    /// `SessionManagerState::sweep_revoked`).
+    pub async fn sweep_revoked(&self, older_than: Duration) -> AuthResult<usize> {
+        let cutoff = rules::sweep_cutoff(self.clock.now(), older_than);
+        retrying(move || async move {
+            let client = self.db.client().await?;
+            let n = client.execute(&self.sql.sweep, &[&cutoff]).await?;
+            Ok(usize::try_from(n).unwrap_or(usize::MAX))
+        })
+        .await
+    }
 }
