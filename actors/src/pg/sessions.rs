@@ -554,3 +554,428 @@ impl PgSessions {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+    use crate::pg::testing;
+    use crate::Storage;
+
+    const T0: Timestamp = Timestamp(1_700_000_000_000_000);
+
+    fn backend(db: &Db, settings: Settings, clock: &Clock) -> PgSessions {
+        let env =
+            ActorEnv { storage: Storage::Postgres(db.clone()), settings: Arc::new(settings), clock: clock.clone() };
+        PgSessions::new(db.clone(), &env)
+    }
+
+    async fn setup(settings: Settings) -> (PgSessions, Db, Clock) {
+        let db = testing::migrated_db().await;
+        let clock = Clock::fixed(T0);
+        (backend(&db, settings, &clock), db, clock)
+    }
+
+    /// A bare `users` row (sessions reference users).
+    async fn user(db: &Db) -> Uuid {
+        let id = Uuid::new_v4();
+        db.client()
+            .await
+            .unwrap()
+            .execute(
+                "INSERT INTO auth.users (id, instance_id, aud, role, created_at, updated_at) \
+                 VALUES ($1, '00000000-0000-0000-0000-000000000000', 'authenticated', 'authenticated', $2, $2)",
+                &[&id, &T0],
+            )
+            .await
+            .unwrap();
+        id
+    }
+
+    async fn create(pg: &PgSessions, user: Uuid) -> Issued {
+        pg.create(user, "password", String::new(), String::new()).await.unwrap()
+    }
+
+    async fn code<T: std::fmt::Debug>(r: impl Future<Output = AuthResult<T>>) -> ErrorCode {
+        r.await.unwrap_err().code
+    }
+
+    /// (token digest, revoked, parent) of a session's rows, oldest first.
+    async fn token_rows(db: &Db, session: Uuid) -> Vec<(String, bool, Option<String>)> {
+        let c = db.client().await.unwrap();
+        let rows = c
+            .query(
+                "SELECT token, revoked, parent FROM auth.refresh_tokens WHERE session_id = $1 ORDER BY id",
+                &[&session],
+            )
+            .await
+            .unwrap();
+        rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect()
+    }
+
+    fn hex_digest(raw: &str) -> String {
+        hex::encode(crypto::sha256(raw.as_bytes()))
+    }
+
+    #[tokio::test]
+    async fn create_get_owner_count_and_the_stored_rows() {
+        let (pg, db, _) = setup(Settings::for_tests()).await;
+        let u = user(&db).await;
+        let issued = pg.create(u, "password", "agent/1.0".into(), "192.0.2.7".into()).await.unwrap();
+        let s = &issued.session;
+        assert_eq!((s.user_id, s.aal.as_str(), s.created_at, s.refreshed_at), (u, "aal1", T0, None));
+        assert_eq!(s.amr, vec![AmrEntry { method: "password".into(), at: T0 }]);
+        assert_eq!(pg.get(s.id).await.unwrap().as_ref(), Some(s), "read back as created");
+        assert_eq!(pg.get(Uuid::new_v4()).await.unwrap(), None);
+        assert_eq!(pg.owner(&issued.refresh_token).await.unwrap(), u);
+        assert_eq!(code(pg.owner("no-such-token")).await, ErrorCode::RefreshTokenNotFound);
+        // A client string that is not an address is stored as NULL and read back empty.
+        let other = pg.create(u, "otp", String::new(), "not an ip".into()).await.unwrap();
+        assert_eq!(pg.get(other.session.id).await.unwrap().unwrap().ip, "");
+        assert_eq!(pg.count().await.unwrap(), 2);
+        // GoTrue's rows: the digest in hex (never the raw value), the user id as text, one amr claim.
+        let rows = token_rows(&db, s.id).await;
+        assert_eq!(rows, vec![(hex_digest(&issued.refresh_token), false, None)]);
+        let c = db.client().await.unwrap();
+        let r = c
+            .query_one(
+                "SELECT t.user_id, s.aal::text, host(s.ip), s.user_agent, \
+                        (SELECT count(*) FROM auth.mfa_amr_claims a WHERE a.session_id = s.id) \
+                 FROM auth.refresh_tokens t JOIN auth.sessions s ON s.id = t.session_id WHERE s.id = $1",
+                &[&s.id],
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.get::<_, String>(0), u.to_string());
+        assert_eq!(r.get::<_, String>(1), "aal1");
+        assert_eq!(r.get::<_, String>(2), "192.0.2.7");
+        assert_eq!(r.get::<_, String>(3), "agent/1.0");
+        assert_eq!(r.get::<_, i64>(4), 1);
+        let raw_stored: i64 = c
+            .query_one("SELECT count(*) FROM auth.refresh_tokens WHERE token = $1", &[&issued.refresh_token])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(raw_stored, 0);
+    }
+
+    #[tokio::test]
+    async fn rotation_parent_replay_and_family_revocation() {
+        let (pg, db, clock) = setup(Settings::for_tests()).await;
+        let issued = create(&pg, user(&db).await).await;
+        let t1 = issued.refresh_token;
+        clock.advance(Duration::from_secs(1));
+        let r2 = pg.refresh(&t1).await.unwrap();
+        assert_eq!(r2.session.refreshed_at, Some(clock.now()));
+        assert_eq!(pg.get(issued.session.id).await.unwrap().unwrap().refreshed_at, Some(clock.now()));
+        let t2 = r2.refresh_token;
+        let t3 = pg.refresh(&t2).await.unwrap().refresh_token;
+        assert_ne!(t2, t3);
+        // Parent of the active token → the active token again (recomputed), nothing written.
+        assert_eq!(pg.refresh(&t2).await.unwrap().refresh_token, t3);
+        assert_eq!(token_rows(&db, issued.session.id).await.len(), 3);
+        assert_eq!(
+            token_rows(&db, issued.session.id).await,
+            vec![
+                (hex_digest(&t1), true, None),
+                (hex_digest(&t2), true, Some(hex_digest(&t1))),
+                (hex_digest(&t3), false, Some(hex_digest(&t2))),
+            ]
+        );
+        // Older than that → reuse: error, and the family is revoked (committed).
+        assert_eq!(code(pg.refresh(&t1)).await, ErrorCode::RefreshTokenAlreadyUsed);
+        assert!(token_rows(&db, issued.session.id).await.iter().all(|(_, revoked, _)| *revoked));
+        assert_eq!(code(pg.refresh(&t3)).await, ErrorCode::RefreshTokenAlreadyUsed);
+        assert_eq!(code(pg.refresh("nope-nope-nope")).await, ErrorCode::RefreshTokenNotFound);
+    }
+
+    #[tokio::test]
+    async fn without_rotation_a_reuse_fails_but_revokes_nothing() {
+        let mut settings = Settings::for_tests();
+        settings.refresh.rotation_enabled = false;
+        let (pg, db, _) = setup(settings).await;
+        let issued = create(&pg, user(&db).await).await;
+        let t2 = pg.refresh(&issued.refresh_token).await.unwrap().refresh_token;
+        let t3 = pg.refresh(&t2).await.unwrap().refresh_token;
+        assert_eq!(code(pg.refresh(&issued.refresh_token)).await, ErrorCode::RefreshTokenAlreadyUsed);
+        assert!(pg.refresh(&t3).await.is_ok(), "the family is kept");
+    }
+
+    #[tokio::test]
+    async fn reuse_interval_mints_a_new_child() {
+        let mut settings = Settings::for_tests();
+        settings.refresh.reuse_interval = Duration::from_secs(10);
+        let (pg, db, clock) = setup(settings).await;
+        let u = user(&db).await;
+        let t1 = create(&pg, u).await.refresh_token;
+        let t2 = pg.refresh(&t1).await.unwrap().refresh_token;
+        let t3 = pg.refresh(&t2).await.unwrap().refresh_token;
+        clock.advance(Duration::from_secs(5));
+        let t4 = pg.refresh(&t1).await.unwrap().refresh_token;
+        assert!(![&t1, &t2, &t3].contains(&&t4));
+        // Outside it, the same replay is a reuse attack: the family is revoked.
+        let u1 = create(&pg, u).await;
+        let u2 = pg.refresh(&u1.refresh_token).await.unwrap().refresh_token;
+        let u3 = pg.refresh(&u2).await.unwrap().refresh_token;
+        clock.advance(Duration::from_secs(11));
+        assert_eq!(code(pg.refresh(&u1.refresh_token)).await, ErrorCode::RefreshTokenAlreadyUsed);
+        assert!(token_rows(&db, u1.session.id).await.iter().all(|(_, revoked, _)| *revoked));
+        // As on sled, the revocation stamps the family now: its newest token is a reuse once
+        // the interval has passed again.
+        clock.advance(Duration::from_secs(11));
+        assert_eq!(code(pg.refresh(&u3)).await, ErrorCode::RefreshTokenAlreadyUsed);
+    }
+
+    #[tokio::test]
+    async fn session_limits_timebox_not_after_and_inactivity() {
+        let mut settings = Settings::for_tests();
+        settings.sessions.timebox = Some(Duration::from_secs(60));
+        settings.sessions.inactivity_timeout = Some(Duration::from_secs(20));
+        let (pg, db, clock) = setup(settings).await;
+        let u = user(&db).await;
+        let t1 = create(&pg, u).await.refresh_token;
+        clock.advance(Duration::from_secs(15));
+        let t2 = pg.refresh(&t1).await.unwrap().refresh_token;
+        clock.advance(Duration::from_secs(21));
+        let err = pg.refresh(&t2).await.unwrap_err();
+        assert_eq!(
+            (err.code, err.msg.as_ref()),
+            (ErrorCode::SessionExpired, "Invalid Refresh Token: Session Expired (Inactivity)")
+        );
+        let s = create(&pg, u).await;
+        clock.advance(Duration::from_secs(61));
+        let err = pg.refresh(&s.refresh_token).await.unwrap_err();
+        assert_eq!((err.code, err.msg.as_ref()), (ErrorCode::SessionExpired, "Invalid Refresh Token: Session Expired"));
+        // not_after (set by GoTrue's single-session features): expired at that instant.
+        let s = create(&pg, u).await;
+        db.client()
+            .await
+            .unwrap()
+            .execute("UPDATE auth.sessions SET not_after = $2 WHERE id = $1", &[&s.session.id, &clock.now()])
+            .await
+            .unwrap();
+        assert_eq!(code(pg.refresh(&s.refresh_token)).await, ErrorCode::SessionExpired);
+    }
+
+    #[tokio::test]
+    async fn a_token_whose_session_is_gone_is_not_found() {
+        let (pg, db, _) = setup(Settings::for_tests()).await;
+        let u = user(&db).await;
+        let s = create(&pg, u).await;
+        // A GoTrue row without a session.
+        let c = db.client().await.unwrap();
+        c.execute("UPDATE auth.refresh_tokens SET session_id = NULL WHERE session_id = $1", &[&s.session.id])
+            .await
+            .unwrap();
+        let err = pg.refresh(&s.refresh_token).await.unwrap_err();
+        assert_eq!(
+            (err.code, err.msg.as_ref()),
+            (ErrorCode::SessionNotFound, "Invalid Refresh Token: Session Not Found")
+        );
+        // Deleting the session deletes its tokens: not found, as on sled.
+        let s = create(&pg, u).await;
+        c.execute("DELETE FROM auth.sessions WHERE id = $1", &[&s.session.id]).await.unwrap();
+        assert_eq!(code(pg.refresh(&s.refresh_token)).await, ErrorCode::RefreshTokenNotFound);
+    }
+
+    #[tokio::test]
+    async fn revoked_tokens_are_swept_after_a_day() {
+        let (pg, db, clock) = setup(Settings::for_tests()).await;
+        let t1 = create(&pg, user(&db).await).await.refresh_token;
+        let t2 = pg.refresh(&t1).await.unwrap().refresh_token;
+        assert_eq!(pg.sweep_revoked(Duration::from_secs(86_400)).await.unwrap(), 0, "too young");
+        clock.advance(Duration::from_secs(86_401));
+        assert_eq!(pg.sweep_revoked(Duration::from_secs(86_400)).await.unwrap(), 1);
+        assert_eq!(code(pg.refresh(&t1)).await, ErrorCode::RefreshTokenNotFound);
+        assert!(pg.refresh(&t2).await.is_ok(), "the live token is kept");
+    }
+
+    #[tokio::test]
+    async fn logout_scopes_and_ending_sessions() {
+        let (pg, db, _) = setup(Settings::for_tests()).await;
+        let (u, v) = (user(&db).await, user(&db).await);
+        let a = create(&pg, u).await;
+        let b = create(&pg, u).await;
+        let c = create(&pg, u).await;
+        let bystander = create(&pg, v).await;
+        pg.logout(u, Some(a.session.id), LogoutScope::Others).await.unwrap();
+        assert!(pg.get(a.session.id).await.unwrap().is_some());
+        assert!(pg.get(b.session.id).await.unwrap().is_none() && pg.get(c.session.id).await.unwrap().is_none());
+        assert_eq!(code(pg.refresh(&b.refresh_token)).await, ErrorCode::RefreshTokenNotFound);
+        pg.logout(u, Some(a.session.id), LogoutScope::Local).await.unwrap();
+        assert_eq!(pg.count().await.unwrap(), 1);
+        // No current session: global, whatever the scope.
+        let d = create(&pg, u).await;
+        let e = create(&pg, u).await;
+        pg.logout(u, None, LogoutScope::Local).await.unwrap();
+        assert!(pg.get(d.session.id).await.unwrap().is_none() && pg.get(e.session.id).await.unwrap().is_none());
+        let f = create(&pg, u).await;
+        pg.logout(u, Some(f.session.id), LogoutScope::Global).await.unwrap();
+        assert!(pg.get(f.session.id).await.unwrap().is_none());
+        // End every session but one; then all.
+        let g = create(&pg, u).await;
+        let h = create(&pg, u).await;
+        pg.end_user_sessions(u, Some(g.session.id)).await.unwrap();
+        assert!(pg.get(g.session.id).await.unwrap().is_some() && pg.get(h.session.id).await.unwrap().is_none());
+        pg.end_user_sessions(u, None).await.unwrap();
+        assert!(pg.get(g.session.id).await.unwrap().is_none());
+        assert!(pg.get(bystander.session.id).await.unwrap().is_some(), "another user's session is untouched");
+        assert_eq!(pg.count().await.unwrap(), 1);
+        let left: i64 =
+            db.client().await.unwrap().query_one("SELECT count(*) FROM auth.refresh_tokens", &[]).await.unwrap().get(0);
+        assert_eq!(left, 1, "tokens go with their sessions");
+    }
+
+    #[tokio::test]
+    async fn elevate_and_downgrade() {
+        let (pg, db, clock) = setup(Settings::for_tests()).await;
+        let u = user(&db).await;
+        let a = create(&pg, u).await;
+        let low = create(&pg, u).await;
+        let bystander = create(&pg, user(&db).await).await;
+        clock.advance(Duration::from_secs(3));
+        let a2 = pg.refresh(&a.refresh_token).await.unwrap().refresh_token;
+        let up = pg.elevate(a.session.id, "totp").await.unwrap();
+        let t1 = clock.now();
+        assert_eq!(up.session.aal, "aal2");
+        assert_eq!(
+            up.session.amr,
+            vec![AmrEntry { method: "password".into(), at: T0 }, AmrEntry { method: "totp".into(), at: t1 }]
+        );
+        assert_eq!(pg.get(a.session.id).await.unwrap().as_ref(), Some(&up.session), "stored as returned");
+        // The session's tokens are revoked; the new one descends from the newest.
+        let rows = token_rows(&db, a.session.id).await;
+        assert_eq!(rows.last().unwrap(), &(hex_digest(&up.refresh_token), false, Some(hex_digest(&a2))));
+        assert!(rows[..rows.len() - 1].iter().all(|(_, revoked, _)| *revoked));
+        assert_eq!(pg.refresh(&a2).await.unwrap().refresh_token, up.refresh_token, "parent replay");
+        // The user's other sessions below aal2 are gone; other users' stay, and so do aal2 ones.
+        assert!(pg.get(low.session.id).await.unwrap().is_none());
+        assert!(pg.get(bystander.session.id).await.unwrap().is_some());
+        let high = create(&pg, u).await;
+        pg.elevate(high.session.id, "totp").await.unwrap();
+        assert!(pg.get(a.session.id).await.unwrap().is_some());
+        // Elevating again with the same method re-stamps it (one claim row per method).
+        clock.advance(Duration::from_secs(3));
+        let again = pg.elevate(a.session.id, "totp").await.unwrap();
+        assert_eq!(again.session.amr.len(), 2);
+        assert_eq!(pg.get(a.session.id).await.unwrap().unwrap().amr[1].at, clock.now());
+        let err = pg.elevate(Uuid::new_v4(), "totp").await.unwrap_err();
+        assert_eq!(
+            (err.code, err.kind, err.msg.as_ref()),
+            (ErrorCode::SessionNotFound, crate::error::ErrorKind::Forbidden, "Session not found")
+        );
+        // The factor is removed: every aal2 session of the user drops to aal1 and loses the entry.
+        pg.downgrade(u, "totp").await.unwrap();
+        for id in [a.session.id, high.session.id] {
+            let s = pg.get(id).await.unwrap().unwrap();
+            assert_eq!(s.aal, "aal1");
+            assert_eq!(s.amr.iter().map(|e| e.method.as_str()).collect::<Vec<_>>(), ["password"]);
+            assert_eq!(s.updated_at, clock.now());
+        }
+    }
+
+    #[tokio::test]
+    async fn messages_are_answered_through_handle() {
+        let (pg, db, _) = setup(Settings::for_tests()).await;
+        let pg = Arc::new(pg);
+        let u = user(&db).await;
+        let (tx, rx) = ractor::concurrency::oneshot();
+        pg.clone()
+            .handle(SessionManagerMessage::Create {
+                user_id: u,
+                method: "password".into(),
+                user_agent: String::new(),
+                ip: String::new(),
+                reply: tx.into(),
+            })
+            .await;
+        let issued = rx.await.unwrap().unwrap();
+        let (tx, rx) = ractor::concurrency::oneshot();
+        pg.clone().handle(SessionManagerMessage::Refresh { token: "unknown".into(), reply: tx.into() }).await;
+        assert_eq!(rx.await.unwrap().unwrap_err().code, ErrorCode::RefreshTokenNotFound);
+        let (tx, rx) = ractor::concurrency::oneshot();
+        pg.clone().handle(SessionManagerMessage::Owner { token: issued.refresh_token, reply: tx.into() }).await;
+        assert_eq!(rx.await.unwrap().unwrap(), u);
+        pg.clone().handle(SessionManagerMessage::SweepRevoked).await;
+        let (tx, rx) = ractor::concurrency::oneshot();
+        pg.clone().handle(SessionManagerMessage::Count { reply: tx.into() }).await;
+        assert_eq!(rx.await.unwrap().unwrap(), 1);
+    }
+
+    /// Two nodes (two pools on one database), each with several requests refreshing the same
+    /// token at once: as on sled, exactly one rotation happens and every request gets the same
+    /// child (the losers see the winner's child as the parent replay), nobody is logged out.
+    #[tokio::test]
+    async fn concurrent_refreshes_on_two_nodes_rotate_once() {
+        let url = testing::fresh_database().await;
+        let node_a = Db::connect(&testing::settings(&url)).await.unwrap();
+        node_a.migrate().await.unwrap();
+        let node_b = Db::connect(&testing::settings(&url)).await.unwrap();
+        let clock = Clock::fixed(T0);
+        let a = Arc::new(backend(&node_a, Settings::for_tests(), &clock));
+        let b = Arc::new(backend(&node_b, Settings::for_tests(), &clock));
+        let u = user(&node_a).await;
+        for round in 0..3 {
+            let issued = create(&a, u).await;
+            let mut tasks = Vec::new();
+            for i in 0..8 {
+                let pg = if i % 2 == 0 { a.clone() } else { b.clone() };
+                let token = issued.refresh_token.clone();
+                tasks.push(tokio::spawn(async move { pg.refresh(&token).await }));
+            }
+            let mut children = Vec::new();
+            for t in tasks {
+                children.push(t.await.unwrap().unwrap().refresh_token);
+            }
+            assert!(children.iter().all(|c| *c == children[0]), "round {round}: one child for all: {children:?}");
+            let rows = token_rows(&node_a, issued.session.id).await;
+            assert_eq!(
+                rows,
+                vec![
+                    (hex_digest(&issued.refresh_token), true, None),
+                    (hex_digest(&children[0]), false, Some(hex_digest(&issued.refresh_token))),
+                ],
+                "round {round}: one rotation"
+            );
+            // The child rotates normally afterwards, on either node.
+            let next = b.refresh(&children[0]).await.unwrap().refresh_token;
+            assert_eq!(a.refresh(&children[0]).await.unwrap().refresh_token, next);
+        }
+    }
+
+    /// Concurrent replays of an old token outside the reuse interval, racing a rotation of the
+    /// active one, on two nodes: whichever order Postgres picks, the family ends revoked and
+    /// every replay fails as a reuse (the rotation may or may not have won first).
+    #[tokio::test]
+    async fn concurrent_reuse_revokes_the_family_on_two_nodes() {
+        let url = testing::fresh_database().await;
+        let node_a = Db::connect(&testing::settings(&url)).await.unwrap();
+        node_a.migrate().await.unwrap();
+        let node_b = Db::connect(&testing::settings(&url)).await.unwrap();
+        let clock = Clock::fixed(T0);
+        let a = Arc::new(backend(&node_a, Settings::for_tests(), &clock));
+        let b = Arc::new(backend(&node_b, Settings::for_tests(), &clock));
+        let issued = create(&a, user(&node_a).await).await;
+        let t2 = a.refresh(&issued.refresh_token).await.unwrap().refresh_token;
+        let t3 = b.refresh(&t2).await.unwrap().refresh_token;
+        let mut replays = Vec::new();
+        for i in 0..6 {
+            let pg = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let old = issued.refresh_token.clone();
+            replays.push(tokio::spawn(async move { pg.refresh(&old).await }));
+        }
+        let rotation = tokio::spawn({
+            let b = b.clone();
+            async move { b.refresh(&t3).await }
+        });
+        for r in replays {
+            assert_eq!(r.await.unwrap().unwrap_err().code, ErrorCode::RefreshTokenAlreadyUsed);
+        }
+        let rotated = rotation.await.unwrap();
+        let rows = token_rows(&node_a, issued.session.id).await;
+        assert!(rows.iter().all(|(_, revoked, _)| *revoked), "family revoked: {rows:?}");
+        if let Ok(t4) = rotated {
+            assert_eq!(code(a.refresh(&t4.refresh_token)).await, ErrorCode::RefreshTokenAlreadyUsed);
+        }
+    }
+}
