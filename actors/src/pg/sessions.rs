@@ -978,4 +978,113 @@ mod tests {
             assert_eq!(code(a.refresh(&t4.refresh_token)).await, ErrorCode::RefreshTokenAlreadyUsed);
         }
     }
+
+    /// One step of a script run against both backends.
+    #[derive(Clone, Copy)]
+    enum Step {
+        Create,
+        /// Refresh the n-th distinct token seen so far (`usize::MAX`: an unknown one).
+        Refresh(usize),
+        Advance(u64),
+        Sweep,
+    }
+
+    /// Outcomes as text, tokens named by order of first appearance (values differ by backend).
+    fn record(seen: &mut Vec<String>, r: AuthResult<Issued>) -> String {
+        match r {
+            Ok(i) => {
+                let n = seen.iter().position(|t| *t == i.refresh_token).unwrap_or_else(|| {
+                    seen.push(i.refresh_token);
+                    seen.len() - 1
+                });
+                format!("t{n}")
+            }
+            Err(e) => format!("{:?} {}", e.code, e.msg),
+        }
+    }
+
+    fn pick(seen: &[String], n: usize) -> String {
+        seen.get(n).cloned().unwrap_or_else(|| "never-issued-token".into())
+    }
+
+    /// The same script on the sled state and on Postgres gives the same outcomes: replays,
+    /// rotations within the reuse interval, reuse (family revoked) outside it, the revoked
+    /// family's own reuse interval, sweeps and unknown tokens.
+    #[tokio::test]
+    async fn a_script_gives_the_same_outcomes_as_on_sled() {
+        use crate::session_manager::state::SessionManagerState;
+        use crate::storage::Store;
+        use Step::*;
+        let script = [
+            Create,
+            Refresh(0),
+            Refresh(1),
+            Refresh(1),
+            Advance(5),
+            Refresh(0),
+            Refresh(0),
+            Advance(11),
+            Refresh(1),
+            Refresh(3),
+            Refresh(4),
+            Advance(11),
+            Refresh(3),
+            Refresh(2),
+            Refresh(usize::MAX),
+            Create,
+            Refresh(5),
+            Advance(86_401),
+            Sweep,
+            Refresh(0),
+            Refresh(6),
+            Refresh(5),
+            Advance(11),
+            Refresh(5),
+        ];
+        let mut settings = Settings::for_tests();
+        settings.refresh.reuse_interval = Duration::from_secs(10);
+
+        let sled_clock = Clock::fixed(T0);
+        let mut st =
+            SessionManagerState::load(Store::temporary().unwrap(), sled_clock.clone(), Arc::new(settings.clone()))
+                .unwrap();
+        let (pg, db, pg_clock) = setup(settings).await;
+        let u = user(&db).await;
+        let (mut sled_seen, mut pg_seen, mut outcomes) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, step) in script.into_iter().enumerate() {
+            let (on_sled, on_pg) = match step {
+                Create => (
+                    record(&mut sled_seen, st.create(u, "password", String::new(), String::new())),
+                    record(&mut pg_seen, pg.create(u, "password", String::new(), String::new()).await),
+                ),
+                Refresh(n) => {
+                    let on_sled = st.refresh(&pick(&sled_seen, n)).and_then(|r| r);
+                    let on_pg = pg.refresh(&pick(&pg_seen, n)).await;
+                    (record(&mut sled_seen, on_sled), record(&mut pg_seen, on_pg))
+                }
+                Advance(secs) => {
+                    sled_clock.advance(Duration::from_secs(secs));
+                    pg_clock.advance(Duration::from_secs(secs));
+                    continue;
+                }
+                Sweep => (
+                    st.sweep_revoked(REVOKED_TOKEN_RETENTION).unwrap().to_string(),
+                    pg.sweep_revoked(REVOKED_TOKEN_RETENTION).await.unwrap().to_string(),
+                ),
+            };
+            assert_eq!(on_sled, on_pg, "step {i}");
+            outcomes.push(on_pg);
+        }
+        assert_eq!(sled_seen.len(), pg_seen.len());
+        // What both said (pinned, so the script keeps covering every rule).
+        let (reuse, gone) = (
+            "RefreshTokenAlreadyUsed Invalid Refresh Token: Already Used",
+            "RefreshTokenNotFound Invalid Refresh Token: Refresh Token Not Found",
+        );
+        let expected = [
+            "t0", "t1", "t2", "t2", "t3", "t3", reuse, "t4", "t5", reuse, reuse, gone, "t6", "t7", "6", gone, "t8",
+            gone, gone,
+        ];
+        assert_eq!(outcomes, expected);
+    }
 }
