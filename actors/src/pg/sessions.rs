@@ -46,6 +46,9 @@ use std::time::Duration;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+/// A statement parameter.
+type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+
 /// How often a transaction Postgres aborted as a deadlock or serialization victim is run.
 const ATTEMPTS: usize = 3;
 
@@ -392,18 +395,25 @@ impl PgSessions {
             tx.prepare_cached(&self.sql.session),
             tx.prepare_cached(&self.sql.active_token),
         )?;
-        // The session's row lock serialises every rotation of its tokens, on every node.
-        let locked: Option<Uuid> = tx.query_opt(&lock, &[digest]).await?.map(|r| r.get(0));
-        // Read after the lock: this statement sees whatever the previous holder committed.
-        let token = tx.query_opt(&token_q, &[digest]).await?.map(|r| TokenRow::from_row(&r));
-        let token = token.ok_or_else(rules::token_not_found)?;
+        // The session's row lock serialises every rotation of its tokens, on every node. The
+        // token is read by the next statement (pipelined: the server runs it once the lock is
+        // held), so it sees whatever the previous holder committed.
+        let by_token: [Param; 1] = [digest];
+        let (locked, token) = tokio::try_join!(tx.query_opt(&lock, &by_token), tx.query_opt(&token_q, &by_token))?;
+        let locked: Option<Uuid> = locked.map(|r| r.get(0));
+        let token = token.map(|r| TokenRow::from_row(&r)).ok_or_else(rules::token_not_found)?;
         let session_id = match (locked, token.session_id) {
             (Some(locked), Some(sid)) if locked == sid => sid,
             _ => return Err(rules::session_not_found().into()),
         };
-        let by_session: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&session_id];
-        let (session_row, active_row) =
-            tokio::try_join!(tx.query_opt(&session_q, &by_session), tx.query_opt(&active_q, &by_session))?;
+        let by_session: [Param; 1] = [&session_id];
+        // The child's id is taken now too (one round trip; an unused one is a harmless gap).
+        let (session_row, active_row, child_id) = tokio::try_join!(
+            tx.query_opt(&session_q, &by_session),
+            tx.query_opt(&active_q, &by_session),
+            tx.query_one(&self.sql.next_token_id, &[]),
+        )?;
+        let child_id: i64 = child_id.get(0);
         let mut session = session_from_row(&session_row.ok_or_else(rules::session_not_found)?);
         let now = self.clock.now();
         rules::check_session_limits(&self.settings, now, &session, token.updated_at)?;
@@ -426,7 +436,6 @@ impl PgSessions {
         }
 
         // Rotate: revoke the presented token (if not already), mint a child of it.
-        let child_id: i64 = tx.query_one(&self.sql.next_token_id, &[]).await?.get(0);
         let (child_raw, child_digest) = self.mint(child_id, session_id, now)?;
         let rotate = tx.prepare_cached(&self.sql.rotate).await?;
         tx.execute(
