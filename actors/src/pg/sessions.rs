@@ -911,11 +911,8 @@ mod tests {
         assert_eq!(rx.await.unwrap().unwrap(), 1);
     }
 
-    /// Two nodes (two pools on one database), each with several requests refreshing the same
-    /// token at once: as on sled, exactly one rotation happens and every request gets the same
-    /// child (the losers see the winner's child as the parent replay), nobody is logged out.
-    #[tokio::test]
-    async fn concurrent_refreshes_on_two_nodes_rotate_once() {
+    /// Two backends on separate pools over one fresh database (two nodes), and the first's pool.
+    async fn two_nodes() -> (Arc<PgSessions>, Arc<PgSessions>, Db) {
         let url = testing::fresh_database().await;
         let node_a = Db::connect(&testing::settings(&url)).await.unwrap();
         node_a.migrate().await.unwrap();
@@ -923,6 +920,15 @@ mod tests {
         let clock = Clock::fixed(T0);
         let a = Arc::new(backend(&node_a, Settings::for_tests(), &clock));
         let b = Arc::new(backend(&node_b, Settings::for_tests(), &clock));
+        (a, b, node_a)
+    }
+
+    /// Two nodes (two pools on one database), each with several requests refreshing the same
+    /// token at once: as on sled, exactly one rotation happens and every request gets the same
+    /// child (the losers see the winner's child as the parent replay), nobody is logged out.
+    #[tokio::test]
+    async fn concurrent_refreshes_on_two_nodes_rotate_once() {
+        let (a, b, node_a) = two_nodes().await;
         let u = user(&node_a).await;
         for round in 0..3 {
             let issued = create(&a, u).await;
@@ -957,13 +963,7 @@ mod tests {
     /// every replay fails as a reuse (the rotation may or may not have won first).
     #[tokio::test]
     async fn concurrent_reuse_revokes_the_family_on_two_nodes() {
-        let url = testing::fresh_database().await;
-        let node_a = Db::connect(&testing::settings(&url)).await.unwrap();
-        node_a.migrate().await.unwrap();
-        let node_b = Db::connect(&testing::settings(&url)).await.unwrap();
-        let clock = Clock::fixed(T0);
-        let a = Arc::new(backend(&node_a, Settings::for_tests(), &clock));
-        let b = Arc::new(backend(&node_b, Settings::for_tests(), &clock));
+        let (a, b, node_a) = two_nodes().await;
         let issued = create(&a, user(&node_a).await).await;
         let t2 = a.refresh(&issued.refresh_token).await.unwrap().refresh_token;
         let t3 = b.refresh(&t2).await.unwrap().refresh_token;
