@@ -1096,4 +1096,45 @@ mod tests {
         ];
         assert_eq!(outcomes, expected);
     }
+
+    /// MFA on two sessions of one user, refreshes and a global logout, all at once on two
+    /// nodes: every request ends as in some serial order on sled (an elevation of a session
+    /// already deleted is "Session not found", a refresh after the logout "not found"), never a
+    /// database error (deadlock victims are retried), and nothing is left.
+    #[tokio::test]
+    async fn elevations_refreshes_and_logout_race_without_database_errors() {
+        let (a, b, db) = two_nodes().await;
+        for _ in 0..5 {
+            let u = user(&db).await;
+            let s1 = create(&a, u).await;
+            let s2 = create(&b, u).await;
+            let e1 = tokio::spawn({
+                let a = a.clone();
+                async move { a.elevate(s1.session.id, "totp").await.map(|_| ()) }
+            });
+            let e2 = tokio::spawn({
+                let b = b.clone();
+                async move { b.elevate(s2.session.id, "totp").await.map(|_| ()) }
+            });
+            let r1 = tokio::spawn({
+                let b = b.clone();
+                async move { b.refresh(&s1.refresh_token).await.map(|_| ()) }
+            });
+            let out = tokio::spawn({
+                let a = a.clone();
+                async move { a.logout(u, None, LogoutScope::Global).await }
+            });
+            for (what, r) in [("elevate", e1.await), ("elevate", e2.await), ("refresh", r1.await)] {
+                if let Err(e) = r.unwrap() {
+                    assert!(
+                        matches!(e.code, ErrorCode::SessionNotFound | ErrorCode::RefreshTokenNotFound),
+                        "{what}: {e:?}"
+                    );
+                }
+            }
+            out.await.unwrap().unwrap();
+            // The logout ran at some point: whatever elevations ran after it found nothing.
+            assert_eq!(a.count().await.unwrap(), 0);
+        }
+    }
 }
