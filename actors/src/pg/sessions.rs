@@ -26,7 +26,10 @@
 //! rotation that waited for the lock sees the winner's child exactly as the sled mailbox would
 //! have shown it: concurrent refreshes of one token (on any number of nodes) serialise per
 //! session, the first rotates, the others get its child back. Logouts delete the session row
-//! (taking the same lock). Deadlock and serialization victims are retried ([`ATTEMPTS`]).
+//! (taking the same lock). An operation on several sessions of a user (logout, elevation,
+//! which deletes the user's low sessions, downgrade) locks them in id order, and a rotation
+//! holds one session lock only, so they cannot deadlock each other; deadlock and serialization
+//! victims (e.g. a session created meanwhile) are still retried ([`ATTEMPTS`]).
 
 use crate::clock::{Clock, Timestamp};
 use crate::crypto;
@@ -69,7 +72,7 @@ struct Sql {
     next_token_id: String,
     create: String,
     lock_session_of_token: String,
-    lock_session: String,
+    lock_user_sessions: String,
     session: String,
     token: String,
     active_token: String,
@@ -117,7 +120,11 @@ impl Sql {
                 "SELECT s.id FROM {ns}.sessions s \
                  WHERE s.id = (SELECT t.session_id FROM {ns}.refresh_tokens t WHERE t.token = $1) FOR UPDATE"
             ),
-            lock_session: format!("SELECT id FROM {ns}.sessions WHERE id = $1 FOR UPDATE"),
+            // Every session of the user owning session $1, locked in id order.
+            lock_user_sessions: format!(
+                "SELECT id FROM {ns}.sessions \
+                 WHERE user_id = (SELECT user_id FROM {ns}.sessions WHERE id = $1) ORDER BY id FOR UPDATE"
+            ),
             session: format!("SELECT {session_cols} FROM {ns}.sessions s WHERE s.id = $1"),
             token: format!("SELECT {token_cols} FROM {ns}.refresh_tokens WHERE token = $1"),
             active_token: format!(
@@ -163,14 +170,18 @@ impl Sql {
             ),
             // `rules::downgrade` in SQL: aal2 sessions drop to aal1 and lose the method's claim.
             downgrade: format!(
-                "WITH d AS (UPDATE {ns}.sessions SET aal = 'aal1'::{ns}.aal_level, updated_at = $3 \
-                            WHERE user_id = $1 AND aal = 'aal2'::{ns}.aal_level RETURNING id) \
+                "WITH l AS (SELECT id FROM {ns}.sessions WHERE user_id = $1 AND aal = 'aal2'::{ns}.aal_level \
+                            ORDER BY id FOR UPDATE), \
+                      d AS (UPDATE {ns}.sessions SET aal = 'aal1'::{ns}.aal_level, updated_at = $3 \
+                            WHERE id IN (SELECT id FROM l) AND aal = 'aal2'::{ns}.aal_level RETURNING id) \
                  DELETE FROM {ns}.mfa_amr_claims \
                  WHERE session_id IN (SELECT id FROM d) AND authentication_method = $2"
             ),
             // `rules::Targets` in SQL: $2 NULL = all; else only $2 ($3) or all but $2 (not $3).
             delete_sessions: format!(
-                "DELETE FROM {ns}.sessions WHERE user_id = $1 AND ($2::uuid IS NULL OR (id = $2) = $3)"
+                "DELETE FROM {ns}.sessions WHERE id IN \
+                     (SELECT id FROM {ns}.sessions WHERE user_id = $1 AND ($2::uuid IS NULL OR (id = $2) = $3) \
+                      ORDER BY id FOR UPDATE)"
             ),
             count: format!("SELECT count(*) FROM {ns}.sessions"),
             sweep: format!("DELETE FROM {ns}.refresh_tokens WHERE revoked AND updated_at < $1"),
@@ -504,7 +515,9 @@ impl PgSessions {
         retrying(move || async move {
             let mut client = self.db.client().await?;
             let tx = client.transaction().await?;
-            if tx.query_opt(&self.sql.lock_session, &[&session_id]).await?.is_none() {
+            // Every session of the user is locked (in id order): the low ones are deleted below.
+            let locked = tx.query(&self.sql.lock_user_sessions, &[&session_id]).await?;
+            if !locked.iter().any(|r| r.get::<_, Uuid>(0) == session_id) {
                 return Err(rules::elevate_session_not_found().into());
             }
             let row = tx.query_opt(&self.sql.session, &[&session_id]).await?;
