@@ -400,11 +400,14 @@ impl PgSessions {
     async fn try_refresh(&self, digest: &String) -> Result<Issued, Fail> {
         let mut client = self.db.client().await?;
         let tx = client.transaction().await?;
-        let (lock, token_q, session_q, active_q) = tokio::try_join!(
+        // Every statement of the hot path is prepared once per connection.
+        let (lock, token_q, session_q, active_q, next_id_q, rotate) = tokio::try_join!(
             tx.prepare_cached(&self.sql.lock_session_of_token),
             tx.prepare_cached(&self.sql.token),
             tx.prepare_cached(&self.sql.session),
             tx.prepare_cached(&self.sql.active_token),
+            tx.prepare_cached(&self.sql.next_token_id),
+            tx.prepare_cached(&self.sql.rotate),
         )?;
         // The session's row lock serialises every rotation of its tokens, on every node. The
         // token is read by the next statement (pipelined: the server runs it once the lock is
@@ -422,7 +425,7 @@ impl PgSessions {
         let (session_row, active_row, child_id) = tokio::try_join!(
             tx.query_opt(&session_q, &by_session),
             tx.query_opt(&active_q, &by_session),
-            tx.query_one(&self.sql.next_token_id, &[]),
+            tx.query_one(&next_id_q, &[]),
         )?;
         let child_id: i64 = child_id.get(0);
         let mut session = session_from_row(&session_row.ok_or_else(rules::session_not_found)?);
@@ -448,7 +451,6 @@ impl PgSessions {
 
         // Rotate: revoke the presented token (if not already), mint a child of it.
         let (child_raw, child_digest) = self.mint(child_id, session_id, now)?;
-        let rotate = tx.prepare_cached(&self.sql.rotate).await?;
         tx.execute(
             &rotate,
             &[&child_id, &child_digest, &session_id, &now, &token.id, &session.user_id.to_string(), digest, &now],
