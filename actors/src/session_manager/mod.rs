@@ -7,6 +7,7 @@
 //! `refreshed_at` is its newest child's birth ([`state::SessionManagerState::load`] derives both).
 
 pub mod model;
+pub mod rules;
 pub mod state;
 pub mod token_key;
 

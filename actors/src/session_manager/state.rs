@@ -4,11 +4,12 @@
 //! Rotation happens entirely here, serialised by the actor's mailbox, so two concurrent
 //! refreshes of one token cannot both rotate it: the second sees the first's result.
 
-use super::model::{AmrEntry, RefreshToken, RefreshTokenV1, Session};
+use super::model::{RefreshToken, RefreshTokenV1, Session};
+use super::rules::{self, token_not_found as not_found, Replay};
 use super::token_key::TokenKey;
 use crate::clock::Clock;
 use crate::crypto;
-use crate::error::{AuthError, AuthResult, ErrorCode, StoreError};
+use crate::error::{AuthError, AuthResult, StoreError};
 use crate::settings::Settings;
 use crate::storage::{self, Op, Store, Table};
 use std::collections::{BTreeSet, HashMap};
@@ -46,10 +47,6 @@ pub struct SessionManagerState {
     tokens: HashMap<[u8; 32], RefreshToken>,
     tokens_by_session: HashMap<Uuid, Vec<[u8; 32]>>,
     next_seq: u64,
-}
-
-fn not_found() -> AuthError {
-    AuthError::bad_request(ErrorCode::RefreshTokenNotFound, "Invalid Refresh Token: Refresh Token Not Found")
 }
 
 /// Moves every `refresh_tokens/v1` record into `refresh_tokens/v2` ([`Store::migrate_tree`]),
@@ -145,19 +142,7 @@ impl SessionManagerState {
 
     /// Starts a session for `user_id` signed in by `method`, with its first refresh token.
     pub fn create(&mut self, user_id: Uuid, method: &str, user_agent: String, ip: String) -> AuthResult<Issued> {
-        let now = self.clock.now();
-        let session = Session {
-            id: Uuid::new_v4(),
-            user_id,
-            created_at: now,
-            updated_at: now,
-            refreshed_at: None,
-            aal: "aal1".into(),
-            amr: vec![AmrEntry { method: method.into(), at: now }],
-            user_agent,
-            ip,
-            not_after: None,
-        };
+        let session = rules::new_session(user_id, method, user_agent, ip, self.clock.now());
         let (token, raw) = self.new_token(&session, None);
         self.store.apply(vec![
             self.session_table.put(session.id.as_bytes().to_vec(), &session)?,
@@ -199,11 +184,9 @@ impl SessionManagerState {
     pub fn refresh(&mut self, raw: &str) -> AuthResult<Result<Issued, AuthError>> {
         let digest = crypto::sha256(raw.as_bytes());
         let token = self.tokens.get(&digest).cloned().ok_or_else(not_found)?;
-        let mut session = self.sessions.get(&token.session_id).cloned().ok_or_else(|| {
-            AuthError::bad_request(ErrorCode::SessionNotFound, "Invalid Refresh Token: Session Not Found")
-        })?;
-        self.check_session_limits(&session, &token)?;
+        let mut session = self.sessions.get(&token.session_id).cloned().ok_or_else(rules::session_not_found)?;
         let now = self.clock.now();
+        rules::check_session_limits(&self.settings, now, &session, token.updated_at)?;
 
         if token.revoked {
             // The client replays the parent of the active token (another tab already
@@ -211,23 +194,17 @@ impl SessionManagerState {
             // from the server key. Nothing is written (GoTrue writes nothing either, apart from
             // the flow's audit entry).
             let active = self.active_token(session.id).filter(|a| a.parent == Some(digest));
-            let parent_of_active = active.is_some();
-            if let Some(raw) = active.and_then(|a| self.key.rederive(a.session_id, a.seq, &a.nonce, &a.digest)) {
-                return Ok(Ok(Issued { session, refresh_token: raw }));
-            }
-            // An active token that cannot be recomputed (migrated from `refresh_tokens/v1`, or
-            // issued under another JWT secret) still works by digest; its parent gets a new
-            // child, as within the reuse interval, and is never treated as a reuse.
-            let within_reuse = now < token.updated_at.plus(self.settings.refresh.reuse_interval);
-            if !within_reuse && !parent_of_active {
-                if self.settings.refresh.rotation_enabled {
-                    self.revoke_family(session.id)?;
+            let active = active.map(|a| self.key.rederive(a.session_id, a.seq, &a.nonce, &a.digest));
+            match rules::replay(&self.settings, now, token.updated_at, active) {
+                Replay::Active(raw) => return Ok(Ok(Issued { session, refresh_token: raw })),
+                Replay::Rotate => {}
+                Replay::Reuse { revoke_family } => {
+                    if revoke_family {
+                        self.revoke_family(session.id)?;
+                    }
+                    tracing::warn!(session_id = %session.id, "refresh token reused outside the reuse interval");
+                    return Ok(Err(rules::already_used()));
                 }
-                tracing::warn!(session_id = %session.id, "refresh token reused outside the reuse interval");
-                return Ok(Err(AuthError::bad_request(
-                    ErrorCode::RefreshTokenAlreadyUsed,
-                    "Invalid Refresh Token: Already Used",
-                )));
             }
         }
 
@@ -282,35 +259,11 @@ impl SessionManagerState {
         Ok(())
     }
 
-    fn check_session_limits(&self, session: &Session, token: &RefreshToken) -> AuthResult<()> {
-        let now = self.clock.now();
-        let expired = |suffix: &str| {
-            AuthError::bad_request(ErrorCode::SessionExpired, format!("Invalid Refresh Token: Session Expired{suffix}"))
-        };
-        if session.not_after.is_some_and(|t| now >= t) {
-            return Err(expired(""));
-        }
-        if let Some(timebox) = self.settings.sessions.timebox {
-            if now >= session.created_at.plus(timebox) {
-                return Err(expired(""));
-            }
-        }
-        if let Some(idle) = self.settings.sessions.inactivity_timeout {
-            let last = session.refreshed_at.unwrap_or(token.updated_at.max(session.created_at));
-            if now >= last.plus(idle) {
-                return Err(expired(" (Inactivity)"));
-            }
-        }
-        Ok(())
-    }
-
     /// Deletes refresh tokens revoked more than `older_than` ago (GoTrue's cleanup: 24 h), so
     /// rotation does not grow memory and disk without bound. A replay of such a token is then
     /// `refresh_token_not_found` rather than `refresh_token_already_used`.
     pub fn sweep_revoked(&mut self, older_than: std::time::Duration) -> AuthResult<usize> {
-        let cutoff = crate::clock::Timestamp(
-            self.clock.now().0.saturating_sub(i64::try_from(older_than.as_micros()).unwrap_or(i64::MAX)),
-        );
+        let cutoff = rules::sweep_cutoff(self.clock.now(), older_than);
         let doomed: Vec<RefreshToken> =
             self.tokens.values().filter(|t| t.revoked && t.updated_at < cutoff).cloned().collect();
         if doomed.is_empty() {
@@ -331,16 +284,9 @@ impl SessionManagerState {
     /// issues a new refresh token for the same session), and the user's other sessions below
     /// aal2 are deleted.
     pub fn elevate(&mut self, session_id: Uuid, method: &str) -> AuthResult<Issued> {
-        let mut session = self
-            .sessions
-            .get(&session_id)
-            .cloned()
-            .ok_or_else(|| AuthError::forbidden(ErrorCode::SessionNotFound, "Session not found"))?;
+        let mut session = self.sessions.get(&session_id).cloned().ok_or_else(rules::elevate_session_not_found)?;
         let now = self.clock.now();
-        session.aal = "aal2".into();
-        session.amr.retain(|e| e.method != method);
-        session.amr.push(AmrEntry { method: method.into(), at: now });
-        session.updated_at = now;
+        rules::elevate(&mut session, method, now);
         let mut ops = vec![self.session_table.put(session.id.as_bytes().to_vec(), &session)?];
         let mut revoked = Vec::new();
         for digest in self.tokens_by_session.get(&session.id).cloned().unwrap_or_default() {
@@ -380,12 +326,10 @@ impl SessionManagerState {
     pub fn downgrade(&mut self, user_id: Uuid, method: &str) -> AuthResult<()> {
         let mut changed = Vec::new();
         for id in self.by_user.get(&user_id).into_iter().flatten() {
-            if let Some(s) = self.sessions.get(id).filter(|s| s.aal == "aal2") {
-                let mut s = s.clone();
-                s.aal = "aal1".into();
-                s.amr.retain(|e| e.method != method);
-                s.updated_at = self.clock.now();
-                changed.push(s);
+            if let Some(mut s) = self.sessions.get(id).cloned() {
+                if rules::downgrade(&mut s, method, self.clock.now()) {
+                    changed.push(s);
+                }
             }
         }
         let ops = changed
@@ -403,11 +347,8 @@ impl SessionManagerState {
     /// logs out globally.
     pub fn logout(&mut self, user_id: Uuid, current: Option<Uuid>, scope: LogoutScope) -> AuthResult<()> {
         let all: Vec<Uuid> = self.by_user.get(&user_id).map(|s| s.iter().copied().collect()).unwrap_or_default();
-        let doomed: Vec<Uuid> = match (scope, current) {
-            (LogoutScope::Global, _) | (_, None) => all,
-            (LogoutScope::Local, Some(c)) => all.into_iter().filter(|s| *s == c).collect(),
-            (LogoutScope::Others, Some(c)) => all.into_iter().filter(|s| *s != c).collect(),
-        };
+        let targets = scope.targets(current);
+        let doomed: Vec<Uuid> = all.into_iter().filter(|s| targets.includes(*s)).collect();
         self.delete_sessions(&doomed)
     }
 
@@ -454,6 +395,7 @@ impl SessionManagerState {
 mod tests {
     use super::*;
     use crate::clock::Timestamp;
+    use crate::error::ErrorCode;
     use std::time::Duration;
 
     fn state(settings: Settings) -> (SessionManagerState, Clock) {
