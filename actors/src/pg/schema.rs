@@ -26,8 +26,10 @@ const SCHEMA_SQL: &str = include_str!("migrations/0001_gotrue_schema.sql");
 
 /// ferrotrue's own migrations, applied in order to [`side_schema`] (`{fx}` in the SQL; `{ns}`
 /// is GoTrue's namespace, for foreign keys) and recorded in `{fx}.migrations`. Append only.
-pub const FERROTRUE_MIGRATIONS: &[(&str, &str)] =
-    &[("0002_ferrotrue_schema", include_str!("migrations/0002_ferrotrue_schema.sql"))];
+pub const FERROTRUE_MIGRATIONS: &[(&str, &str)] = &[
+    ("0002_ferrotrue_schema", include_str!("migrations/0002_ferrotrue_schema.sql")),
+    ("0003_users", include_str!("migrations/0003_users.sql")),
+];
 
 /// The schema holding ferrotrue's own tables for GoTrue namespace `ns`: `<ns>_ferrotrue`
 /// ([`super::valid_namespace`] keeps `ns` short enough for the suffix).
