@@ -145,15 +145,14 @@ impl Sql {
         let fx = side_schema(ns);
         let insert_cols = USER_WRITE_COLS.join(", ");
         let insert_vals = (2..=USER_WRITE_COLS.len() + 1).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
-        let update_sets = USER_WRITE_COLS
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c} = ${}", i + 2))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let update_sets =
+            USER_WRITE_COLS.iter().enumerate().map(|(i, c)| format!("{c} = ${}", i + 2)).collect::<Vec<_>>().join(", ");
         let list = |dir: &str, filter: bool| {
-            let (where_, limit) =
-                if filter { (format!("WHERE {}", user_filter("$1")), "LIMIT $2 OFFSET $3") } else { (String::new(), "LIMIT $1 OFFSET $2") };
+            let (where_, limit) = if filter {
+                (format!("WHERE {}", user_filter("$1")), "LIMIT $2 OFFSET $3")
+            } else {
+                (String::new(), "LIMIT $1 OFFSET $2")
+            };
             format!("SELECT {USER_COLS} FROM {ns}.users {where_} ORDER BY created_at {dir}, id {dir} {limit}")
         };
         let audit_preds = [
@@ -460,7 +459,11 @@ impl<'a> UserValues<'a> {
     }
 }
 
-async fn query<C: GenericClient>(c: &C, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, tokio_postgres::Error> {
+async fn query<C: GenericClient>(
+    c: &C,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, tokio_postgres::Error> {
     let stmt = c.prepare_cached(sql).await?;
     c.query(&stmt, params).await
 }
@@ -474,7 +477,11 @@ async fn query_opt<C: GenericClient>(
     c.query_opt(&stmt, params).await
 }
 
-async fn execute<C: GenericClient>(c: &C, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, tokio_postgres::Error> {
+async fn execute<C: GenericClient>(
+    c: &C,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, tokio_postgres::Error> {
     let stmt = c.prepare_cached(sql).await?;
     c.execute(&stmt, params).await
 }
@@ -551,8 +558,7 @@ impl PgUsers {
             return Ok(users);
         }
         let ids: Vec<Uuid> = users.iter().map(|u| u.id).collect();
-        let (mut identities, mut factors) =
-            tokio::try_join!(self.identities_of(c, &ids), self.factors_of(c, &ids))?;
+        let (mut identities, mut factors) = tokio::try_join!(self.identities_of(c, &ids), self.factors_of(c, &ids))?;
         for u in &mut users {
             u.identities = identities.remove(&u.id).unwrap_or_default();
             u.factors = factors.remove(&u.id).unwrap_or_default();
@@ -1049,5 +1055,693 @@ impl PgUsers {
                 return Ok(deleted);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg::testing::migrated_db;
+
+    const T0: Timestamp = Timestamp(1_764_547_200_000_000);
+
+    async fn registry() -> (PgUsers, Clock) {
+        let clock = Clock::fixed(T0);
+        (PgUsers::with_clock(migrated_db().await, clock.clone()), clock)
+    }
+
+    fn user(email: &str, phone: &str) -> User {
+        User {
+            email: email.into(),
+            phone: phone.into(),
+            encrypted_password: Some("$argon2id$x".into()),
+            email_confirmed_at: Some(T0),
+            app_metadata: JsonText(r#"{"provider":"email","providers":["email"]}"#.into()),
+            ..User::blank("authenticated", "authenticated", T0)
+        }
+    }
+
+    fn identity(provider: &str, sub: &str, email: &str, at: Timestamp) -> Identity {
+        let mut data = serde_json::Map::new();
+        data.insert("sub".into(), serde_json::json!(sub));
+        if !email.is_empty() {
+            data.insert("email".into(), serde_json::json!(email));
+        }
+        Identity {
+            id: Uuid::new_v4(),
+            provider_id: sub.into(),
+            provider: provider.into(),
+            identity_data: JsonText::from_map(&data),
+            email: email.to_lowercase(),
+            last_sign_in_at: None,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    fn code(r: AuthResult<impl std::fmt::Debug>) -> ErrorCode {
+        r.expect_err("an error").code
+    }
+
+    #[tokio::test]
+    async fn every_field_round_trips() {
+        let (reg, _) = registry().await;
+        let t = |n: i64| Some(Timestamp(T0.0 + n));
+        let mut u = User {
+            email: "all@example.com".into(),
+            phone: "15555550100".into(),
+            encrypted_password: Some("$argon2id$v=19$m=19456,t=2,p=1$abc$def".into()),
+            email_confirmed_at: t(1),
+            phone_confirmed_at: t(2),
+            invited_at: t(3),
+            confirmation_sent_at: t(4),
+            recovery_sent_at: t(5),
+            new_email: "new@example.com".into(),
+            email_change_sent_at: t(6),
+            new_phone: "15555550101".into(),
+            phone_change_sent_at: t(7),
+            reauthentication_sent_at: t(8),
+            last_sign_in_at: t(9),
+            app_metadata: JsonText::from_map(
+                serde_json::json!({"provider": "email", "providers": ["email", "github"], "n": 1}).as_object().unwrap(),
+            ),
+            user_metadata: JsonText::from_map(
+                serde_json::json!({"full_name": "Zoë Ä", "nested": {"a": [1, 2.5, null, true]}}).as_object().unwrap(),
+            ),
+            banned_until: t(10),
+            deleted_at: t(11),
+            is_anonymous: true,
+            is_sso_user: false,
+            updated_at: Timestamp(T0.0 + 12),
+            ..User::blank("authenticated", "service_role", T0)
+        };
+        u.identities = vec![
+            Identity::for_address(u.id, "email", "all@example.com", true, T0),
+            identity("github", "gh-1", "GH@Example.com", T0),
+            identity("google", "g-1", "", T0),
+        ];
+        u.identities[1].last_sign_in_at = t(13);
+        let created = reg.create(u.clone()).await.unwrap();
+        assert_eq!(created, u);
+        let back = reg.get(u.id).await.unwrap().unwrap();
+        assert_eq!(back, u, "every field, identities in their order");
+        // An empty user: "" stays "" (NULL in the row), None stays None.
+        let blank = User::blank("", "", T0);
+        reg.create(blank.clone()).await.unwrap();
+        assert_eq!(reg.get(blank.id).await.unwrap().unwrap(), blank);
+        assert!(reg.get(Uuid::new_v4()).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn rows_are_what_gotrue_reads() {
+        let (reg, _) = registry().await;
+        let u = reg.create(user("", "15555550100")).await.unwrap();
+        let client = reg.db.client().await.unwrap();
+        let row = client
+            .query_one(
+                "SELECT instance_id, email IS NULL, confirmation_token, recovery_token, email_change_token_new, \
+                 email_change_token_current, email_change, phone_change, phone_change_token, reauthentication_token, \
+                 is_super_admin, raw_app_meta_data ->> 'provider', confirmed_at = email_confirmed_at \
+                 FROM auth.users WHERE id = $1",
+                &[&u.id],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, Uuid>(0), Uuid::nil());
+        assert!(row.get::<_, bool>(1), "no email is NULL (unique index)");
+        for i in 2..10 {
+            assert_eq!(row.get::<_, Option<String>>(i).as_deref(), Some(""), "column {i} is '' (Go strings)");
+        }
+        assert!(!row.get::<_, bool>(10));
+        assert_eq!(row.get::<_, String>(11), "email");
+        assert!(row.get::<_, bool>(12), "GoTrue's generated confirmed_at");
+    }
+
+    #[tokio::test]
+    async fn lookups_by_email_phone_and_identity() {
+        let (reg, _) = registry().await;
+        let mut a = user("a@example.com", "15555550100");
+        a.identities = vec![identity("github", "1", "gh@example.com", T0)];
+        let a = reg.create(a).await.unwrap();
+        assert_eq!(reg.by_email("a@example.com").await.unwrap().unwrap().id, a.id);
+        assert_eq!(reg.by_phone("15555550100").await.unwrap().unwrap().id, a.id);
+        assert_eq!(reg.by_identity("github", "1").await.unwrap().unwrap().id, a.id);
+        assert!(reg.by_email("b@example.com").await.unwrap().is_none());
+        assert!(reg.by_email("").await.unwrap().is_none());
+        assert!(reg.by_phone("").await.unwrap().is_none());
+        assert!(reg.by_identity("gitlab", "1").await.unwrap().is_none());
+        assert!(reg.by_identity("github", "2").await.unwrap().is_none());
+        let b = reg.create(user("b@example.com", "")).await.unwrap();
+        let found = reg
+            .link_candidates(&["gh@example.com".into(), "b@example.com".into(), "a@example.com".into()])
+            .await
+            .unwrap();
+        assert_eq!(found.identity_owners, vec![a.id]);
+        assert_eq!(found.users.iter().map(|u| u.id).collect::<Vec<_>>(), vec![b.id, a.id], "in the order asked");
+        // SSO identities do not make their owner a candidate.
+        let mut c = user("c@example.com", "");
+        c.identities = vec![identity("sso:1234", "s", "sso@example.com", T0)];
+        reg.create(c).await.unwrap();
+        let found = reg.link_candidates(&["sso@example.com".into()]).await.unwrap();
+        assert!(found.identity_owners.is_empty() && found.users.is_empty());
+    }
+
+    #[tokio::test]
+    async fn duplicates_are_refused_with_sleds_errors() {
+        let (reg, _) = registry().await;
+        let mut a = user("a@example.com", "15555550100");
+        a.identities = vec![identity("github", "1", "", T0)];
+        let a = reg.create(a).await.unwrap();
+        let err = reg.create(user("a@example.com", "15555550100")).await.unwrap_err();
+        assert_eq!((err.code, err.msg.as_ref()), (ErrorCode::EmailExists, DUPLICATE_EMAIL_MSG), "email first");
+        let err = reg.create(user("b@example.com", "15555550100")).await.unwrap_err();
+        assert_eq!((err.code, err.msg.as_ref()), (ErrorCode::PhoneExists, DUPLICATE_PHONE_MSG));
+        let mut c = user("c@example.com", "");
+        c.identities = vec![identity("github", "1", "", T0)];
+        assert_eq!(code(reg.create(c).await), ErrorCode::IdentityAlreadyExists);
+        let again = User { email: "d@example.com".into(), phone: String::new(), identities: vec![], ..a.clone() };
+        assert_eq!(code(reg.create(again).await), ErrorCode::UserAlreadyExists);
+        assert_eq!(reg.count().await.unwrap(), 1);
+        // Updates: a taken email is refused and nothing changes; the user's own values are fine.
+        let b = reg.create(user("b@example.com", "")).await.unwrap();
+        let err = reg
+            .update(
+                b.id,
+                Box::new(|u| {
+                    u.email = "a@example.com".into();
+                    u.user_metadata = JsonText(r#"{"x":1}"#.into());
+                    Ok(())
+                }),
+            )
+            .await;
+        assert_eq!(code(err), ErrorCode::EmailExists);
+        assert_eq!(reg.get(b.id).await.unwrap().unwrap(), b);
+        let err = reg.update(b.id, Box::new(|u| Ok(u.phone = "15555550100".into()))).await;
+        assert_eq!(code(err), ErrorCode::PhoneExists);
+        let err = reg.update(b.id, Box::new(|u| Ok(u.identities.push(identity("github", "1", "", T0))))).await;
+        assert_eq!(code(err), ErrorCode::IdentityAlreadyExists);
+        reg.update(a.id, Box::new(|u| Ok(u.aud = "x".into()))).await.unwrap();
+        // The closure's own error, and an unknown user.
+        let err =
+            reg.update(b.id, Box::new(|_| Err(AuthError::unprocessable(ErrorCode::ValidationFailed, "no")))).await;
+        assert_eq!(code(err), ErrorCode::ValidationFailed);
+        assert_eq!(code(reg.update(Uuid::new_v4(), Box::new(|_| Ok(()))).await), ErrorCode::UserNotFound);
+    }
+
+    #[tokio::test]
+    async fn concurrent_creates_of_one_address_on_two_pools_let_one_win() {
+        let db = migrated_db().await;
+        let clock = Clock::fixed(T0);
+        let other =
+            Db::connect(&crate::pg::PgSettings { url: db_url(&db).await, namespace: "auth".into(), max_pool_size: 2 })
+                .await
+                .unwrap();
+        let one = Arc::new(PgUsers::with_clock(db, clock.clone()));
+        let two = Arc::new(PgUsers::with_clock(other, clock));
+        for round in 0..8 {
+            let email = format!("race{round}@example.com");
+            let phone = format!("1555555{round:04}");
+            let mut a = user(&email, "");
+            let mut b = user(&email, "");
+            if round % 2 == 1 {
+                // Same phone, different emails.
+                a = user(&format!("a{round}@example.com"), &phone);
+                b = user(&format!("b{round}@example.com"), &phone);
+            }
+            let (r1, r2) = tokio::join!(
+                tokio::spawn({
+                    let one = one.clone();
+                    async move { one.create(a).await }
+                }),
+                tokio::spawn({
+                    let two = two.clone();
+                    async move { two.create(b).await }
+                })
+            );
+            let results = [r1.unwrap(), r2.unwrap()];
+            assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "round {round}: exactly one wins");
+            let err = results.into_iter().find_map(|r| r.err()).unwrap();
+            let want = if round % 2 == 1 { ErrorCode::PhoneExists } else { ErrorCode::EmailExists };
+            assert_eq!(err.code, want, "round {round}: {err:?}");
+        }
+        assert_eq!(one.count().await.unwrap(), 8);
+    }
+
+    /// The URL of `db`'s database (tests only: rebuilt from the cluster URL and its name).
+    async fn db_url(db: &Db) -> String {
+        let client = db.client().await.unwrap();
+        let name: String = client.query_one("SELECT current_database()", &[]).await.unwrap().get(0);
+        let mut url = url::Url::parse(&crate::pg::testing::admin_url()).unwrap();
+        url.set_path(&format!("/{name}"));
+        url.to_string()
+    }
+
+    #[tokio::test]
+    async fn updates_write_identity_changes_and_keep_their_order() {
+        let (reg, clock) = registry().await;
+        let mut a = user("a@example.com", "");
+        a.identities = vec![identity("email", "x", "a@example.com", T0)];
+        let a = reg.create(a).await.unwrap();
+        clock.advance(Duration::from_secs(5));
+        // Same created_at for all three added: the order is the order they were pushed.
+        let added = reg
+            .update(
+                a.id,
+                Box::new(|u| {
+                    for p in ["zeta", "alpha", "mid"] {
+                        u.identities.push(identity(p, "1", &format!("{p}@example.com"), T0));
+                    }
+                    u.identities[0].last_sign_in_at = Some(T0);
+                    u.email = "new@example.com".into();
+                    u.phone = "15555550100".into();
+                    Ok(())
+                }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(added.updated_at, clock.now(), "updated_at is the registry's clock");
+        let back = reg.get(a.id).await.unwrap().unwrap();
+        assert_eq!(back, added);
+        let providers = |u: &User| u.identities.iter().map(|i| i.provider.clone()).collect::<Vec<_>>();
+        assert_eq!(providers(&back), ["email", "zeta", "alpha", "mid"]);
+        assert!(reg.by_email("a@example.com").await.unwrap().is_none());
+        assert_eq!(reg.by_phone("15555550100").await.unwrap().unwrap().id, a.id);
+        let back = reg
+            .update(
+                a.id,
+                Box::new(|u| {
+                    u.identities.remove(0);
+                    u.identities[1].identity_data = JsonText(r#"{"email":"Other@example.com","sub":"1"}"#.into());
+                    u.phone.clear();
+                    Ok(())
+                }),
+            )
+            .await
+            .unwrap();
+        let read = reg.get(a.id).await.unwrap().unwrap();
+        assert_eq!(providers(&read), ["zeta", "alpha", "mid"]);
+        assert_eq!(read.identities[1].email, "other@example.com", "GoTrue's generated email column");
+        assert_eq!(read.identities[1].identity_data, back.identities[1].identity_data);
+        assert!(reg.by_phone("15555550100").await.unwrap().is_none());
+        assert!(reg.by_identity("email", "x").await.unwrap().is_none());
+        assert_eq!(reg.link_candidates(&["other@example.com".into()]).await.unwrap().identity_owners, vec![a.id]);
+    }
+
+    fn factor(user_id: Uuid, name: &str, at: Timestamp) -> Factor {
+        Factor {
+            id: Uuid::new_v4(),
+            user_id,
+            friendly_name: name.into(),
+            factor_type: "totp".into(),
+            status: "unverified".into(),
+            sealed_secret: vec![7; 40],
+            created_at: at,
+            updated_at: at,
+            last_challenged_at: None,
+            last_used_step: None,
+            challenges: Vec::new(),
+            phone: String::new(),
+            web_authn_credential: Vec::new(),
+            web_authn_aaguid: None,
+        }
+    }
+
+    fn challenge(ip: &str) -> Challenge {
+        Challenge {
+            id: Uuid::new_v4(),
+            created_at: T0,
+            ip: ip.into(),
+            failed_attempts: 0,
+            otp_code: Vec::new(),
+            web_authn_state: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn factors_round_trip_and_ride_on_users() {
+        let (reg, _) = registry().await;
+        let u = reg.create(user("mfa@example.com", "")).await.unwrap();
+        let mut totp = factor(u.id, "app", T0);
+        totp.status = "verified".into();
+        totp.last_used_step = Some(u64::MAX - 1);
+        totp.last_challenged_at = Some(T0);
+        let mut c1 = challenge("203.0.113.9");
+        c1.failed_attempts = 2;
+        let c2 = Challenge { ip: "not an ip".into(), ..challenge("") };
+        let c3 = Challenge { ip: "2001:db8::1".into(), ..challenge("") };
+        totp.challenges = vec![c1, c2, c3];
+        let mut phone = factor(u.id, "", Timestamp(T0.0 + 1));
+        phone.factor_type = "phone".into();
+        phone.phone = "15555550100".into();
+        phone.sealed_secret = Vec::new();
+        phone.challenges = vec![Challenge { otp_code: vec![0xab; 32], ..challenge("127.0.0.1") }];
+        let mut webauthn = factor(u.id, "key", Timestamp(T0.0 + 2));
+        webauthn.factor_type = "webauthn".into();
+        webauthn.web_authn_credential = br#"{"cred":{"counter":3,"id":"abc"}}"#.to_vec();
+        webauthn.web_authn_aaguid = Some(Uuid::new_v4());
+        webauthn.challenges =
+            vec![Challenge { web_authn_state: br#"{"rs":{"c":[1,2]}}"#.to_vec(), ..challenge("::1") }];
+        let written = vec![totp, phone, webauthn];
+        let w = written.clone();
+        let got = reg
+            .edit_factors(
+                u.id,
+                Box::new(move |fs| {
+                    *fs = w;
+                    Ok(Some(fs[0].clone()))
+                }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(got.as_ref(), Some(&written[0]));
+        let back = reg.get(u.id).await.unwrap().unwrap().factors;
+        assert_eq!(back, written, "every field, challenges in their order");
+        // JSON comes back as the same value in canonical form (sorted keys, compact).
+        reg.edit_factors(
+            u.id,
+            Box::new(|fs| {
+                fs[2].web_authn_credential = br#"{ "b": 1, "a": [true] }"#.to_vec();
+                Ok(None)
+            }),
+        )
+        .await
+        .unwrap();
+        let back = reg.get(u.id).await.unwrap().unwrap().factors;
+        assert_eq!(back[2].web_authn_credential, br#"{"a":[true],"b":1}"#.to_vec());
+        let written = {
+            let mut w = written;
+            w[2].web_authn_credential = back[2].web_authn_credential.clone();
+            w
+        };
+        // Users read by any door carry their factors; an update keeps them (the edit sees none).
+        assert_eq!(reg.by_email("mfa@example.com").await.unwrap().unwrap().factors.len(), 3);
+        let updated = reg
+            .update(
+                u.id,
+                Box::new(|u| {
+                    assert!(u.factors.is_empty(), "as on sled, the edit sees the record without factors");
+                    Ok(())
+                }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(updated.factors, written);
+        let client = reg.db.client().await.unwrap();
+        let row =
+            client.query_one("SELECT secret FROM auth.mfa_factors WHERE id = $1", &[&written[0].id]).await.unwrap();
+        assert!(row.get::<_, String>(0).starts_with("ferrotrue:v1:"));
+        // Removing a challenge and a factor.
+        reg.edit_factors(
+            u.id,
+            Box::new(|fs| {
+                fs[0].challenges.remove(0);
+                fs.remove(1);
+                Ok(None)
+            }),
+        )
+        .await
+        .unwrap();
+        let back = reg.get(u.id).await.unwrap().unwrap().factors;
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[0].challenges, written[0].challenges[1..]);
+        // Deleting the user deletes its factors and challenges.
+        reg.delete(u.id).await.unwrap();
+        let n: i64 = client.query_one("SELECT count(*) FROM auth.mfa_challenges", &[]).await.unwrap().get(0);
+        assert_eq!(n, 0);
+        assert_eq!(code(reg.delete(u.id).await), ErrorCode::UserNotFound);
+        assert_eq!(code(reg.edit_factors(u.id, Box::new(|_| Ok(None))).await), ErrorCode::UserNotFound);
+    }
+
+    #[tokio::test]
+    async fn a_failing_factor_edit_still_commits_what_it_changed() {
+        let (reg, _) = registry().await;
+        let u = reg.create(user("mfa@example.com", "")).await.unwrap();
+        let mut f = factor(u.id, "app", T0);
+        f.challenges = vec![challenge("127.0.0.1")];
+        let id = f.id;
+        reg.edit_factors(
+            u.id,
+            Box::new(move |fs| {
+                fs.push(f);
+                Ok(None)
+            }),
+        )
+        .await
+        .unwrap();
+        let wrong_code = || {
+            Box::new(|fs: &mut Vec<Factor>| {
+                fs[0].challenges[0].failed_attempts += 1;
+                Err(AuthError::unprocessable(ErrorCode::MfaVerificationFailed, "Invalid TOTP code entered"))
+            }) as FactorEdit
+        };
+        assert_eq!(code(reg.edit_factors(u.id, wrong_code()).await), ErrorCode::MfaVerificationFailed);
+        assert_eq!(code(reg.edit_factors(u.id, wrong_code()).await), ErrorCode::MfaVerificationFailed);
+        let back = reg.get(u.id).await.unwrap().unwrap().factors;
+        assert_eq!((back[0].id, back[0].challenges[0].failed_attempts), (id, 2), "the attempts were written");
+        // An edit that fails without changing anything writes nothing.
+        let err = reg
+            .edit_factors(u.id, Box::new(|_| Err(AuthError::unprocessable(ErrorCode::ValidationFailed, "no"))))
+            .await;
+        assert_eq!(code(err), ErrorCode::ValidationFailed);
+        assert_eq!(reg.get(u.id).await.unwrap().unwrap().factors, back);
+    }
+
+    #[tokio::test]
+    async fn factors_challenged_in_the_same_microsecond_do_not_collide() {
+        let (reg, clock) = registry().await;
+        let mut ids = Vec::new();
+        for i in 0..4 {
+            let u = reg.create(user(&format!("u{i}@example.com"), "")).await.unwrap();
+            for n in ["a", "b"] {
+                let f = factor(u.id, n, T0);
+                ids.push(f.id);
+                reg.edit_factors(u.id, Box::new(move |fs| Ok(fs.push(f)).map(|_| None))).await.unwrap();
+            }
+            // The pinned clock: every challenge at the same microsecond, concurrently for the
+            // last user's two factors.
+            let now = clock.now();
+            let challenge_all = move |fs: &mut Vec<Factor>| {
+                for f in fs.iter_mut() {
+                    f.last_challenged_at = Some(now);
+                    f.challenges.push(challenge("127.0.0.1"));
+                }
+                Ok(None)
+            };
+            reg.edit_factors(u.id, Box::new(challenge_all)).await.unwrap();
+        }
+        let client = reg.db.client().await.unwrap();
+        let rows = client
+            .query("SELECT last_challenged_at FROM auth.mfa_factors ORDER BY last_challenged_at", &[])
+            .await
+            .unwrap();
+        let stored: Vec<Timestamp> = rows.iter().map(|r| r.get(0)).collect();
+        assert_eq!(stored, (0..8).map(|i| Timestamp(T0.0 + i)).collect::<Vec<_>>(), "the next free microseconds");
+        for id in &ids {
+            let u: Uuid =
+                client.query_one("SELECT user_id FROM auth.mfa_factors WHERE id = $1", &[id]).await.unwrap().get(0);
+            let f = reg.get(u).await.unwrap().unwrap().factors.into_iter().find(|f| f.id == *id).unwrap();
+            assert_eq!(f.last_challenged_at, Some(T0), "the exact value reads back");
+        }
+        // Concurrent challenges of two users on two tasks.
+        let reg = Arc::new(reg);
+        let (a, b) = (
+            reg.create(user("x@example.com", "")).await.unwrap(),
+            reg.create(user("y@example.com", "")).await.unwrap(),
+        );
+        for u in [&a, &b] {
+            let f = factor(u.id, "f", T0);
+            reg.edit_factors(u.id, Box::new(move |fs| Ok(fs.push(f)).map(|_| None))).await.unwrap();
+        }
+        let tasks = [a.id, b.id].map(|id| {
+            let reg = reg.clone();
+            tokio::spawn(async move {
+                reg.edit_factors(
+                    id,
+                    Box::new(|fs| {
+                        fs[0].last_challenged_at = Some(T0);
+                        Ok(None)
+                    }),
+                )
+                .await
+            })
+        });
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let n: i64 = client
+            .query_one("SELECT count(DISTINCT last_challenged_at) FROM auth.mfa_factors", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 10);
+    }
+
+    #[tokio::test]
+    async fn count_and_list_page_filter_and_order() {
+        let (reg, _) = registry().await;
+        assert_eq!(reg.count().await.unwrap(), 0);
+        assert!(reg.list(1, 10, None, true).await.unwrap().items.is_empty());
+        let mut ids = Vec::new();
+        for i in 0..7i64 {
+            let mut u = user(&format!("user{i}@example.com"), &format!("1555555010{i}"));
+            u.created_at = Timestamp(T0.0 + (i / 2)); // ties, broken by id
+            if i == 3 {
+                u.user_metadata = JsonText(r#"{"full_name":"Ada LOVELACE"}"#.into());
+            }
+            if i == 4 {
+                u.user_metadata = JsonText(r#"{"full_name":42}"#.into());
+            }
+            ids.push((u.created_at, u.id));
+            reg.create(u).await.unwrap();
+        }
+        ids.sort();
+        let ids: Vec<Uuid> = ids.into_iter().map(|(_, id)| id).collect();
+        let page_ids = |p: &Page<User>| p.items.iter().map(|u| u.id).collect::<Vec<_>>();
+        assert_eq!(reg.count().await.unwrap(), 7);
+        let p = reg.list(1, 3, None, true).await.unwrap();
+        assert_eq!((page_ids(&p), p.total), (ids[..3].to_vec(), 7));
+        let p = reg.list(3, 3, None, true).await.unwrap();
+        assert_eq!(page_ids(&p), ids[6..].to_vec());
+        let p = reg.list(0, 2, None, false).await.unwrap();
+        assert_eq!(page_ids(&p), vec![ids[6], ids[5]], "page 0 is page 1; newest first");
+        assert!(reg.list(9, 3, None, true).await.unwrap().items.is_empty());
+        assert!(reg.list(1, 0, None, true).await.unwrap().items.is_empty());
+        let p = reg.list(1, 10, Some("LOVE"), true).await.unwrap();
+        assert_eq!((p.items.len(), p.total, p.items[0].email.as_str()), (1, 1, "user3@example.com"));
+        assert_eq!(reg.list(1, 10, Some("42"), true).await.unwrap().total, 0, "full_name only as a string");
+        assert_eq!(reg.list(1, 10, Some("0105"), true).await.unwrap().total, 1, "phone");
+        let p = reg.list(2, 2, Some("USER"), false).await.unwrap();
+        assert_eq!((page_ids(&p), p.total), (vec![ids[4], ids[3]], 7));
+        assert_eq!(reg.list(1, 10, Some(""), true).await.unwrap().total, 7, "an empty filter is none");
+        assert_eq!(reg.list(1, 10, Some("%"), true).await.unwrap().total, 0, "no LIKE patterns");
+        assert!(p.items.iter().all(|u| u.identities.is_empty() && u.factors.is_empty()));
+    }
+
+    fn audit_entry(action: &str, username: &str, at: Timestamp) -> AuditEntry {
+        let payload = serde_json::json!({
+            "actor_username": username,
+            "action": action,
+            "log_type": AuditEntry::log_type(action),
+        });
+        AuditEntry {
+            id: Uuid::new_v4(),
+            seq: 0,
+            payload: JsonText(payload.to_string()),
+            created_at: at,
+            ip_address: "127.0.0.1".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn audit_pages_queries_and_retention() {
+        let (reg, clock) = registry().await;
+        let mut entries = Vec::new();
+        for i in 1..=30i64 {
+            let (action, who) = if i % 3 == 0 { ("logout", "B") } else { ("login", "a") };
+            let e = audit_entry(action, who, Timestamp(T0.0 + i));
+            reg.record_audit(e.clone()).await.unwrap();
+            entries.push(e);
+        }
+        let ids = |p: &Page<AuditEntry>| p.items.iter().map(|e| e.id).collect::<Vec<_>>();
+        let newest = |r: std::ops::RangeInclusive<usize>| r.rev().map(|i| entries[i - 1].id).collect::<Vec<_>>();
+        let p1 = reg.audit_page(1, 7, None).await.unwrap();
+        assert_eq!((ids(&p1), p1.total), (newest(24..=30), 30));
+        assert_eq!(p1.items[0], entries[29], "an entry reads back as written");
+        assert_eq!(ids(&reg.audit_page(5, 7, None).await.unwrap()), newest(1..=2));
+        assert!(reg.audit_page(6, 7, None).await.unwrap().items.is_empty());
+        let q = AuditQuery::Action("logout".into());
+        let p = reg.audit_page(2, 4, Some(&q)).await.unwrap();
+        assert_eq!(p.total, 10);
+        assert_eq!(ids(&p), [18, 15, 12, 9].map(|i| entries[i - 1].id));
+        let q = AuditQuery::Author("b".into());
+        assert_eq!(ids(&reg.audit_page(3, 4, Some(&q)).await.unwrap()), [6, 3].map(|i| entries[i - 1].id));
+        let q = AuditQuery::Type("account".into());
+        assert_eq!(reg.audit_page(1, 100, Some(&q)).await.unwrap().total, 30);
+        let q = AuditQuery::Type("token".into());
+        assert_eq!(reg.audit_page(1, 100, Some(&q)).await.unwrap().total, 0);
+        // Ties in created_at: newest first by id.
+        let mut same = [audit_entry("login", "c", T0), audit_entry("login", "c", T0)];
+        same.sort_by_key(|e| e.id);
+        for e in &same {
+            reg.record_audit(e.clone()).await.unwrap();
+        }
+        let last = reg.audit_page(1, 100, None).await.unwrap();
+        assert_eq!(last.items[30..].iter().map(|e| e.id).collect::<Vec<_>>(), vec![same[1].id, same[0].id]);
+        // Retention: everything older than now - 20 µs goes (the clock is pinned at T0 + 40).
+        clock.advance(Duration::from_micros(40));
+        assert_eq!(reg.sweep_audit(Duration::from_secs(3600)).await.unwrap(), 0);
+        assert_eq!(reg.sweep_audit(Duration::from_micros(20)).await.unwrap(), 19 + 2);
+        assert_eq!(reg.audit_page(1, 100, None).await.unwrap().total, 11);
+    }
+
+    #[tokio::test]
+    async fn the_sweep_works_in_batches() {
+        let (reg, clock) = registry().await;
+        let client = reg.db.client().await.unwrap();
+        client
+            .execute(
+                "INSERT INTO auth.audit_log_entries (instance_id, id, payload, created_at, ip_address) \
+                 SELECT '00000000-0000-0000-0000-000000000000', gen_random_uuid(), '{}', $1, '' \
+                 FROM generate_series(1, 2500)",
+                &[&T0],
+            )
+            .await
+            .unwrap();
+        clock.advance(Duration::from_secs(10));
+        assert_eq!(reg.sweep_audit(Duration::from_secs(1)).await.unwrap(), 2500);
+        assert_eq!(reg.audit_page(1, 1, None).await.unwrap().total, 0);
+    }
+
+    /// Every message through `handle`, as the actor sends them.
+    #[tokio::test]
+    async fn every_message_is_answered() {
+        use ractor::concurrency::oneshot;
+        use ractor::RpcReplyPort;
+        async fn ask<T>(
+            reg: &Arc<PgUsers>,
+            build: impl FnOnce(RpcReplyPort<AuthResult<T>>) -> UserRegistryMessage,
+        ) -> AuthResult<T> {
+            let (tx, rx) = oneshot();
+            reg.clone().handle(build(tx.into()), Some(Duration::from_secs(1))).await;
+            rx.await.expect("a reply")
+        }
+        use UserRegistryMessage as M;
+        let (reg, _) = registry().await;
+        let reg = Arc::new(reg);
+        let mut u = user("m@example.com", "15555550100");
+        u.identities = vec![identity("github", "9", "m@example.com", T0)];
+        let id = u.id;
+        ask(&reg, |reply| M::Create { user: Box::new(u), reply }).await.unwrap();
+        assert!(ask(&reg, |reply| M::Get { id, reply }).await.unwrap().is_some());
+        assert!(ask(&reg, |reply| M::ByEmail { email: "m@example.com".into(), reply }).await.unwrap().is_some());
+        assert!(ask(&reg, |reply| M::ByPhone { phone: "15555550100".into(), reply }).await.unwrap().is_some());
+        let by_identity =
+            ask(&reg, |reply| M::ByIdentity { provider: "github".into(), provider_id: "9".into(), reply });
+        assert!(by_identity.await.unwrap().is_some());
+        let found = ask(&reg, |reply| M::LinkCandidates { emails: vec!["m@example.com".into()], reply }).await.unwrap();
+        assert_eq!((found.identity_owners.len(), found.users.len()), (1, 1));
+        let edit: UserEdit = Box::new(|u| Ok(u.role = "admin".into()));
+        assert_eq!(ask(&reg, |reply| M::Update { id, edit, reply }).await.unwrap().role, "admin");
+        let edit: FactorEdit = Box::new(move |fs| {
+            fs.push(factor(id, "f", T0));
+            Ok(fs.last().cloned())
+        });
+        assert!(ask(&reg, |reply| M::EditFactors { user_id: id, edit, reply }).await.unwrap().is_some());
+        assert_eq!(ask(&reg, |reply| M::Count { reply }).await.unwrap(), 1);
+        let list = ask(&reg, |reply| M::List { page: 1, per_page: 5, filter: None, ascending: true, reply });
+        assert_eq!(list.await.unwrap().items[0].factors.len(), 1);
+        let entry = Box::new(audit_entry("login", "m", T0));
+        ask(&reg, |reply| M::RecordAudit { entry, reply }).await.unwrap();
+        let page = ask(&reg, |reply| M::AuditPage { page: 1, per_page: 5, query: None, reply });
+        assert_eq!(page.await.unwrap().total, 1);
+        reg.clock.advance(Duration::from_micros(1));
+        reg.clone().handle(M::SweepAudit, None).await;
+        let page = ask(&reg, |reply| M::AuditPage { page: 1, per_page: 5, query: None, reply });
+        assert_eq!(page.await.unwrap().total, 1, "no retention, no sweep");
+        reg.clone().handle(M::SweepAudit, Some(Duration::from_secs(0))).await;
+        let page = ask(&reg, |reply| M::AuditPage { page: 1, per_page: 5, query: None, reply });
+        assert_eq!(page.await.unwrap().total, 0, "the sweep ran with the retention given");
+        ask(&reg, |reply| M::Delete { id, reply }).await.unwrap();
+        assert_eq!(ask(&reg, |reply| M::Delete { id, reply }).await.unwrap_err().code, ErrorCode::UserNotFound);
     }
 }
