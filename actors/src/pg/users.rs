@@ -24,12 +24,15 @@
 //!   ferrotrue never creates SSO users, so this is the sled behaviour.
 
 use crate::clock::{Clock, Timestamp};
-use crate::error::{AuthError, AuthResult, ErrorCode, DUPLICATE_EMAIL_MSG, DUPLICATE_PHONE_MSG};
+use crate::error::{AuthError, AuthResult, ErrorCode};
 use crate::pg::schema::side_schema;
 use crate::pg::types::unique_violation;
 use crate::pg::Db;
 use crate::user_registry::model::{AuditEntry, Challenge, Factor, Identity, JsonText, User};
-use crate::user_registry::state::{AuditQuery, FactorEdit, LinkCandidates, Page, UserEdit};
+use crate::user_registry::state::{
+    email_exists, identity_already_linked, page_skip, phone_exists, uniqueness, user_already_exists, user_not_found,
+    AuditQuery, FactorEdit, LinkCandidates, Page, UserEdit,
+};
 use crate::user_registry::UserRegistryMessage;
 use crate::ActorEnv;
 use base64::Engine as _;
@@ -306,22 +309,14 @@ fn json_text_contains(key: &str) -> String {
     )
 }
 
-fn user_not_found() -> AuthError {
-    AuthError::not_found(ErrorCode::UserNotFound, "User not found")
-}
-
-fn identity_taken() -> AuthError {
-    AuthError::unprocessable(ErrorCode::IdentityAlreadyExists, "Identity is already linked to another user")
-}
-
 /// A write failed: a unique constraint a concurrent writer won becomes the error sled's
 /// `check_unique` gives; anything else is a database error.
 fn write_error(e: tokio_postgres::Error) -> AuthError {
     match unique_violation(&e) {
-        Some("users_email_partial_key") => AuthError::unprocessable(ErrorCode::EmailExists, DUPLICATE_EMAIL_MSG),
-        Some("users_phone_key") => AuthError::unprocessable(ErrorCode::PhoneExists, DUPLICATE_PHONE_MSG),
-        Some("identities_provider_id_provider_unique") => identity_taken(),
-        Some("users_pkey") => AuthError::unprocessable(ErrorCode::UserAlreadyExists, "User already registered"),
+        Some("users_email_partial_key") => email_exists(),
+        Some("users_phone_key") => phone_exists(),
+        Some("identities_provider_id_provider_unique") => identity_already_linked(),
+        Some("users_pkey") => user_already_exists(),
         _ => e.into(),
     }
 }
@@ -488,7 +483,7 @@ async fn execute<C: GenericClient>(
 
 /// `skip` and `limit` of a page (sled's arithmetic), as Postgres bigints.
 fn page_bounds(page: usize, per_page: usize) -> (i64, i64) {
-    let skip = page.saturating_sub(1).saturating_mul(per_page);
+    let skip = page_skip(page, per_page);
     (i64::try_from(per_page).unwrap_or(i64::MAX), i64::try_from(skip).unwrap_or(i64::MAX))
 }
 
@@ -734,21 +729,12 @@ impl PgUsers {
         let row = query_opt(c, &self.sql.check_unique, &[&user.id, &email, &phone, &providers, &subs])
             .await?
             .ok_or_else(|| AuthError::internal("uniqueness check"))?;
-        let (id_taken, email_taken, phone_taken, identity_taken_): (bool, bool, bool, bool) =
+        let (id_taken, email_taken, phone_taken, identity_taken): (bool, bool, bool, bool) =
             (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
         if old.is_none() && id_taken {
-            return Err(AuthError::unprocessable(ErrorCode::UserAlreadyExists, "User already registered"));
+            return Err(user_already_exists());
         }
-        if email_taken {
-            return Err(AuthError::unprocessable(ErrorCode::EmailExists, DUPLICATE_EMAIL_MSG));
-        }
-        if phone_taken {
-            return Err(AuthError::unprocessable(ErrorCode::PhoneExists, DUPLICATE_PHONE_MSG));
-        }
-        if identity_taken_ {
-            return Err(identity_taken());
-        }
-        Ok(())
+        uniqueness(email_taken, phone_taken, identity_taken)
     }
 
     /// Inserts a new user with its identities; `email_exists` / `phone_exists` (422) if taken.
@@ -1061,6 +1047,7 @@ impl PgUsers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::{DUPLICATE_EMAIL_MSG, DUPLICATE_PHONE_MSG};
     use crate::pg::testing::migrated_db;
 
     const T0: Timestamp = Timestamp(1_764_547_200_000_000);
@@ -1618,17 +1605,10 @@ mod tests {
     }
 
     fn audit_entry(action: &str, username: &str, at: Timestamp) -> AuditEntry {
-        let payload = serde_json::json!({
-            "actor_username": username,
-            "action": action,
-            "log_type": AuditEntry::log_type(action),
-        });
         AuditEntry {
-            id: Uuid::new_v4(),
-            seq: 0,
-            payload: JsonText(payload.to_string()),
             created_at: at,
             ip_address: "127.0.0.1".into(),
+            ..crate::user_registry::state::tests::audit_entry(action, username)
         }
     }
 
