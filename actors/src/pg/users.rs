@@ -1086,6 +1086,21 @@ mod tests {
         }
     }
 
+    /// An edit that cannot fail.
+    fn edit(f: impl FnOnce(&mut User) + Send + 'static) -> UserEdit {
+        Box::new(move |u| {
+            f(u);
+            Ok(())
+        })
+    }
+
+    fn push_factor(f: Factor) -> FactorEdit {
+        Box::new(move |fs| {
+            fs.push(f);
+            Ok(None)
+        })
+    }
+
     fn code(r: AuthResult<impl std::fmt::Debug>) -> ErrorCode {
         r.expect_err("an error").code
     }
@@ -1223,11 +1238,11 @@ mod tests {
             .await;
         assert_eq!(code(err), ErrorCode::EmailExists);
         assert_eq!(reg.get(b.id).await.unwrap().unwrap(), b);
-        let err = reg.update(b.id, Box::new(|u| Ok(u.phone = "15555550100".into()))).await;
+        let err = reg.update(b.id, edit(|u| u.phone = "15555550100".into())).await;
         assert_eq!(code(err), ErrorCode::PhoneExists);
-        let err = reg.update(b.id, Box::new(|u| Ok(u.identities.push(identity("github", "1", "", T0))))).await;
+        let err = reg.update(b.id, edit(|u| u.identities.push(identity("github", "1", "", T0)))).await;
         assert_eq!(code(err), ErrorCode::IdentityAlreadyExists);
-        reg.update(a.id, Box::new(|u| Ok(u.aud = "x".into()))).await.unwrap();
+        reg.update(a.id, edit(|u| u.aud = "x".into())).await.unwrap();
         // The closure's own error, and an unknown user.
         let err =
             reg.update(b.id, Box::new(|_| Err(AuthError::unprocessable(ErrorCode::ValidationFailed, "no")))).await;
@@ -1245,16 +1260,26 @@ mod tests {
                 .unwrap();
         let one = Arc::new(PgUsers::with_clock(db, clock.clone()));
         let two = Arc::new(PgUsers::with_clock(other, clock));
-        for round in 0..8 {
-            let email = format!("race{round}@example.com");
-            let phone = format!("1555555{round:04}");
-            let mut a = user(&email, "");
-            let mut b = user(&email, "");
-            if round % 2 == 1 {
-                // Same phone, different emails.
-                a = user(&format!("a{round}@example.com"), &phone);
-                b = user(&format!("b{round}@example.com"), &phone);
-            }
+        for round in 0..9 {
+            // The same email, the same phone, or the same identity (first sign-ins).
+            let (a, b, want) = match round % 3 {
+                0 => {
+                    let email = format!("race{round}@example.com");
+                    (user(&email, ""), user(&email, ""), ErrorCode::EmailExists)
+                }
+                1 => {
+                    let phone = format!("1555555{round:04}");
+                    let a = user(&format!("a{round}@example.com"), &phone);
+                    (a, user(&format!("b{round}@example.com"), &phone), ErrorCode::PhoneExists)
+                }
+                _ => {
+                    let mut a = user(&format!("a{round}@example.com"), "");
+                    let mut b = user(&format!("b{round}@example.com"), "");
+                    a.identities = vec![identity("github", &round.to_string(), "", T0)];
+                    b.identities = vec![identity("github", &round.to_string(), "", T0)];
+                    (a, b, ErrorCode::IdentityAlreadyExists)
+                }
+            };
             let (r1, r2) = tokio::join!(
                 tokio::spawn({
                     let one = one.clone();
@@ -1268,10 +1293,65 @@ mod tests {
             let results = [r1.unwrap(), r2.unwrap()];
             assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "round {round}: exactly one wins");
             let err = results.into_iter().find_map(|r| r.err()).unwrap();
-            let want = if round % 2 == 1 { ErrorCode::PhoneExists } else { ErrorCode::EmailExists };
             assert_eq!(err.code, want, "round {round}: {err:?}");
         }
-        assert_eq!(one.count().await.unwrap(), 8);
+        assert_eq!(one.count().await.unwrap(), 9);
+    }
+
+    /// The constraint path, deterministically: another writer's uncommitted row is invisible to
+    /// the check, our INSERT waits on it, and its COMMIT turns into sled's error.
+    #[tokio::test]
+    async fn a_writer_that_commits_first_wins_by_constraint() {
+        let db = migrated_db().await;
+        let reg = Arc::new(PgUsers::with_clock(db.clone(), Clock::fixed(T0)));
+        for (column, want) in [("email", ErrorCode::EmailExists), ("identity", ErrorCode::IdentityAlreadyExists)] {
+            let mut held = db.client().await.unwrap();
+            let tx = held.transaction().await.unwrap();
+            let mut u = user(&format!("held-{column}@example.com"), "");
+            if column == "identity" {
+                u = user("other@example.com", "");
+                u.identities = vec![identity("github", "held", "", T0)];
+                let first = reg.create(user("first@example.com", "")).await.unwrap();
+                tx.execute(
+                    "INSERT INTO auth.identities (id, provider_id, user_id, identity_data, provider) \
+                     VALUES (gen_random_uuid(), 'held', $1, '{}', 'github')",
+                    &[&first.id],
+                )
+                .await
+                .unwrap();
+            } else {
+                tx.execute(
+                    "INSERT INTO auth.users (instance_id, id, email) VALUES ($1, gen_random_uuid(), $2)",
+                    &[&Uuid::nil(), &u.email],
+                )
+                .await
+                .unwrap();
+            }
+            let task = tokio::spawn({
+                let reg = reg.clone();
+                async move { reg.create(u).await }
+            });
+            // Wait until our INSERT is blocked on the held row's index entry.
+            let watcher = db.client().await.unwrap();
+            for waited in 0.. {
+                assert!(waited < 3000, "the create never waited on the held row");
+                let n: i64 = watcher
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                         AND wait_event_type = 'Lock'",
+                        &[],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                if n > 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            tx.commit().await.unwrap();
+            assert_eq!(code(task.await.unwrap()), want, "{column}");
+        }
     }
 
     /// The URL of `db`'s database (tests only: rebuilt from the cluster URL and its name).
@@ -1502,7 +1582,7 @@ mod tests {
             for n in ["a", "b"] {
                 let f = factor(u.id, n, T0);
                 ids.push(f.id);
-                reg.edit_factors(u.id, Box::new(move |fs| Ok(fs.push(f)).map(|_| None))).await.unwrap();
+                reg.edit_factors(u.id, push_factor(f)).await.unwrap();
             }
             // The pinned clock: every challenge at the same microsecond, concurrently for the
             // last user's two factors.
@@ -1537,7 +1617,7 @@ mod tests {
         );
         for u in [&a, &b] {
             let f = factor(u.id, "f", T0);
-            reg.edit_factors(u.id, Box::new(move |fs| Ok(fs.push(f)).map(|_| None))).await.unwrap();
+            reg.edit_factors(u.id, push_factor(f)).await.unwrap();
         }
         let tasks = [a.id, b.id].map(|id| {
             let reg = reg.clone();
@@ -1700,7 +1780,7 @@ mod tests {
         assert!(by_identity.await.unwrap().is_some());
         let found = ask(&reg, |reply| M::LinkCandidates { emails: vec!["m@example.com".into()], reply }).await.unwrap();
         assert_eq!((found.identity_owners.len(), found.users.len()), (1, 1));
-        let edit: UserEdit = Box::new(|u| Ok(u.role = "admin".into()));
+        let edit: UserEdit = super::tests::edit(|u| u.role = "admin".into());
         assert_eq!(ask(&reg, |reply| M::Update { id, edit, reply }).await.unwrap().role, "admin");
         let edit: FactorEdit = Box::new(move |fs| {
             fs.push(factor(id, "f", T0));
