@@ -22,6 +22,17 @@
 //!   read back with `seq = 0`.
 //! * Email uniqueness and lookups are among non-SSO users (GoTrue's `users_email_partial_key`);
 //!   ferrotrue never creates SSO users, so this is the sled behaviour.
+//! * Order: identities in the order ferrotrue inserted them (`identity_order.seq`; GoTrue's rows
+//!   first), factors by `(created_at, id)` (sled's order after a restart), challenges in the
+//!   order they were opened (`mfa_challenge_state.seq`), since flows drop `challenges[0]` and
+//!   read `identities.first()` and a pinned clock gives equal `created_at`s. Listings are by
+//!   `(created_at, id)`, as sled's after a restart (GoTrue has no index on `created_at`: a page
+//!   and `count(*)` scan the table, as GoTrue's own admin listing does).
+//! * `mfa_factors.last_challenged_at` is UNIQUE in GoTrue's schema: see
+//!   [`PgUsers::set_last_challenged`]; the exact value is in `mfa_factor_state`.
+//! * Delete is one `DELETE`: GoTrue's foreign keys take identities, factors, challenges,
+//!   sessions and one-time tokens with the row.
+//! * GoTrue's challenges with `verified_at` set (consumed) are not read.
 
 use crate::clock::{Clock, Timestamp};
 use crate::error::{AuthError, AuthResult, ErrorCode};
