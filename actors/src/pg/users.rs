@@ -52,6 +52,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -328,6 +329,13 @@ fn write_error(e: tokio_postgres::Error) -> AuthError {
         Some("users_phone_key") => phone_exists(),
         Some("identities_provider_id_provider_unique") => identity_already_linked(),
         Some("users_pkey") => user_already_exists(),
+        // Postgres text and jsonb cannot hold NUL (sled could): the client's input, not a 500.
+        _ if e.code().is_some_and(|c| {
+            *c == SqlState::UNTRANSLATABLE_CHARACTER || *c == SqlState::CHARACTER_NOT_IN_REPERTOIRE
+        }) =>
+        {
+            AuthError::validation("Text may not contain the NUL character (\\u0000)")
+        }
         _ => e.into(),
     }
 }
@@ -891,7 +899,7 @@ impl PgUsers {
                 let failed = i64::from(ch.failed_attempts);
                 let params: Params = vec![&ch.id, &f.id, &ch.created_at, &ip, &otp, &state, &failed, &ch.ip];
                 let sql = if before.is_some() { &self.sql.update_challenge } else { &self.sql.insert_challenge };
-                execute(&*tx, sql, &params).await?;
+                execute(&*tx, sql, &params).await.map_err(write_error)?;
             }
         }
         Ok(())
@@ -927,7 +935,7 @@ impl PgUsers {
                 ErrorCode::MfaFactorNameConflict,
                 format!("A factor with the friendly name \"{}\" for this user already exists", f.friendly_name),
             ),
-            _ => e.into(),
+            _ => write_error(e),
         })?;
         let step = f.last_used_step.map(|s| s as i64);
         execute(&*tx, &self.sql.upsert_factor_state, &[&f.id, &step, &f.last_challenged_at]).await?;
@@ -1259,6 +1267,20 @@ mod tests {
             reg.update(b.id, Box::new(|_| Err(AuthError::unprocessable(ErrorCode::ValidationFailed, "no")))).await;
         assert_eq!(code(err), ErrorCode::ValidationFailed);
         assert_eq!(code(reg.update(Uuid::new_v4(), Box::new(|_| Ok(()))).await), ErrorCode::UserNotFound);
+    }
+
+    #[tokio::test]
+    async fn nul_characters_are_a_validation_error_not_a_500() {
+        let (reg, _) = registry().await;
+        let mut u = user("nul@example.com", "");
+        u.user_metadata = JsonText(r#"{"name":"a\u0000b"}"#.into());
+        assert_eq!(code(reg.create(u).await), ErrorCode::ValidationFailed);
+        let u = reg.create(user("nul@example.com", "")).await.unwrap();
+        let err = reg.update(u.id, edit(|u| u.role = "a\0b".into())).await;
+        assert_eq!(code(err), ErrorCode::ValidationFailed);
+        let err = reg.edit_factors(u.id, push_factor(factor(u.id, "a\0b", T0))).await;
+        assert_eq!(code(err), ErrorCode::ValidationFailed);
+        assert_eq!(reg.get(u.id).await.unwrap().unwrap(), u);
     }
 
     #[tokio::test]
