@@ -28,6 +28,7 @@ const SCHEMA_SQL: &str = include_str!("migrations/0001_gotrue_schema.sql");
 /// is GoTrue's namespace, for foreign keys) and recorded in `{fx}.migrations`. Append only.
 pub const FERROTRUE_MIGRATIONS: &[(&str, &str)] = &[
     ("0002_ferrotrue_schema", include_str!("migrations/0002_ferrotrue_schema.sql")),
+    ("0003_users", include_str!("migrations/0003_users.sql")),
     ("0004_otps_flows", include_str!("migrations/0004_otps_flows.sql")),
 ];
 

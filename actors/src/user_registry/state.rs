@@ -49,6 +49,55 @@ pub type UserEdit = Box<dyn FnOnce(&mut User) -> AuthResult<()> + Send>;
 /// still counts against its challenge); an edit that fails validation changes nothing.
 pub type FactorEdit = Box<dyn FnOnce(&mut Vec<Factor>) -> AuthResult<Option<Factor>> + Send>;
 
+// The registry's rules that do not depend on where users are stored; the sled state below and
+// the Postgres backend (`crate::pg::users`) both answer with these.
+
+/// What every operation on a missing user answers.
+pub fn user_not_found() -> AuthError {
+    AuthError::not_found(ErrorCode::UserNotFound, "User not found")
+}
+
+/// A create with an id that is already taken.
+pub fn user_already_exists() -> AuthError {
+    AuthError::unprocessable(ErrorCode::UserAlreadyExists, "User already registered")
+}
+
+/// The error for what a uniqueness check found taken, in the order it is reported: a changed
+/// email, then a changed phone, then any identity held by another user (one identity, one
+/// owner: two concurrent first sign-ins must not create two users).
+pub fn uniqueness(email_taken: bool, phone_taken: bool, identity_taken: bool) -> AuthResult<()> {
+    if email_taken {
+        return Err(email_exists());
+    }
+    if phone_taken {
+        return Err(phone_exists());
+    }
+    if identity_taken {
+        return Err(identity_already_linked());
+    }
+    Ok(())
+}
+
+/// An email another user holds.
+pub fn email_exists() -> AuthError {
+    AuthError::unprocessable(ErrorCode::EmailExists, DUPLICATE_EMAIL_MSG)
+}
+
+/// A phone another user holds.
+pub fn phone_exists() -> AuthError {
+    AuthError::unprocessable(ErrorCode::PhoneExists, DUPLICATE_PHONE_MSG)
+}
+
+/// An identity that another user holds.
+pub fn identity_already_linked() -> AuthError {
+    AuthError::unprocessable(ErrorCode::IdentityAlreadyExists, "Identity is already linked to another user")
+}
+
+/// How many items precede page `page` (1-based; 0 counts as 1) of `per_page` items.
+pub fn page_skip(page: usize, per_page: usize) -> usize {
+    page.saturating_sub(1).saturating_mul(per_page)
+}
+
 /// Users in memory plus the tables they are written to.
 pub struct UserRegistryState {
     store: Store,
@@ -296,7 +345,7 @@ impl UserRegistryState {
     /// and swaps it in; see [`FactorEdit`].
     pub fn edit_factors(&mut self, user_id: Uuid, edit: FactorEdit) -> AuthResult<Option<Factor>> {
         if !self.created.contains_key(&user_id) {
-            return Err(AuthError::not_found(ErrorCode::UserNotFound, "User not found"));
+            return Err(user_not_found());
         }
         let old = self.factors.get(&user_id).cloned().unwrap_or_default();
         let mut new = old.clone();
@@ -403,7 +452,7 @@ impl UserRegistryState {
     /// Inserts a new user; `email_exists` / `phone_exists` (422) if taken.
     pub fn create(&mut self, user: User) -> AuthResult<User> {
         if self.created.contains_key(&user.id) {
-            return Err(AuthError::unprocessable(ErrorCode::UserAlreadyExists, "User already registered"));
+            return Err(user_already_exists());
         }
         self.check_unique(&user, None)?;
         self.write(None, &user)?;
@@ -419,7 +468,7 @@ impl UserRegistryState {
     /// filter only the page is read; with one every record is read once (in key order, not
     /// cached) and only the matches' ids are kept.
     pub fn list(&self, page: usize, per_page: usize, filter: Option<&str>, ascending: bool) -> AuthResult<Page<User>> {
-        let skip = page.saturating_sub(1).saturating_mul(per_page);
+        let skip = page_skip(page, per_page);
         let Some(needle) = filter.map(str::to_lowercase).filter(|f| !f.is_empty()) else {
             let ordered: Box<dyn Iterator<Item = &Uuid>> =
                 if ascending { Box::new(self.order.iter()) } else { Box::new(self.order.iter().rev()) };
@@ -470,7 +519,7 @@ impl UserRegistryState {
     /// a query it reads only the page (skipped entries are not decoded); with one it walks the
     /// whole log to count the matches but keeps only the page.
     pub fn audit_page(&self, page: usize, per_page: usize, query: Option<&AuditQuery>) -> AuthResult<Page<AuditEntry>> {
-        let skip = page.saturating_sub(1).saturating_mul(per_page);
+        let skip = page_skip(page, per_page);
         let mut scan = self.audit_table.scan(true);
         let Some(query) = query else {
             scan.skip_records(skip)?;
@@ -537,7 +586,7 @@ impl UserRegistryState {
 
     /// Applies `edit` to a copy, checks uniqueness of a changed email/phone, writes, swaps.
     pub fn update(&mut self, id: Uuid, edit: UserEdit) -> AuthResult<User> {
-        let old = self.record(id)?.ok_or_else(|| AuthError::not_found(ErrorCode::UserNotFound, "User not found"))?;
+        let old = self.record(id)?.ok_or_else(user_not_found)?;
         let mut user = old.clone();
         edit(&mut user)?;
         user.id = old.id; // the id is not editable
@@ -550,7 +599,7 @@ impl UserRegistryState {
     /// Removes a user and its index entries.
     pub fn delete(&mut self, id: Uuid) -> AuthResult<()> {
         let Some(old) = self.record(id)? else {
-            return Err(AuthError::not_found(ErrorCode::UserNotFound, "User not found"));
+            return Err(user_not_found());
         };
         let mut ops = vec![self.users.remove(id.as_bytes().to_vec())];
         // Factors (and their challenges) die with their user, in the same transaction.
@@ -580,23 +629,14 @@ impl UserRegistryState {
         };
         let email_changed = old.is_none_or(|o| o.email != user.email);
         let phone_changed = old.is_none_or(|o| o.phone != user.phone);
-        if email_changed && taken(&self.by_email, &user.email) {
-            return Err(AuthError::unprocessable(ErrorCode::EmailExists, DUPLICATE_EMAIL_MSG));
-        }
-        if phone_changed && taken(&self.by_phone, &user.phone) {
-            return Err(AuthError::unprocessable(ErrorCode::PhoneExists, DUPLICATE_PHONE_MSG));
-        }
-        // One identity, one owner (two concurrent first sign-ins must not create two users).
-        for i in &user.identities {
-            let key = identity_key(&i.provider, &i.provider_id);
-            if self.by_identity.get(&key).is_some_and(|owner| *owner != user.id) {
-                return Err(AuthError::unprocessable(
-                    ErrorCode::IdentityAlreadyExists,
-                    "Identity is already linked to another user",
-                ));
-            }
-        }
-        Ok(())
+        let identity_taken = user.identities.iter().any(|i| {
+            self.by_identity.get(&identity_key(&i.provider, &i.provider_id)).is_some_and(|owner| *owner != user.id)
+        });
+        uniqueness(
+            email_changed && taken(&self.by_email, &user.email),
+            phone_changed && taken(&self.by_phone, &user.phone),
+            identity_taken,
+        )
     }
 
     /// Disk first (one transaction over the record and both indexes), then memory.
@@ -644,7 +684,7 @@ impl UserRegistryState {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::clock::Timestamp;
     use crate::user_registry::model::JsonText;
@@ -850,7 +890,7 @@ mod tests {
         assert_eq!(st.link_candidates(&["g@example.com".into()]).unwrap().identity_owners, vec![a.id]);
     }
 
-    fn audit_entry(action: &str, username: &str) -> AuditEntry {
+    pub(crate) fn audit_entry(action: &str, username: &str) -> AuditEntry {
         let payload = serde_json::json!({
             "actor_username": username,
             "action": action,
