@@ -19,6 +19,7 @@
 //! | `ferrotrue_storage_sync_seconds`, `ferrotrue_storage_group_commit_batch` (histograms) | |
 //! | `ferrotrue_password_hash_queue_depth` (gauge), `ferrotrue_password_hash_jobs_total` | `outcome` (run, skipped, shed) |
 //! | `ferrotrue_users`, `ferrotrue_sessions` (gauges, read at scrape time) | |
+//! | `ferrotrue_db_pool_connections` (gauge, Postgres only, read at scrape time), `ferrotrue_db_pool_waiting` | `state` (open, idle) |
 
 use crate::state::Ctx;
 use http::{Method, StatusCode};
@@ -168,6 +169,11 @@ async fn answer(
         }
         if let Ok(sessions) = cx.actors.sessions.count().await {
             metrics::gauge!("ferrotrue_sessions").set(sessions as f64);
+        }
+        if let Some((open, idle, waiting)) = cx.actors.pool_status() {
+            metrics::gauge!("ferrotrue_db_pool_connections", "state" => "open").set(open as f64);
+            metrics::gauge!("ferrotrue_db_pool_connections", "state" => "idle").set(idle as f64);
+            metrics::gauge!("ferrotrue_db_pool_waiting").set(waiting as f64);
         }
     }
     let mut resp = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(handle.render())));

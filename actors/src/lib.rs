@@ -81,6 +81,8 @@ pub struct Actors {
     flusher: Option<storage::Flusher>,
     /// For online backups only (sled); everything else reaches storage through an actor.
     store: Option<Store>,
+    /// The Postgres pool (for its metrics); `None` on sled.
+    db: Option<pg::Db>,
 }
 
 impl Actors {
@@ -93,6 +95,11 @@ impl Actors {
             Some(flusher) => flusher.flush().await.map_err(error::AuthError::from),
             None => Ok(()),
         }
+    }
+
+    /// The Postgres pool's `(open, idle, waiting)` connections; `None` on sled.
+    pub fn pool_status(&self) -> Option<(usize, usize, usize)> {
+        self.db.as_ref().map(pg::Db::pool_status)
     }
 
     /// A consistent, checksummed snapshot of the whole database ([`storage::backup`]), taken on
@@ -148,6 +155,10 @@ impl Actors {
             Storage::Postgres(_) => None,
         };
         let flusher = store.as_ref().map(Store::flusher);
+        let db = match &storage {
+            Storage::Postgres(db) => Some(db.clone()),
+            Storage::Sled(_) => None,
+        };
         let env = ActorEnv { storage, settings: settings.clone(), clock: clock.clone() };
         let (refs_tx, refs_rx) = oneshot::channel();
         let (root, join) =
@@ -168,6 +179,7 @@ impl Actors {
             settings,
             flusher,
             store,
+            db,
         };
         Ok((actors, Supervisor { root, join }))
     }

@@ -189,6 +189,37 @@ pub fn service_role_token() -> String {
 }
 
 /// Every file under `dir`, recursively, with its bytes (for scans of the data directory).
+/// Everything the server stored, as an attacker with a copy of the database would see it: the
+/// sled files of its data directory, or on Postgres every row of GoTrue's schema and of
+/// ferrotrue's own (as text, one `(schema.table, rows)` per table).
+pub async fn stored_data(server: &TestServer) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let Some(pg) = &server.config.database else {
+        return files_under(server.dir());
+    };
+    let (client, conn) = tokio_postgres::connect(&pg.url, tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(conn);
+    let side = ferrotrue_actors::pg::schema::side_schema(&pg.namespace);
+    let tables = client
+        .query(
+            "SELECT table_schema || '.' || table_name FROM information_schema.tables \
+             WHERE table_schema IN ($1, $2) AND table_type = 'BASE TABLE'",
+            &[&pg.namespace, &side],
+        )
+        .await
+        .expect("list tables");
+    let mut out = Vec::new();
+    for row in tables {
+        let table: String = row.get(0);
+        let rows: String = client
+            .query_one(&format!("SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM {table} t"), &[])
+            .await
+            .expect("read a table")
+            .get(0);
+        out.push((std::path::PathBuf::from(table), rows.into_bytes()));
+    }
+    out
+}
+
 pub fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).expect("read_dir") {

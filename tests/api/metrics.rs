@@ -108,14 +108,21 @@ async fn metrics_cover_requests_auth_limits_storage_hashing_and_actors() {
         r#"ferrotrue_auth_events_total{action="token_refreshed",method=""}"#,
         r#"ferrotrue_auth_failures_total{route="/token",error_code="invalid_credentials"}"#,
         r#"ferrotrue_rate_limited_total{scope="Verify"}"#,
-        "ferrotrue_storage_sync_seconds_bucket",
-        "ferrotrue_storage_group_commit_batch_bucket",
         r#"ferrotrue_password_hash_jobs_total{outcome="run"}"#,
         "ferrotrue_password_hash_queue_depth",
         r#"ferrotrue_actor_calls_in_flight{actor="UserRegistry"}"#,
         "ferrotrue_users ",
         "ferrotrue_sessions ",
     ] {
+        assert!(text.contains(needle), "missing {needle} in:\n{text}");
+    }
+    // Storage: sled's group commit, or the Postgres pool.
+    let storage: &[&str] = if crate::common::on_postgres() {
+        &[r#"ferrotrue_db_pool_connections{state="open"}"#, "ferrotrue_db_pool_waiting "]
+    } else {
+        &["ferrotrue_storage_sync_seconds_bucket", "ferrotrue_storage_group_commit_batch_bucket"]
+    };
+    for needle in storage {
         assert!(text.contains(needle), "missing {needle} in:\n{text}");
     }
     assert!(value_of(&text, "ferrotrue_users ").is_some_and(|n| n >= 1.0));
@@ -129,7 +136,11 @@ async fn metrics_cover_requests_auth_limits_storage_hashing_and_actors() {
     at_least("ferrotrue_auth_events_total", &[("action", "login"), ("method", "password")], 1.0);
     at_least("ferrotrue_auth_failures_total", &[("route", "/token"), ("error_code", "invalid_credentials")], 1.0);
     at_least("ferrotrue_rate_limited_total", &[("scope", "Verify")], 1.0);
-    at_least("ferrotrue_storage_sync_seconds_count", &[], 1.0);
+    if crate::common::on_postgres() {
+        at_least("ferrotrue_db_pool_connections", &[("state", "open")], 1.0);
+    } else {
+        at_least("ferrotrue_storage_sync_seconds_count", &[], 1.0);
+    }
     at_least("ferrotrue_password_hash_jobs_total", &[("outcome", "run")], 3.0);
     at_least("ferrotrue_users", &[], 1.0);
     at_least("ferrotrue_mails_total", &[("outcome", "failed")], 1.0);

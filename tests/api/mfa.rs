@@ -431,10 +431,9 @@ async fn totp_secret_is_not_stored_in_the_clear() {
     let e = enroll(&server, &token, &name).await;
     let secret = e["totp"]["secret"].as_str().unwrap().to_owned();
     let raw = totp_rs::Secret::try_from_base32(&secret).unwrap().as_ref().to_vec();
-    let dir = server.dir().to_path_buf();
     let server = server.restart().await;
     let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
-    let files = files_under(&dir);
+    let files = stored_data(&server).await;
     assert!(files.iter().any(|(_, f)| contains(f, name.as_bytes())), "the scan reads the database");
     assert!(!files.iter().any(|(_, f)| contains(f, secret.as_bytes()) || contains(f, &raw)), "secret found at rest");
     // And the sealed secret still verifies after the restart.

@@ -54,11 +54,18 @@ async fn phone_index_and_counts_survive_a_restart() {
     assert_eq!(login.status(), 200);
 }
 
+/// The id of a freshly signed-up user.
+async fn existing_user(server: &TestServer) -> Uuid {
+    let session = server.signup(&unique_email()).await;
+    Uuid::parse_str(session["user"]["id"].as_str().expect("user id")).expect("uuid")
+}
+
 #[tokio::test]
 async fn one_time_tokens_and_flow_states_survive_a_restart() {
     let server = TestServer::start().await;
     let now = server.actors.clock.now();
-    let user_id = Uuid::new_v4();
+    // A real user: on Postgres tokens and flows reference users (foreign keys).
+    let user_id = existing_user(&server).await;
     let token = NewToken {
         user_id,
         token_type: "confirmation_token".into(),
@@ -103,7 +110,7 @@ async fn expired_one_time_tokens_and_flow_states_are_refused() {
     let server = TestServer::start().await;
     let long_ago = ferrotrue_actors::clock::Timestamp(1_000_000);
     let token = NewToken {
-        user_id: Uuid::new_v4(),
+        user_id: existing_user(&server).await,
         token_type: "recovery_token".into(),
         relates_to: "ann@example.com".into(),
         link: Some(Secret("old-link".into())),

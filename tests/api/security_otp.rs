@@ -390,7 +390,7 @@ async fn a_copy_of_the_database_holds_no_working_link_or_code() {
     let derived = gotrue_token_hash(&email, &code);
     // Stop the server (everything flushed), then read the data directory as an attacker would.
     let server = server.restart().await;
-    let files = files_under(server.dir());
+    let files = stored_data(&server).await;
     assert!(!files.is_empty());
     for (file, bytes) in &files {
         for (what, secret) in [("link token", &token), ("code", &code), ("sha224(email+code)", &derived)] {

@@ -349,6 +349,12 @@ impl Db {
         })
     }
 
+    /// Connections of this node's pool: `(open, idle, callers waiting for one)`.
+    pub fn pool_status(&self) -> (usize, usize, usize) {
+        let s = self.pool.status();
+        (s.size, s.available, s.waiting)
+    }
+
     /// The schema holding GoTrue's tables.
     pub fn namespace(&self) -> &str {
         &self.namespace
