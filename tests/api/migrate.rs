@@ -2,8 +2,8 @@
 //! signup (argon2id), a GoTrue import (bcrypt), identities, metadata and a TOTP factor, every
 //! record equal afterwards and both passwords and the factor working; re-runs skip; an
 //! interrupted copy completes; the refusals (same directory, missing source, a server holding the
-//! destination, wrong or missing secret, unreachable database). The Postgres directions wait for
-//! the Postgres user backend (ignored until it lands).
+//! destination, wrong or missing secret, unreachable database); sled → Postgres → sled with the
+//! same checks.
 
 use crate::common::*;
 use ferrotrue::config::Config;
@@ -315,7 +315,6 @@ async fn postgres_records(url: &str) -> Vec<User> {
 }
 
 #[tokio::test]
-#[ignore = "enable when the Postgres user backend lands (pg-users)"]
 async fn sled_to_postgres_keeps_every_record() {
     let (src, users, _) = source().await;
     let url = ferrotrue_actors::pg::testing::fresh_database().await;
@@ -329,7 +328,6 @@ async fn sled_to_postgres_keeps_every_record() {
 }
 
 #[tokio::test]
-#[ignore = "enable when the Postgres user backend lands (pg-users)"]
 async fn postgres_to_sled_serves_the_same_users() {
     let (src, users, totp) = source().await;
     let url = ferrotrue_actors::pg::testing::fresh_database().await;
