@@ -11,9 +11,11 @@
 //! violations (a concurrent writer on another node) map to the same errors.
 //!
 //! Mapping decisions:
-//! * Our "none" (`""`) is NULL in `email`, `phone`, `friendly_name` and `mfa_factors.phone`
-//!   (unique constraints), and `''` in the string columns GoTrue's models scan as Go strings
-//!   (tokens, `email_change`, `phone_change`, `otp_code`). `instance_id` is the nil UUID.
+//! * Our "none" (`""`) is NULL in `email`, `phone` and `mfa_factors.phone` (unique
+//!   constraints; GoTrue reads them as nullable), and `''` in the string columns GoTrue's models
+//!   scan as Go strings (tokens, `email_change`, `phone_change`, `friendly_name` — its unique
+//!   index skips blank names —, `secret`, `otp_code`). `instance_id` is the nil UUID. An
+//!   `encrypted_password` of `''` (GoTrue's "no password") reads as `None`.
 //! * Metadata and WebAuthn JSON are jsonb: they read back as the same JSON value, in canonical
 //!   form (sorted keys, compact), not necessarily the same bytes.
 //! * `Factor.sealed_secret` is stored as `ferrotrue:v1:<base64>` in `secret` (GoTrue fails
@@ -371,7 +373,11 @@ fn json_bytes_back(v: Option<serde_json::Value>) -> Vec<u8> {
     v.map(|v| v.to_string().into_bytes()).unwrap_or_default()
 }
 
+/// `''` when there is none (phone and WebAuthn factors): GoTrue scans `secret` into a string.
 fn encode_secret(sealed: &[u8]) -> String {
+    if sealed.is_empty() {
+        return String::new();
+    }
     format!("{SECRET_PREFIX}{}", base64::engine::general_purpose::STANDARD.encode(sealed))
 }
 
@@ -912,14 +918,13 @@ impl PgUsers {
         f: &Factor,
         before: Option<&Factor>,
     ) -> AuthResult<()> {
-        let name = none_if_empty(&f.friendly_name);
         let secret = encode_secret(&f.sealed_secret);
         let phone = none_if_empty(&f.phone);
         let credential = json_bytes(&f.web_authn_credential)?;
         let params: Params = vec![
             &f.id,
             &f.user_id,
-            &name,
+            &f.friendly_name,
             &f.factor_type,
             &f.status,
             &secret,
@@ -1196,6 +1201,37 @@ mod tests {
         assert!(!row.get::<_, bool>(10));
         assert_eq!(row.get::<_, String>(11), "email");
         assert!(row.get::<_, bool>(12), "GoTrue's generated confirmed_at");
+        // Factors: two unnamed ones without a phone coexist (GoTrue's unique indexes); blank
+        // names, secrets and codes are '' (Go strings), a missing phone NULL.
+        let mut a = factor(u.id, "", T0);
+        a.sealed_secret = Vec::new();
+        a.challenges = vec![challenge("127.0.0.1")];
+        let b = factor(u.id, "", T0);
+        reg.edit_factors(
+            u.id,
+            Box::new(move |fs| {
+                fs.extend([a, b]);
+                Ok(None)
+            }),
+        )
+        .await
+        .unwrap();
+        let rows = client
+            .query(
+                "SELECT f.friendly_name, f.secret, f.phone IS NULL, c.otp_code, c.ip_address::text \
+                 FROM auth.mfa_factors f JOIN auth.mfa_challenges c ON c.factor_id = f.id",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        let r = &rows[0];
+        assert_eq!(
+            (r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, bool>(2)),
+            (String::new(), String::new(), true)
+        );
+        assert_eq!((r.get::<_, String>(3), r.get::<_, String>(4)), (String::new(), "127.0.0.1/32".to_owned()));
+        assert_eq!(reg.get(u.id).await.unwrap().unwrap().factors.len(), 2);
     }
 
     #[tokio::test]
