@@ -492,3 +492,74 @@ async fn selecting_postgres_serves_from_it_and_writes_no_data_directory() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("GOTRUE_DB_DRIVER=\"mysql\" is not supported"));
 }
+
+/// Replacing a GoTrue container on its own database: rows exactly as GoTrue writes them (a
+/// bcrypt password, its `''` token columns, an email identity, a session with a refresh token
+/// stored raw) are served as they are. The user signs in (and the hash is upgraded to argon2id
+/// in place), the GoTrue session keeps refreshing (its raw token is found; the child ferrotrue
+/// mints is stored as a digest), and a stored digest presented as a token does not work.
+#[tokio::test]
+async fn a_database_gotrue_wrote_is_served_without_moving_a_row() {
+    let url = fresh_db().await;
+    let db = Db::connect(&settings(&url, "auth")).await.unwrap();
+    db.migrate().await.unwrap();
+    let c = client(&url).await;
+    let (user, session) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let hash = bcrypt::hash(crate::common::PASSWORD, 4).unwrap();
+    c.batch_execute(&format!(
+        "INSERT INTO auth.users (instance_id, id, aud, role, email, encrypted_password, email_confirmed_at,
+             confirmation_token, recovery_token, email_change_token_new, email_change, last_sign_in_at,
+             raw_app_meta_data, raw_user_meta_data, created_at, updated_at, phone_change, phone_change_token,
+             email_change_token_current, reauthentication_token)
+         VALUES ('00000000-0000-0000-0000-000000000000', '{user}', 'authenticated', 'authenticated',
+             'gotrue@example.com', '{hash}', now(), '', '', '', '', now(),
+             '{{\"provider\":\"email\",\"providers\":[\"email\"]}}', '{{\"name\":\"Go\"}}', now(), now(), '', '', '', '');
+         INSERT INTO auth.identities (provider_id, user_id, identity_data, provider, last_sign_in_at, created_at, updated_at)
+         VALUES ('{user}', '{user}', '{{\"sub\":\"{user}\",\"email\":\"gotrue@example.com\",\"email_verified\":false,\"phone_verified\":false}}',
+             'email', now(), now(), now());
+         INSERT INTO auth.sessions (id, user_id, created_at, updated_at, aal) VALUES ('{session}', '{user}', now(), now(), 'aal1');
+         INSERT INTO auth.mfa_amr_claims (session_id, created_at, updated_at, authentication_method, id)
+         VALUES ('{session}', now(), now(), 'password', gen_random_uuid());
+         INSERT INTO auth.refresh_tokens (instance_id, token, user_id, revoked, created_at, updated_at, session_id)
+         VALUES ('00000000-0000-0000-0000-000000000000', 'gotrueRawTok1', '{user}', false, now(), now(), '{session}');"
+    ))
+    .await
+    .unwrap();
+
+    let server = crate::common::TestServer::start_with(|c| c.database = Some(settings(&url, "auth"))).await;
+    // The GoTrue session refreshes; the new token is ferrotrue's, stored as a digest.
+    let resp = server.refresh("gotrueRawTok1").await;
+    assert_eq!(resp.status(), 200);
+    let refreshed: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(refreshed["user"]["id"], serde_json::json!(user.to_string()));
+    assert_eq!(refreshed["user"]["user_metadata"]["name"], "Go");
+    let child = refreshed["refresh_token"].as_str().unwrap();
+    assert_eq!(server.refresh(child).await.status(), 200, "the child ferrotrue minted works");
+    let stored: i64 = c
+        .query_one(
+            "SELECT count(*) FROM auth.refresh_tokens WHERE parent = 'gotrueRawTok1' AND length(token) = 64",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 1, "the child is stored by digest, its parent as GoTrue wrote it");
+
+    // The GoTrue user signs in with the password GoTrue hashed (bcrypt), upgraded to argon2id.
+    let login = server.login("gotrue@example.com").await;
+    assert_eq!(login["user"]["identities"][0]["provider"], "email");
+    let hash: String =
+        c.query_one("SELECT encrypted_password FROM auth.users WHERE id = $1", &[&user]).await.unwrap().get(0);
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+
+    // A digest read from a copy of the database is not a token.
+    let token = login["refresh_token"].as_str().unwrap();
+    let digest: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    };
+    let row: i64 =
+        c.query_one("SELECT count(*) FROM auth.refresh_tokens WHERE token = $1", &[&digest]).await.unwrap().get(0);
+    assert_eq!(row, 1, "ferrotrue stores the digest");
+    crate::common::assert_error(server.refresh(&digest).await, 400, "refresh_token_not_found").await;
+}

@@ -290,6 +290,21 @@ impl From<Fail> for AuthError {
 
 /// Runs `attempt` until it succeeds, fails for a reason other than a deadlock/serialization
 /// abort, or [`ATTEMPTS`] ran.
+/// A presented token as GoTrue stored it: GoTrue keeps the raw value in `token` (ferrotrue the
+/// hex digest), so sessions a GoTrue signed in on this database keep refreshing after the switch
+/// (their first rotation stores a ferrotrue child, by digest). A value shaped like one of our
+/// digests (64 hex digits) is never looked up as stored: with a copy of the database in hand,
+/// presenting a stored digest must not work as a token.
+fn gotrue_written_key(raw: &str) -> Option<String> {
+    let digest_shaped = raw.len() == 64 && raw.bytes().all(|b| b.is_ascii_hexdigit());
+    (!raw.is_empty() && !digest_shaped).then(|| raw.to_owned())
+}
+
+/// True when `result` is "no such refresh token".
+fn is_not_found<T>(result: &AuthResult<T>) -> bool {
+    matches!(result, Err(e) if e.code == crate::error::ErrorCode::RefreshTokenNotFound)
+}
+
 async fn retrying<T, F, Fut>(mut attempt: F) -> AuthResult<T>
 where
     F: FnMut() -> Fut,
@@ -394,7 +409,14 @@ impl PgSessions {
     pub async fn refresh(&self, raw: &str) -> AuthResult<Issued> {
         let digest = hex::encode(crypto::sha256(raw.as_bytes()));
         let digest = &digest;
-        retrying(move || self.try_refresh(digest)).await
+        let result = retrying(move || self.try_refresh(digest)).await;
+        match gotrue_written_key(raw) {
+            Some(stored) if is_not_found(&result) => {
+                let stored = &stored;
+                retrying(move || self.try_refresh(stored)).await
+            }
+            _ => result,
+        }
     }
 
     async fn try_refresh(&self, digest: &String) -> Result<Issued, Fail> {
@@ -464,7 +486,17 @@ impl PgSessions {
 
     /// See [`SessionManagerMessage::Owner`].
     pub async fn owner(&self, raw: &str) -> AuthResult<Uuid> {
-        let digest = &hex::encode(crypto::sha256(raw.as_bytes()));
+        let digest = hex::encode(crypto::sha256(raw.as_bytes()));
+        let result = self.owner_by_key(&digest).await;
+        match gotrue_written_key(raw) {
+            Some(stored) if is_not_found(&result) => self.owner_by_key(&stored).await,
+            _ => result,
+        }
+    }
+
+    /// The owner of the row whose `token` column is `key`.
+    async fn owner_by_key(&self, key: &String) -> AuthResult<Uuid> {
+        let digest = key;
         retrying(move || async move {
             let client = self.db.client().await?;
             let stmt = client.prepare_cached(&self.sql.owner).await?;
