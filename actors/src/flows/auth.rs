@@ -22,19 +22,26 @@ pub async fn authenticate(a: &Actors, bearer: Option<&str>) -> AuthResult<Authen
         AuthError::unauthorized(ErrorCode::NoAuthorization, "This endpoint requires a valid Bearer token")
     })?;
     let (claims, user_id) = a.jwt.verify_user_token(token)?;
-    let user =
-        a.users.get(user_id).await?.ok_or_else(|| {
-            AuthError::forbidden(ErrorCode::UserNotFound, "User from sub claim in JWT does not exist")
-        })?;
     // GoTrue: an empty or nil session_id means "no session"; anything else must be a UUID.
-    let session_id = crate::jwt::JwtKeys::session_id(&claims)?;
-    let session = match session_id {
+    let session_id = crate::jwt::JwtKeys::session_id(&claims);
+    // The user and the session are read at once (two round trips in parallel on Postgres); the
+    // errors keep GoTrue's order: the user first, then the session id, then the session.
+    let session_lookup = async {
+        match &session_id {
+            Ok(Some(id)) => a.sessions.get(*id).await,
+            _ => Ok(None),
+        }
+    };
+    let (user, session) = tokio::join!(a.users.get(user_id), session_lookup);
+    let user = user?
+        .ok_or_else(|| AuthError::forbidden(ErrorCode::UserNotFound, "User from sub claim in JWT does not exist"))?;
+    let session = match session_id? {
         None => None,
-        Some(id) => {
+        Some(_) => {
             let missing = || {
                 AuthError::forbidden(ErrorCode::SessionNotFound, "Session from session_id claim in JWT does not exist")
             };
-            let session = a.sessions.get(id).await?.ok_or_else(missing)?;
+            let session = session?.ok_or_else(missing)?;
             if session.user_id != user.id {
                 return Err(missing());
             }

@@ -83,12 +83,13 @@ pub struct PgUsers {
 
 /// Every statement, built once for the namespace.
 struct Sql {
-    user_by_id: String,
+    /// Single-user reads with the user's identities in the same statement ([`with_identities`]).
+    full_by_id: String,
+    full_by_email: String,
+    full_by_phone: String,
+    full_by_identity: String,
     user_by_id_for_update: String,
     lock_user: String,
-    user_by_email: String,
-    user_by_phone: String,
-    user_by_identity: String,
     users_by_emails: String,
     identity_owners: String,
     identities_of: String,
@@ -120,6 +121,45 @@ struct Sql {
     audit_page: [String; 4],
     audit_count: [String; 4],
     sweep_audit: String,
+}
+
+/// One statement for a single-user read: the row of `user_query` (which selects [`USER_COLS`]),
+/// then whether the user has MFA factors (column 25), then one identity per row from column 26
+/// ([`identity_from_row`]; a user without identities is one row of NULLs there). The factors, when
+/// there are any, are read by a second statement; most users have none, so a read is usually one
+/// round trip instead of four.
+fn with_identities(ns: &str, fx: &str, user_query: &str) -> String {
+    format!(
+        "SELECT u.*, EXISTS (SELECT 1 FROM {ns}.mfa_factors f WHERE f.user_id = u.id), \
+         i.user_id, i.id, i.provider_id, i.provider, i.identity_data, coalesce(i.email, ''), \
+         i.last_sign_in_at, i.created_at, i.updated_at \
+         FROM ({user_query}) u LEFT JOIN {ns}.identities i ON i.user_id = u.id \
+         LEFT JOIN {fx}.identity_order o ON o.identity_id = i.id \
+         ORDER BY o.seq NULLS FIRST, i.created_at, i.id"
+    )
+}
+
+/// Column of [`with_identities`] saying whether the user has factors.
+const HAS_FACTORS_COL: usize = 25;
+/// First identity column of [`with_identities`].
+const IDENTITY_AT: usize = 26;
+
+/// An identity (and its owner) from `row`, its columns starting at `at` in the order of
+/// `identities_of`.
+fn identity_from_row(row: &Row, at: usize) -> AuthResult<(Uuid, Identity)> {
+    let created_at: Option<Timestamp> = row.try_get(at + 7)?;
+    let updated_at: Option<Timestamp> = row.try_get(at + 8)?;
+    let identity = Identity {
+        id: row.try_get(at + 1)?,
+        provider_id: row.try_get(at + 2)?,
+        provider: row.try_get(at + 3)?,
+        identity_data: json_text(row.try_get(at + 4)?),
+        email: row.try_get(at + 5)?,
+        last_sign_in_at: row.try_get(at + 6)?,
+        created_at: created_at.unwrap_or(Timestamp(0)),
+        updated_at: updated_at.or(created_at).unwrap_or(Timestamp(0)),
+    };
+    Ok((row.try_get(at)?, identity))
 }
 
 /// The user columns, in [`user_from_row`]'s order.
@@ -187,16 +227,19 @@ impl Sql {
             )
         };
         let audit_count = |i: usize| format!("SELECT count(*) FROM {ns}.audit_log_entries WHERE {}", audit_preds[i]);
+        let user_by_email = format!("SELECT {USER_COLS} FROM {ns}.users WHERE email = $1 AND is_sso_user = false");
+        let user_by_phone = format!("SELECT {USER_COLS} FROM {ns}.users WHERE phone = $1");
+        let user_by_identity = format!(
+            "SELECT {USER_COLS} FROM {ns}.users WHERE id = \
+             (SELECT user_id FROM {ns}.identities WHERE provider = $1 AND provider_id = $2)"
+        );
         Sql {
-            user_by_id: format!("SELECT {USER_COLS} FROM {ns}.users WHERE id = $1"),
+            full_by_id: with_identities(ns, &fx, &format!("SELECT {USER_COLS} FROM {ns}.users WHERE id = $1")),
+            full_by_email: with_identities(ns, &fx, &user_by_email),
+            full_by_phone: with_identities(ns, &fx, &user_by_phone),
+            full_by_identity: with_identities(ns, &fx, &user_by_identity),
             user_by_id_for_update: format!("SELECT {USER_COLS} FROM {ns}.users WHERE id = $1 FOR UPDATE"),
             lock_user: format!("SELECT 1 FROM {ns}.users WHERE id = $1 FOR UPDATE"),
-            user_by_email: format!("SELECT {USER_COLS} FROM {ns}.users WHERE email = $1 AND is_sso_user = false"),
-            user_by_phone: format!("SELECT {USER_COLS} FROM {ns}.users WHERE phone = $1"),
-            user_by_identity: format!(
-                "SELECT {USER_COLS} FROM {ns}.users WHERE id = \
-                 (SELECT user_id FROM {ns}.identities WHERE provider = $1 AND provider_id = $2)"
-            ),
             users_by_emails: format!(
                 "SELECT {USER_COLS} FROM {ns}.users WHERE email = ANY($1::text[]) AND is_sso_user = false"
             ),
@@ -586,6 +629,27 @@ impl PgUsers {
         Ok(users)
     }
 
+    /// The user of a [`with_identities`] read, with its identities and factors.
+    async fn read_full<C: GenericClient>(
+        &self,
+        c: &C,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> AuthResult<Option<User>> {
+        let rows = query(c, sql, params).await?;
+        let Some(first) = rows.first() else { return Ok(None) };
+        let mut user = user_from_row(first)?;
+        for row in &rows {
+            if row.try_get::<_, Option<Uuid>>(IDENTITY_AT + 1)?.is_some() {
+                user.identities.push(identity_from_row(row, IDENTITY_AT)?.1);
+            }
+        }
+        if first.try_get::<_, bool>(HAS_FACTORS_COL)? {
+            user.factors = self.factors_of(c, &[user.id]).await?.remove(&user.id).unwrap_or_default();
+        }
+        Ok(Some(user))
+    }
+
     async fn complete_one<C: GenericClient>(&self, c: &C, row: Option<Row>) -> AuthResult<Option<User>> {
         let Some(row) = row else { return Ok(None) };
         Ok(self.complete(c, std::slice::from_ref(&row)).await?.pop())
@@ -595,19 +659,8 @@ impl PgUsers {
     async fn identities_of<C: GenericClient>(&self, c: &C, ids: &[Uuid]) -> AuthResult<HashMap<Uuid, Vec<Identity>>> {
         let mut out: HashMap<Uuid, Vec<Identity>> = HashMap::new();
         for row in query(c, &self.sql.identities_of, &[&ids]).await? {
-            let created_at: Option<Timestamp> = row.try_get(7)?;
-            let updated_at: Option<Timestamp> = row.try_get(8)?;
-            let identity = Identity {
-                id: row.try_get(1)?,
-                provider_id: row.try_get(2)?,
-                provider: row.try_get(3)?,
-                identity_data: json_text(row.try_get(4)?),
-                email: row.try_get(5)?,
-                last_sign_in_at: row.try_get(6)?,
-                created_at: created_at.unwrap_or(Timestamp(0)),
-                updated_at: updated_at.or(created_at).unwrap_or(Timestamp(0)),
-            };
-            out.entry(row.try_get(0)?).or_default().push(identity);
+            let (owner, identity) = identity_from_row(&row, 0)?;
+            out.entry(owner).or_default().push(identity);
         }
         Ok(out)
     }
@@ -661,8 +714,7 @@ impl PgUsers {
     /// By id.
     pub async fn get(&self, id: Uuid) -> AuthResult<Option<User>> {
         let client = self.db.client().await?;
-        let row = query_opt(&client, &self.sql.user_by_id, &[&id]).await?;
-        self.complete_one(&client, row).await
+        self.read_full(&client, &self.sql.full_by_id, &[&id]).await
     }
 
     /// By lower-cased email.
@@ -671,8 +723,7 @@ impl PgUsers {
             return Ok(None);
         }
         let client = self.db.client().await?;
-        let row = query_opt(&client, &self.sql.user_by_email, &[&email]).await?;
-        self.complete_one(&client, row).await
+        self.read_full(&client, &self.sql.full_by_email, &[&email]).await
     }
 
     /// By phone without `+`.
@@ -681,15 +732,13 @@ impl PgUsers {
             return Ok(None);
         }
         let client = self.db.client().await?;
-        let row = query_opt(&client, &self.sql.user_by_phone, &[&phone]).await?;
-        self.complete_one(&client, row).await
+        self.read_full(&client, &self.sql.full_by_phone, &[&phone]).await
     }
 
     /// The user holding the identity `(provider, provider_id)`.
     pub async fn by_identity(&self, provider: &str, provider_id: &str) -> AuthResult<Option<User>> {
         let client = self.db.client().await?;
-        let row = query_opt(&client, &self.sql.user_by_identity, &[&provider, &provider_id]).await?;
-        self.complete_one(&client, row).await
+        self.read_full(&client, &self.sql.full_by_identity, &[&provider, &provider_id]).await
     }
 
     /// Who holds any of `emails` (lower-cased), as identity (non-SSO provider) or as user
