@@ -54,6 +54,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
@@ -79,6 +80,52 @@ pub struct PgUsers {
     db: Db,
     clock: Clock,
     sql: Sql,
+    /// Audit entries go through one writer that inserts whatever is queued in one statement
+    /// (group commit); each caller still waits for the commit of its own entry.
+    audit: mpsc::Sender<QueuedAudit>,
+}
+
+/// One audit entry waiting for the writer, with the caller's answer.
+struct QueuedAudit {
+    id: Uuid,
+    payload: String,
+    created_at: Timestamp,
+    ip: String,
+    done: oneshot::Sender<AuthResult<()>>,
+}
+
+/// Audit entries queued at most (a full queue makes callers wait: bounded memory).
+const AUDIT_QUEUE: usize = 4096;
+/// Entries inserted per statement at most.
+const AUDIT_BATCH: usize = 256;
+
+/// The audit writer: waits for an entry, takes whatever else is queued (up to
+/// [`AUDIT_BATCH`]), inserts them in one statement (one commit) and answers every caller.
+/// Ends when the registry that owns the queue is gone.
+async fn write_audit(db: Db, sql: String, mut queue: mpsc::Receiver<QueuedAudit>) {
+    let mut batch = Vec::with_capacity(AUDIT_BATCH);
+    while queue.recv_many(&mut batch, AUDIT_BATCH).await > 0 {
+        let ids: Vec<Uuid> = batch.iter().map(|e| e.id).collect();
+        let payloads: Vec<&str> = batch.iter().map(|e| e.payload.as_str()).collect();
+        let created: Vec<Timestamp> = batch.iter().map(|e| e.created_at).collect();
+        let ips: Vec<&str> = batch.iter().map(|e| e.ip.as_str()).collect();
+        let result = async {
+            let client = db.client().await?;
+            execute(&client, &sql, &[&ids, &payloads, &created, &ips]).await?;
+            Ok::<(), AuthError>(())
+        }
+        .await;
+        for entry in batch.drain(..) {
+            let answer = match &result {
+                Ok(()) => Ok(()),
+                Err(_) => Err(AuthError::internal("Database error")),
+            };
+            let _ = entry.done.send(answer);
+        }
+        if let Err(e) = result {
+            tracing::error!(error = ?e.internal, "audit log insert failed");
+        }
+    }
 }
 
 /// Every statement, built once for the namespace.
@@ -336,7 +383,8 @@ impl Sql {
             count_filtered: format!("SELECT count(*) FROM {ns}.users WHERE {}", user_filter("$1")),
             insert_audit: format!(
                 "INSERT INTO {ns}.audit_log_entries (instance_id, id, payload, created_at, ip_address) \
-                 VALUES ('{NIL_INSTANCE}', $1, $2::text::json, $3, $4)"
+                 SELECT '{NIL_INSTANCE}', id, payload::json, created_at, ip \
+                 FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[]) AS e(id, payload, created_at, ip)"
             ),
             audit_page: [audit_page(0), audit_page(1), audit_page(2), audit_page(3)],
             audit_count: [audit_count(0), audit_count(1), audit_count(2), audit_count(3)],
@@ -573,7 +621,9 @@ impl PgUsers {
     /// Without the rest of the environment (tests).
     pub fn with_clock(db: Db, clock: Clock) -> PgUsers {
         let sql = Sql::new(db.namespace());
-        PgUsers { db, clock, sql }
+        let (audit, queue) = mpsc::channel(AUDIT_QUEUE);
+        tokio::spawn(write_audit(db.clone(), sql.insert_audit.clone(), queue));
+        PgUsers { db, clock, sql, audit }
     }
 
     /// Answers one message (on its own task, see [`super::types::spawn_request`]);
@@ -1057,10 +1107,18 @@ impl PgUsers {
         while !entry.ip_address.is_char_boundary(end) {
             end -= 1;
         }
-        let ip = &entry.ip_address[..end];
-        let client = self.db.client().await?;
-        execute(&client, &self.sql.insert_audit, &[&entry.id, &payload, &entry.created_at, &ip]).await?;
-        Ok(())
+        let (done, answer) = oneshot::channel();
+        // Postgres refuses NUL in text, and one refused entry would fail its whole batch.
+        let queued = QueuedAudit {
+            id: entry.id,
+            payload: payload.replace('\0', ""),
+            created_at: entry.created_at,
+            ip: entry.ip_address[..end].replace('\0', ""),
+            done,
+        };
+        let gone = || AuthError::unexpected("the audit writer stopped");
+        self.audit.send(queued).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
     }
 
     /// A page of the audit log, newest first (`created_at`, then id), with the number of
@@ -1808,6 +1866,35 @@ mod tests {
             ip_address: "127.0.0.1".into(),
             ..crate::user_registry::state::tests::audit_entry(action, username)
         }
+    }
+
+    /// Concurrent entries share statements (group commit), and every caller's entry is there
+    /// when its call returns, including one with a NUL in its payload (Postgres refuses NUL in
+    /// text: it must not fail the batch it shares).
+    #[tokio::test]
+    async fn concurrent_audit_entries_are_written_in_batches_and_all_acknowledged() {
+        let (reg, _) = registry().await;
+        let reg = Arc::new(reg);
+        let mut tasks = Vec::new();
+        for i in 0..64i64 {
+            let reg = reg.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut e = audit_entry("login", "a", Timestamp(T0.0 + i));
+                if i == 7 {
+                    e.payload = JsonText("{\"actor_username\":\"nul\u{0}here\"}".into());
+                }
+                let id = e.id;
+                reg.record_audit(e).await.map(|()| id)
+            }));
+        }
+        let mut acknowledged = Vec::new();
+        for t in tasks {
+            acknowledged.push(t.await.unwrap().expect("every entry is acknowledged"));
+        }
+        let page = reg.audit_page(1, 100, None).await.unwrap();
+        assert_eq!(page.total, 64);
+        let stored: std::collections::HashSet<Uuid> = page.items.iter().map(|e| e.id).collect();
+        assert!(acknowledged.iter().all(|id| stored.contains(id)));
     }
 
     #[tokio::test]
