@@ -1384,4 +1384,38 @@ mod tests {
         pg.clone().handle(SessionManagerMessage::Import { export: e[0].clone(), reply: tx.into() }).await;
         assert!(!rx.await.unwrap().unwrap());
     }
+
+    /// Two nodes importing the same session at once: exactly one writes it, the other is told
+    /// it is already there; one set of token rows.
+    #[tokio::test]
+    async fn concurrent_imports_of_one_session_write_it_once() {
+        let (a, b, db) = two_nodes().await;
+        for _ in 0..3 {
+            let u = user(&db).await;
+            let issued = create(&a, u).await;
+            a.refresh(&issued.refresh_token).await.unwrap();
+            let export = a.export_user(u).await.unwrap().pop().unwrap();
+            db.client()
+                .await
+                .unwrap()
+                .execute("DELETE FROM auth.sessions WHERE id = $1", &[&issued.session.id])
+                .await
+                .unwrap();
+            let (ea, eb) = (export.clone(), export.clone());
+            let (ra, rb) = tokio::join!(
+                tokio::spawn({
+                    let a = a.clone();
+                    async move { a.import(&ea).await }
+                }),
+                tokio::spawn({
+                    let b = b.clone();
+                    async move { b.import(&eb).await }
+                })
+            );
+            let (ra, rb) = (ra.unwrap().unwrap(), rb.unwrap().unwrap());
+            assert!(ra != rb, "one import writes, the other skips: {ra} {rb}");
+            assert_eq!(token_rows(&db, issued.session.id).await.len(), 2);
+            assert_eq!(a.export_user(u).await.unwrap().pop().unwrap(), export);
+        }
+    }
 }
