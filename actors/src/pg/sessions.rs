@@ -745,16 +745,7 @@ mod tests {
     /// A bare `users` row (sessions reference users).
     async fn user(db: &Db) -> Uuid {
         let id = Uuid::new_v4();
-        db.client()
-            .await
-            .unwrap()
-            .execute(
-                "INSERT INTO auth.users (id, instance_id, aud, role, created_at, updated_at) \
-                 VALUES ($1, '00000000-0000-0000-0000-000000000000', 'authenticated', 'authenticated', $2, $2)",
-                &[&id, &T0],
-            )
-            .await
-            .unwrap();
+        user_with_id(db, id).await;
         id
     }
 
