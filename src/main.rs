@@ -132,8 +132,9 @@ enum Command {
     /// the one generated in the source data directory (then saved in a sled destination, which
     /// must not have a different one); each TOTP factor is checked to open under it.
     ///
-    /// Not copied: sessions and refresh tokens (users sign in again), the audit log, pending
-    /// one-time tokens and OAuth flows. Neither side may be in use by a server (a sled directory
+    /// Sessions and refresh tokens are copied with --sessions (signed-in clients keep refreshing
+    /// at the destination; a session id already there is skipped); without it users sign in
+    /// again. Not copied: the audit log, pending one-time tokens and OAuth flows. Neither side may be in use by a server (a sled directory
     /// is locked by its server; stop Postgres-backed nodes first). Database URLs are never
     /// printed with their password. Exit status: 0 every user copied or skipped, 1 some users
     /// failed, 2 nothing could be done (arguments, secret, storage).
@@ -147,6 +148,10 @@ enum Command {
         /// GoTrue's schema on the Postgres side(s) (GOTRUE_DB_NAMESPACE).
         #[arg(long, default_value = "auth", value_name = "NS")]
         namespace: String,
+        /// Copy every user's sessions and refresh tokens too (tokens are stored as digests on
+        /// both sides: they keep working; a replay of a token's parent gets a new child).
+        #[arg(long)]
+        sessions: bool,
     },
     /// Restore a backup into an empty data directory (offline: the server must not be using it).
     Restore {
@@ -585,8 +590,8 @@ async fn run() -> ExitCode {
     if let Command::Restore { file, data_dir } = &command {
         return restore_command(file, data_dir);
     }
-    if let Command::Migrate { from, to, namespace } = &command {
-        return ferrotrue::migrate_cli::command(from, to, namespace, environment()).await;
+    if let Command::Migrate { from, to, namespace, sessions } = &command {
+        return ferrotrue::migrate_cli::command(from, to, namespace, *sessions, environment()).await;
     }
     if let Command::Import { file, data_dir, cache_mb } = &command {
         let data_dir = data_dir.clone().unwrap_or_else(|| {

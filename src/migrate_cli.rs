@@ -11,7 +11,14 @@
 //!   so a re-run after an interruption completes the job.
 //! * TOTP secrets are sealed under a key derived from `GOTRUE_JWT_SECRET`: the destination must
 //!   be served with the source's secret. Every copied TOTP factor is checked to open under it.
-//! * Sessions and refresh tokens are not copied: users sign in again.
+//! * Sessions and refresh tokens are copied only with `--sessions`
+//!   (`Sessions::export_user` → `Sessions::import`, after each user is copied or found): every
+//!   session (id, times, aal, amr, user agent, ip, `not_after`) with its refresh tokens, which
+//!   both backends keep as SHA-256 digests only, so signed-in clients keep refreshing at the
+//!   destination. An imported token works by digest; what cannot move is the shortcut that hands a
+//!   client replaying the active token's parent that same active token (its raw value is derived
+//!   from a per-backend sequence number): such a replay gets a new child instead, never an error.
+//!   A session id already at the destination is skipped. Without `--sessions` users sign in again.
 
 use crate::config::{create_private_dir, read_saved_secret, write_private, SECRET_FILE};
 use ferrotrue_actors::clock::Clock;
@@ -76,6 +83,8 @@ pub struct Options {
     pub namespace: String,
     /// `GOTRUE_JWT_SECRET` when set.
     pub jwt_secret: Option<String>,
+    /// Copy sessions and refresh tokens too (`--sessions`).
+    pub sessions: bool,
 }
 
 /// The outcome of a run that went through every source user.
@@ -91,6 +100,10 @@ pub struct Summary {
     pub failed: u64,
     /// Factors written (with copied or completed users).
     pub factors: u64,
+    /// Sessions written (`--sessions`), with their refresh tokens.
+    pub sessions_copied: u64,
+    /// Sessions whose id was already at the destination (`--sessions`).
+    pub sessions_skipped: u64,
 }
 
 /// One opened side: its actors, and the sled store to sync (sled only).
@@ -323,7 +336,19 @@ async fn copy(src: &Actors, dest: &Side, opts: &Options, log: &mut dyn Write) ->
         for user in items {
             s.users += 1;
             let (id, email) = (user.id, user.email.clone());
-            match copy_user(src, &dest.actors, user).await {
+            let copied = copy_user(src, &dest.actors, user).await;
+            let copied = match copied {
+                Ok(c) if opts.sessions => match copy_sessions(src, &dest.actors, id).await {
+                    Ok((new, present)) => {
+                        s.sessions_copied += new;
+                        s.sessions_skipped += present;
+                        Ok(c)
+                    }
+                    Err(e) => Err(e),
+                },
+                other => other,
+            };
+            match copied {
                 Ok(Copied::New(factors)) => {
                     s.copied += 1;
                     s.factors += factors;
@@ -444,6 +469,29 @@ async fn copy_user(src: &Actors, dest: &Actors, mut user: User) -> Result<Copied
     }
 }
 
+/// Copies the user's sessions with their refresh tokens: (copied, already there).
+async fn copy_sessions(src: &Actors, dest: &Actors, user_id: uuid::Uuid) -> Result<(u64, u64), Failure> {
+    let exports = src
+        .sessions
+        .export_user(user_id)
+        .await
+        .map_err(|e| Failure::Storage(format!("reading the user's sessions at the source: {}", reason(&e))))?;
+    let (mut copied, mut present) = (0, 0);
+    for export in exports {
+        let id = export.session.id;
+        match dest.sessions.import(export).await {
+            Ok(true) => copied += 1,
+            Ok(false) => present += 1,
+            Err(e) => {
+                let why =
+                    format!("the user was copied but its session {id} was not: {} (a re-run copies it)", reason(&e));
+                return Err(if is_storage_failure(&e) { Failure::Storage(why) } else { Failure::User(why) });
+            }
+        }
+    }
+    Ok((copied, present))
+}
+
 /// Adds `factors` to the user's (those with an id already there are left alone).
 async fn install_factors(dest: &Actors, user_id: uuid::Uuid, factors: Vec<Factor>) -> Result<u64, Failure> {
     if factors.is_empty() {
@@ -487,19 +535,26 @@ async fn conflict(dest: &Actors, e: &AuthError, email: &str, phone: &str) -> Str
 /// The binary's entry point: progress and failures on stderr, the summary on stdout. Exit 0 when
 /// every user was copied or skipped, 1 when some failed (the others are copied), 2 when the
 /// migration could not run (arguments, an endpoint, the secret).
-pub async fn command(from: &str, to: &str, namespace: &str, vars: &HashMap<String, String>) -> std::process::ExitCode {
+pub async fn command(
+    from: &str,
+    to: &str,
+    namespace: &str,
+    sessions: bool,
+    vars: &HashMap<String, String>,
+) -> std::process::ExitCode {
     let opts = Options {
         from: Endpoint::parse(from),
         to: Endpoint::parse(to),
         namespace: namespace.to_owned(),
         jwt_secret: vars.get("GOTRUE_JWT_SECRET").filter(|s| !s.is_empty()).cloned(),
+        sessions,
     };
     let started = Instant::now();
     let mut stderr = std::io::stderr();
     let outcome = run(&opts, &mut stderr).await.map(|s| {
         println!(
             "copied {} users ({} factors), skipped {} (id already at the destination{}), failed {} — {} users \
-             read from {} into {} in {:.1} s; sessions are not copied (users sign in again)",
+             read from {} into {} in {:.1} s; {}",
             s.copied,
             s.factors,
             s.skipped,
@@ -512,7 +567,15 @@ pub async fn command(from: &str, to: &str, namespace: &str, vars: &HashMap<Strin
             s.users,
             opts.from.describe(&opts.namespace),
             opts.to.describe(&opts.namespace),
-            started.elapsed().as_secs_f64()
+            started.elapsed().as_secs_f64(),
+            if opts.sessions {
+                format!(
+                    "sessions: copied {}, skipped {} (id already at the destination)",
+                    s.sessions_copied, s.sessions_skipped
+                )
+            } else {
+                "sessions are not copied (users sign in again; --sessions copies them)".to_owned()
+            }
         );
         s.failed
     });
@@ -540,6 +603,7 @@ mod tests {
             to: Endpoint::parse("postgres://u:other@h:5432/d"),
             namespace: "auth".into(),
             jwt_secret: Some("x".repeat(32)),
+            sessions: false,
         };
         let err = preflight(&opts).err().unwrap_or_default();
         assert!(err.contains("same database") && !err.contains("s3cret"), "{err}");

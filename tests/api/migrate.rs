@@ -3,7 +3,8 @@
 //! record equal afterwards and both passwords and the factor working; re-runs skip; an
 //! interrupted copy completes; the refusals (same directory, missing source, a server holding the
 //! destination, wrong or missing secret, unreachable database); sled → Postgres → sled with the
-//! same checks.
+//! same checks; `--sessions`: signed-in sessions keep refreshing after the move, with reuse
+//! detection intact.
 
 use crate::common::*;
 use ferrotrue::config::Config;
@@ -21,8 +22,13 @@ fn bin() -> Command {
 
 /// `ferrotrue migrate --from from --to to`, with `GOTRUE_JWT_SECRET=secret` when given.
 fn migrate(from: &str, to: &str, secret: Option<&str>) -> (Option<i32>, String, String) {
+    migrate_with(from, to, secret, &[])
+}
+
+/// [`migrate`] with more arguments (`--sessions`).
+fn migrate_with(from: &str, to: &str, secret: Option<&str>, extra: &[&str]) -> (Option<i32>, String, String) {
     let mut cmd = bin();
-    cmd.args(["migrate", "--from", from, "--to", to]);
+    cmd.args(["migrate", "--from", from, "--to", to]).args(extra);
     if let Some(secret) = secret {
         cmd.env("GOTRUE_JWT_SECRET", secret);
     }
@@ -292,11 +298,10 @@ fn migrate_help_tells_what_is_copied_and_the_secret_rule() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     for needle in
-        ["--from", "--to", "--namespace", "GOTRUE_JWT_SECRET", "sessions", "sign in again", "skipped", "Exit status"]
+        ["--from", "--to", "--namespace", "--sessions", "GOTRUE_JWT_SECRET", "sign in again", "skipped", "Exit status"]
     {
         assert!(text.contains(needle), "{needle}: {text}");
     }
-    assert!(!text.contains("--sessions"), "sessions are not offered");
 }
 
 /// The copy of `from`'s users in a Postgres database, read back through the actors.
@@ -344,4 +349,71 @@ async fn postgres_to_sled_serves_the_same_users() {
     assert_eq!(resp.status(), 200, "bcrypt after sled → Postgres → sled");
     server.login(&users[2].email).await;
     check_totp(&server, &totp).await;
+}
+
+fn claims(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+/// At a destination: T2 refreshes in its session (200, same `session_id`), then presenting T
+/// (T2's parent, outside the reuse interval: 0 in the tests) is a reuse: 400 and the family
+/// revoked, as it would have been at the source.
+async fn check_moved_session(server: &TestServer, t: &str, t2: &str, session_id: &Value) {
+    let resp = server.refresh(t2).await;
+    assert_eq!(resp.status(), 200, "the copied active token refreshes");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(&claims(&access(&body))["session_id"], session_id, "in the same session");
+    let t3 = body["refresh_token"].as_str().unwrap().to_owned();
+    assert_error(server.refresh(t).await, 400, "refresh_token_already_used").await;
+    assert_error(server.refresh(&t3).await, 400, "refresh_token_already_used").await;
+    assert_error(server.refresh(t2).await, 400, "refresh_token_already_used").await;
+}
+
+#[tokio::test]
+async fn sessions_move_with_their_refresh_tokens() {
+    // At the source: a user signed in (T) and refreshed once (T2, child of T).
+    let server = serve(tempfile::tempdir().unwrap()).await;
+    let signed_in = server.signup(&unique_email()).await;
+    let t = signed_in["refresh_token"].as_str().unwrap().to_owned();
+    let session_id = claims(&access(&signed_in))["session_id"].clone();
+    let resp = server.refresh(&t).await;
+    assert_eq!(resp.status(), 200);
+    let t2 = resp.json::<Value>().await.unwrap()["refresh_token"].as_str().unwrap().to_owned();
+    let src = server.stop().await;
+
+    // Without --sessions nothing of it moves.
+    let plain = tempfile::tempdir().unwrap();
+    let (code, out, err) = migrate(&p(src.path()), &p(plain.path()), Some(SECRET));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("sessions are not copied"), "{out}");
+    let server = serve(plain).await;
+    assert_error(server.refresh(&t2).await, 400, "refresh_token_not_found").await;
+    server.stop().await;
+
+    // sled → Postgres with --sessions; a re-run skips the session.
+    let url = ferrotrue_actors::pg::testing::fresh_database().await;
+    let (code, out, err) = migrate_with(&p(src.path()), &url, Some(SECRET), &["--sessions"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("copied 1 users") && out.contains("sessions: copied 1, skipped 0"), "{out}");
+    let (code, out, err) = migrate_with(&p(src.path()), &url, Some(SECRET), &["--sessions"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("skipped 1 (id already") && out.contains("sessions: copied 0, skipped 1"), "{out}");
+
+    // Postgres → sled with --sessions, before either destination serves anything.
+    let dst = tempfile::tempdir().unwrap();
+    let (code, out, err) = migrate_with(&url, &p(dst.path()), Some(SECRET), &["--sessions"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("sessions: copied 1, skipped 0"), "{out}");
+
+    // Both destinations serve the moved session.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::for_tests(dir.path());
+    config.database = Some(ferrotrue_actors::pg::testing::settings(&url));
+    let on_pg = TestServer::start_in(dir, config).await;
+    check_moved_session(&on_pg, &t, &t2, &session_id).await;
+    on_pg.stop().await;
+    let on_sled = serve(dst).await;
+    check_moved_session(&on_sled, &t, &t2, &session_id).await;
 }

@@ -36,7 +36,7 @@ use crate::crypto;
 use crate::error::{AuthError, AuthResult};
 use crate::pg::types::is_retryable;
 use crate::pg::{Db, PgError};
-use crate::session_manager::model::{AmrEntry, Session};
+use crate::session_manager::model::{AmrEntry, Session, SessionExport, TokenExport};
 use crate::session_manager::rules::{self, Replay, Targets};
 use crate::session_manager::state::{Issued, LogoutScope};
 use crate::session_manager::token_key::TokenKey;
@@ -46,7 +46,7 @@ use crate::ActorEnv;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_postgres::Row;
+use tokio_postgres::{IsolationLevel, Row};
 use uuid::Uuid;
 
 /// A statement parameter.
@@ -88,6 +88,10 @@ struct Sql {
     delete_sessions: String,
     count: String,
     sweep: String,
+    export_sessions: String,
+    export_tokens: String,
+    import_session: String,
+    import_token: String,
 }
 
 impl Sql {
@@ -185,6 +189,26 @@ impl Sql {
             ),
             count: format!("SELECT count(*) FROM {ns}.sessions"),
             sweep: format!("DELETE FROM {ns}.refresh_tokens WHERE revoked AND updated_at < $1"),
+            export_sessions: format!(
+                "SELECT {session_cols} FROM {ns}.sessions s WHERE s.user_id = $1 ORDER BY s.created_at, s.id"
+            ),
+            export_tokens: format!(
+                "SELECT {token_cols} FROM {ns}.refresh_tokens WHERE session_id = ANY($1) ORDER BY id"
+            ),
+            // $1 id, $2 user, $3 created, $4 updated, $5 refreshed (timestamp), $6 aal, $7 agent,
+            // $8 ip, $9 not_after.
+            import_session: format!(
+                "INSERT INTO {ns}.sessions \
+                     (id, user_id, created_at, updated_at, refreshed_at, aal, user_agent, ip, not_after) \
+                 VALUES ($1, $2, $3, $4, $5, $6::text::{ns}.aal_level, NULLIF($7::text, ''), $8::text::inet, $9) \
+                 ON CONFLICT (id) DO NOTHING RETURNING id"
+            ),
+            // The id from the column's sequence, in the export's (issue) order.
+            import_token: format!(
+                "INSERT INTO {ns}.refresh_tokens \
+                     (token, user_id, revoked, created_at, updated_at, parent, session_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            ),
         }
     }
 }
@@ -300,6 +324,13 @@ fn gotrue_written_key(raw: &str) -> Option<String> {
     (!raw.is_empty() && !digest_shaped).then(|| raw.to_owned())
 }
 
+/// The digest a `token`/`parent` column stands for: ours hold the hex digest; a GoTrue-written
+/// row holds the raw value, whose digest is what ferrotrue looks it up by.
+fn stored_digest(value: &str) -> [u8; 32] {
+    let ours = (value.len() == 64).then(|| hex::decode(value).ok()).flatten().and_then(|d| d.try_into().ok());
+    ours.unwrap_or_else(|| crypto::sha256(value.as_bytes()))
+}
+
 /// True when `result` is "no such refresh token".
 fn is_not_found<T>(result: &AuthResult<T>) -> bool {
     matches!(result, Err(e) if e.code == crate::error::ErrorCode::RefreshTokenNotFound)
@@ -350,6 +381,8 @@ impl PgSessions {
             Elevate { session_id, method, reply } => drop(reply.send(self.elevate(session_id, &method).await)),
             Downgrade { user_id, method, reply } => drop(reply.send(self.downgrade(user_id, &method).await)),
             Count { reply } => drop(reply.send(self.count().await)),
+            ExportUser { user_id, reply } => drop(reply.send(self.export_user(user_id).await)),
+            Import { export, reply } => drop(reply.send(self.import(&export).await)),
             SweepRevoked => match self.sweep_revoked(REVOKED_TOKEN_RETENTION).await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(deleted = n, "swept revoked refresh tokens"),
@@ -598,6 +631,83 @@ impl PgSessions {
         .await
     }
 
+    /// See [`SessionManagerMessage::ExportUser`]: the user's sessions (oldest first) and their
+    /// tokens by id (issue order); a GoTrue-written token is exported by its raw value's digest.
+    pub async fn export_user(&self, user_id: Uuid) -> AuthResult<Vec<SessionExport>> {
+        retrying(move || async move {
+            let mut client = self.db.client().await?;
+            let tx = client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).start().await?;
+            let sessions: Vec<Session> =
+                tx.query(&self.sql.export_sessions, &[&user_id]).await?.iter().map(session_from_row).collect();
+            let ids: Vec<Uuid> = sessions.iter().map(|s| s.id).collect();
+            let rows = tx.query(&self.sql.export_tokens, &[&ids]).await?;
+            tx.commit().await?;
+            let mut out: Vec<SessionExport> =
+                sessions.into_iter().map(|session| SessionExport { session, tokens: Vec::new() }).collect();
+            for r in &rows {
+                let t = TokenRow::from_row(r);
+                let Some(export) = out.iter_mut().find(|e| Some(e.session.id) == t.session_id) else { continue };
+                export.tokens.push(TokenExport {
+                    digest: stored_digest(&t.token),
+                    parent: t.parent.as_deref().filter(|p| !p.is_empty()).map(stored_digest),
+                    revoked: t.revoked,
+                    created_at: t.created_at.unwrap_or(t.updated_at),
+                    updated_at: t.updated_at,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// See [`SessionManagerMessage::Import`]: the session row, its amr claims and its tokens
+    /// (hex digests, ids from the sequence in the export's order) in one transaction; `false`
+    /// when the session id is already taken (nothing written). An imported token works by
+    /// digest; its id and `created_at` do not derive it, so a replay of its parent mints a new
+    /// child rather than returning it.
+    pub async fn import(&self, export: &SessionExport) -> AuthResult<bool> {
+        retrying(move || async move {
+            let s = &export.session;
+            let mut client = self.db.client().await?;
+            let tx = client.transaction().await?;
+            let inserted = tx
+                .query_opt(
+                    &self.sql.import_session,
+                    &[
+                        &s.id,
+                        &s.user_id,
+                        &s.created_at,
+                        &s.updated_at,
+                        &s.refreshed_at,
+                        &s.aal,
+                        &s.user_agent,
+                        &inet(&s.ip),
+                        &s.not_after,
+                    ],
+                )
+                .await?;
+            if inserted.is_none() {
+                return Ok(false);
+            }
+            for a in &s.amr {
+                tx.execute(&self.sql.upsert_amr, &[&Uuid::new_v4(), &s.id, &a.at, &a.method]).await?;
+            }
+            let user = s.user_id.to_string();
+            let insert = tx.prepare(&self.sql.import_token).await?;
+            for t in &export.tokens {
+                let parent = t.parent.map(hex::encode);
+                tx.execute(
+                    &insert,
+                    &[&hex::encode(t.digest), &user, &t.revoked, &t.created_at, &t.updated_at, &parent, &s.id],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
     /// Deletes refresh tokens revoked more than `older_than` ago (see
     /// `SessionManagerState::sweep_revoked`).
     pub async fn sweep_revoked(&self, older_than: Duration) -> AuthResult<usize> {
@@ -635,16 +745,7 @@ mod tests {
     /// A bare `users` row (sessions reference users).
     async fn user(db: &Db) -> Uuid {
         let id = Uuid::new_v4();
-        db.client()
-            .await
-            .unwrap()
-            .execute(
-                "INSERT INTO auth.users (id, instance_id, aud, role, created_at, updated_at) \
-                 VALUES ($1, '00000000-0000-0000-0000-000000000000', 'authenticated', 'authenticated', $2, $2)",
-                &[&id, &T0],
-            )
-            .await
-            .unwrap();
+        user_with_id(db, id).await;
         id
     }
 
@@ -1182,6 +1283,130 @@ mod tests {
             out.await.unwrap().unwrap();
             // The logout ran at some point: whatever elevations ran after it found nothing.
             assert_eq!(a.count().await.unwrap(), 0);
+        }
+    }
+
+    /// A `users` row with a given id (an imported session's user).
+    async fn user_with_id(db: &Db, id: Uuid) {
+        db.client()
+            .await
+            .unwrap()
+            .execute(
+                "INSERT INTO auth.users (id, instance_id, aud, role, created_at, updated_at) \
+                 VALUES ($1, '00000000-0000-0000-0000-000000000000', 'authenticated', 'authenticated', $2, $2)",
+                &[&id, &T0],
+            )
+            .await
+            .unwrap();
+    }
+
+    /// sled → Postgres → sled: the export comes back out equal at each step; imported tokens
+    /// work by digest (a parent replay mints a new child), reuse detection holds, a second import
+    /// is skipped, and a GoTrue-written token is exported by its raw value's digest.
+    #[tokio::test]
+    async fn export_and_import_across_backends() {
+        use crate::session_manager::state::SessionManagerState;
+        use crate::storage::Store;
+        let clock = Clock::fixed(T0);
+        let mut sled =
+            SessionManagerState::load(Store::temporary().unwrap(), clock.clone(), Arc::new(Settings::for_tests()))
+                .unwrap();
+        let u = Uuid::new_v4();
+        let a = sled.create(u, "password", "agent/2".into(), "192.0.2.9".into()).unwrap();
+        clock.advance(Duration::from_secs(3));
+        let t2 = sled.refresh(&a.refresh_token).unwrap().unwrap().refresh_token;
+        sled.elevate(a.session.id, "totp").unwrap();
+        let b = sled.create(u, "otp", String::new(), String::new()).unwrap();
+        let exported = sled.export_user(u);
+        assert_eq!(exported.len(), 2);
+        assert_eq!(exported[0].tokens.len(), 3);
+
+        let (pg, db, pg_clock) = setup(Settings::for_tests()).await;
+        pg_clock.advance(Duration::from_secs(3));
+        user_with_id(&db, u).await;
+        assert_eq!(pg.export_user(u).await.unwrap(), vec![]);
+        for e in &exported {
+            assert!(pg.import(e).await.unwrap());
+        }
+        assert!(!pg.import(&exported[0]).await.unwrap(), "an id already there is skipped");
+        assert_eq!(token_rows(&db, a.session.id).await.len(), 3, "nothing written twice");
+        assert_eq!(pg.export_user(u).await.unwrap(), exported);
+        assert_eq!(pg.get(a.session.id).await.unwrap().as_ref(), Some(&exported[0].session));
+        let rows = token_rows(&db, a.session.id).await;
+        assert_eq!(rows[0], (hex_digest(&a.refresh_token), true, None));
+        assert_eq!(rows[1], (hex_digest(&t2), true, Some(hex_digest(&a.refresh_token))));
+
+        // Postgres → a fresh sled state: the same again.
+        let mut back =
+            SessionManagerState::load(Store::temporary().unwrap(), clock.clone(), Arc::new(Settings::for_tests()))
+                .unwrap();
+        for e in pg.export_user(u).await.unwrap() {
+            assert!(back.import(e).unwrap());
+        }
+        assert_eq!(back.export_user(u), exported);
+
+        // On Postgres: the active token of b works by digest in its session; t2's parent
+        // replay is a reuse (b's tokens and a's elevated token are unrelated).
+        let next = pg.refresh(&b.refresh_token).await.unwrap();
+        assert_eq!(next.session.id, b.session.id);
+        assert_eq!(pg.refresh(&b.refresh_token).await.unwrap().refresh_token, next.refresh_token, "minted here");
+        assert_eq!(code(pg.refresh(&a.refresh_token)).await, ErrorCode::RefreshTokenAlreadyUsed);
+        assert!(token_rows(&db, a.session.id).await.iter().all(|(_, revoked, _)| *revoked), "family revoked");
+
+        // A GoTrue-written row (raw value in `token`, raw parent) is exported by digests.
+        let v = user(&db).await;
+        let s = create(&pg, v).await;
+        let c = db.client().await.unwrap();
+        c.execute(
+            "UPDATE auth.refresh_tokens SET token = 'gotrue-raw-1', parent = 'gotrue-raw-0' WHERE session_id = $1",
+            &[&s.session.id],
+        )
+        .await
+        .unwrap();
+        let e = pg.export_user(v).await.unwrap();
+        assert_eq!(e[0].tokens[0].digest, crypto::sha256(b"gotrue-raw-1"));
+        assert_eq!(e[0].tokens[0].parent, Some(crypto::sha256(b"gotrue-raw-0")));
+        // Through the handle too.
+        let pg = Arc::new(pg);
+        let (tx, rx) = ractor::concurrency::oneshot();
+        pg.clone().handle(SessionManagerMessage::ExportUser { user_id: v, reply: tx.into() }).await;
+        assert_eq!(rx.await.unwrap().unwrap(), e);
+        let (tx, rx) = ractor::concurrency::oneshot();
+        pg.clone().handle(SessionManagerMessage::Import { export: e[0].clone(), reply: tx.into() }).await;
+        assert!(!rx.await.unwrap().unwrap());
+    }
+
+    /// Two nodes importing the same session at once: exactly one writes it, the other is told
+    /// it is already there; one set of token rows.
+    #[tokio::test]
+    async fn concurrent_imports_of_one_session_write_it_once() {
+        let (a, b, db) = two_nodes().await;
+        for _ in 0..3 {
+            let u = user(&db).await;
+            let issued = create(&a, u).await;
+            a.refresh(&issued.refresh_token).await.unwrap();
+            let export = a.export_user(u).await.unwrap().pop().unwrap();
+            db.client()
+                .await
+                .unwrap()
+                .execute("DELETE FROM auth.sessions WHERE id = $1", &[&issued.session.id])
+                .await
+                .unwrap();
+            let (ea, eb) = (export.clone(), export.clone());
+            let (ra, rb) = tokio::join!(
+                tokio::spawn({
+                    let a = a.clone();
+                    async move { a.import(&ea).await }
+                }),
+                tokio::spawn({
+                    let b = b.clone();
+                    async move { b.import(&eb).await }
+                })
+            );
+            let (ra, rb) = (ra.unwrap().unwrap(), rb.unwrap().unwrap());
+            assert!(ra != rb, "one import writes, the other skips: {ra} {rb}");
+            assert_eq!(token_rows(&db, issued.session.id).await.len(), 2);
+            assert_eq!(a.export_user(u).await.unwrap().pop().unwrap(), export);
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::error::AuthResult;
 use crate::pg::sessions::PgSessions;
 use crate::pg::types::spawn_request;
 use crate::{ActorEnv, Storage};
-use model::Session;
+use model::{Session, SessionExport};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use state::{Issued, LogoutScope, SessionManagerState};
 use std::sync::Arc;
@@ -44,6 +44,12 @@ pub enum SessionManagerMessage {
     Downgrade { user_id: Uuid, method: String, reply: Reply<()> },
     /// Number of sessions.
     Count { reply: Reply<usize> },
+    /// `ferrotrue migrate --sessions`: every session of a user with its refresh tokens (oldest
+    /// session first).
+    ExportUser { user_id: Uuid, reply: Reply<Vec<SessionExport>> },
+    /// `ferrotrue migrate --sessions`: writes an exported session and its tokens in one
+    /// transaction. `false`: a session with that id is already here (nothing written).
+    Import { export: SessionExport, reply: Reply<bool> },
     /// Periodic: delete refresh tokens revoked more than a day ago.
     SweepRevoked,
     /// Test hook: panic inside the handler.
@@ -123,6 +129,10 @@ impl Actor for SessionManager {
             Count { reply } => {
                 let _ = reply.send(Ok(state.count()));
             }
+            ExportUser { user_id, reply } => {
+                let _ = reply.send(Ok(state.export_user(user_id)));
+            }
+            Import { export, reply } => send_reply(reply, state.import(export)),
             SweepRevoked => match state.sweep_revoked(REVOKED_TOKEN_RETENTION) {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(deleted = n, "swept revoked refresh tokens"),
@@ -198,6 +208,14 @@ impl Sessions {
     /// See [`SessionManagerMessage::Count`].
     pub async fn count(&self) -> AuthResult<usize> {
         call(&self.current(), self.timeout, |reply| SessionManagerMessage::Count { reply }).await
+    }
+    /// See [`SessionManagerMessage::ExportUser`].
+    pub async fn export_user(&self, user_id: Uuid) -> AuthResult<Vec<SessionExport>> {
+        call(&self.current(), self.timeout, |reply| SessionManagerMessage::ExportUser { user_id, reply }).await
+    }
+    /// See [`SessionManagerMessage::Import`].
+    pub async fn import(&self, export: SessionExport) -> AuthResult<bool> {
+        call(&self.current(), self.timeout, |reply| SessionManagerMessage::Import { export, reply }).await
     }
     /// Test hook: makes the manager panic while handling this call.
     #[cfg(feature = "fault-injection")]

@@ -79,3 +79,26 @@ impl RefreshTokenV1 {
         }
     }
 }
+
+/// A session with its refresh tokens, as `ferrotrue migrate --sessions` moves it between
+/// backends ([`super::SessionManagerMessage::ExportUser`] / [`super::SessionManagerMessage::Import`]).
+/// Plain data, never stored as such: each backend writes its own records from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionExport {
+    pub session: Session,
+    /// Oldest first (issue order): the importer numbers them in this order, so the newest stays
+    /// the session's active token.
+    pub tokens: Vec<TokenExport>,
+}
+
+/// One refresh token of a [`SessionExport`]: only its digest, never a raw value. On import it
+/// gets a fresh `seq` and a zero nonce (as [`RefreshTokenV1::migrate`]): it works by digest, and
+/// a replay of its parent mints a new child instead of recomputing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenExport {
+    pub digest: [u8; 32],
+    pub parent: Option<[u8; 32]>,
+    pub revoked: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
