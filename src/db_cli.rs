@@ -57,8 +57,10 @@ pub async fn run(action: DbAction, vars: &HashMap<String, String>, url: Option<&
             }
             Ok(MigrateOutcome::AlreadyCurrent { newer }) => {
                 println!(
-                    "schema {ns:?} in {target} is current (GoTrue {latest}{}): nothing changed",
-                    newer_note(&newer)
+                    "schema {ns:?} in {target} is current (GoTrue {latest}{}): nothing changed in it; ferrotrue's own \
+                     schema {:?} is current",
+                    newer_note(&newer),
+                    schema::side_schema(&ns)
                 );
                 ExitCode::SUCCESS
             }
@@ -70,7 +72,24 @@ pub async fn run(action: DbAction, vars: &HashMap<String, String>, url: Option<&
         DbAction::Check => match db.inspect().await {
             Ok(SchemaState::Current { newer }) => {
                 println!("schema {ns:?} in {target} is current (GoTrue {latest}{})", newer_note(&newer));
-                ExitCode::SUCCESS
+                match db.side_schema_current().await {
+                    Ok(true) => {
+                        println!("ferrotrue's own schema {:?} is current", schema::side_schema(&ns));
+                        ExitCode::SUCCESS
+                    }
+                    Ok(false) => {
+                        println!(
+                            "ferrotrue's own schema {:?} is missing or older than this build: `ferrotrue db migrate` \
+                             (or starting a node) brings it up to date without touching {ns:?}",
+                            schema::side_schema(&ns)
+                        );
+                        ExitCode::from(1)
+                    }
+                    Err(e) => {
+                        eprintln!("ferrotrue: {e}");
+                        ExitCode::from(1)
+                    }
+                }
             }
             Ok(SchemaState::Empty) => {
                 println!("schema {ns:?} in {target} does not exist yet: `ferrotrue db migrate` creates it");

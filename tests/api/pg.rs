@@ -421,6 +421,19 @@ async fn db_migrate_and_check_commands() {
     let (code, out, err) = run(&["db", "check"], &[("GOTRUE_DB_DRIVER", "postgres"), ("GOTRUE_DB_DATABASE_URL", &url)]);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("is current"), "{out}");
+    assert!(out.contains("ferrotrue's own schema \"auth_ferrotrue\" is current"), "{out}");
+    // ferrotrue's own schema is checked too, and recreated without touching GoTrue's.
+    let before = snapshot(&url, "auth").await;
+    client(&url).await.batch_execute("DROP SCHEMA auth_ferrotrue CASCADE").await.unwrap();
+    let (code, out, _) = run(&["db", "check", "--url", &url], &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("\"auth_ferrotrue\" is missing or older"), "{out}");
+    let (code, out, err) = run(&["db", "migrate", "--url", &url], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("nothing changed in it"), "{out}");
+    assert_eq!(snapshot(&url, "auth").await, before, "GoTrue's schema is untouched");
+    let (code, out, _) = run(&["db", "check", "--url", &url], &[]);
+    assert_eq!(code, Some(0), "{out}");
     let (code, _, err) = run(&["db", "migrate", "--url", "mysql://root:hunter2@localhost/x"], &[]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("not a postgres:// URL") && !err.contains("hunter2"), "{err}");

@@ -371,6 +371,12 @@ impl Db {
         schema::migrate(&mut client, &self.namespace).await
     }
 
+    /// True when ferrotrue's own schema (`<ns>_ferrotrue`) has every migration this build needs.
+    pub async fn side_schema_current(&self) -> Result<bool, PgError> {
+        let client = self.client().await?;
+        schema::side_schema_current(&**client, &self.namespace).await
+    }
+
     /// Reads the schema's state without changing anything (see [`schema::inspect`]).
     pub async fn inspect(&self) -> Result<SchemaState, PgError> {
         let client = self.client().await?;
