@@ -131,6 +131,11 @@ impl TestServer {
         self.request(Method::GET, path).bearer_auth(token).send().await.expect("request")
     }
 
+    /// `GET path` with a bearer token, the body as JSON (whatever the status).
+    pub async fn get_json(&self, path: &str, token: &str) -> Value {
+        self.get_auth(path, token).await.json().await.expect("json")
+    }
+
     pub async fn put_auth(&self, path: &str, token: &str, body: Value) -> Response {
         self.request(Method::PUT, path).bearer_auth(token).json(&body).send().await.expect("request")
     }
@@ -232,6 +237,45 @@ pub fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> 
         }
     }
     out
+}
+
+/// Waits until a server spawned as a process answers `GET /health` with 200 (at most 30 s).
+pub async fn wait_healthy(base: &str) {
+    let http = reqwest::Client::new();
+    for _ in 0..600 {
+        if http.get(format!("{base}/health")).send().await.is_ok_and(|r| r.status() == 200) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the server at {base} did not answer GET /health");
+}
+
+/// The claims of a JWT, read without verifying it (what a client sees).
+pub fn claims(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT has three parts");
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url"))
+        .expect("JSON claims")
+}
+
+/// The claims of an access token after checking its HS256 signature with [`SECRET`].
+pub fn verified_claims(token: &str) -> Value {
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.validate_aud = false;
+    jsonwebtoken::decode::<Value>(token, &jsonwebtoken::DecodingKey::from_secret(SECRET.as_bytes()), &validation)
+        .expect("access token verifies with the secret")
+        .claims
+}
+
+/// A session's access token.
+pub fn access(session: &Value) -> String {
+    session["access_token"].as_str().expect("access_token").to_owned()
+}
+
+/// A session's refresh token.
+pub fn refresh_token(session: &Value) -> String {
+    session["refresh_token"].as_str().expect("refresh_token").to_owned()
 }
 
 pub fn sign(claims: &Value, secret: &str, alg: jsonwebtoken::Algorithm) -> String {

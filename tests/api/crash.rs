@@ -3,7 +3,7 @@
 //! same directory, and every acknowledged user and every client's last acknowledged refresh
 //! token must still work.
 
-use crate::common::{unique_email, PASSWORD};
+use crate::common::{unique_email, wait_healthy, PASSWORD};
 use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -34,18 +34,6 @@ fn spawn(dir: &std::path::Path, port: u16) -> Child {
         .expect("spawn ferrotrue")
 }
 
-async fn wait_healthy(http: &reqwest::Client, base: &str) {
-    for _ in 0..200 {
-        if let Ok(r) = http.get(format!("{base}/health")).send().await {
-            if r.status() == 200 {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("server at {base} did not become healthy");
-}
-
 async fn post(http: &reqwest::Client, url: String, body: Value) -> Option<Value> {
     let resp = http.post(url).json(&body).timeout(Duration::from_secs(10)).send().await.ok()?;
     if resp.status() != 200 {
@@ -61,7 +49,7 @@ async fn kill_9_loses_no_acknowledged_write() {
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let mut child = spawn(dir.path(), port);
-    wait_healthy(&http, &base).await;
+    wait_healthy(&base).await;
 
     // Refresh clients: each holds one session and keeps rotating it.
     const REFRESHERS: usize = 6;
@@ -115,7 +103,7 @@ async fn kill_9_loses_no_acknowledged_write() {
 
     // Restart on the same directory: everything acknowledged is there.
     let mut child = spawn(dir.path(), port);
-    wait_healthy(&http, &base).await;
+    wait_healthy(&base).await;
     for email in &users {
         let login =
             post(&http, format!("{base}/token?grant_type=password"), json!({"email": email, "password": PASSWORD}))

@@ -138,15 +138,6 @@ fn assert_error_redirect(location: &str, target: &str, code: &str) {
     assert!(param(&pairs, "access_token").is_none(), "{location}");
 }
 
-/// Claims of a token this server signed (signature checked).
-fn claims(jwt: &str) -> Value {
-    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
-    validation.validate_aud = false;
-    jsonwebtoken::decode::<Value>(jwt, &jsonwebtoken::DecodingKey::from_secret(SECRET.as_bytes()), &validation)
-        .expect("a token signed by the server")
-        .claims
-}
-
 /// `GET /user` with `token`; asserts 200.
 async fn get_user(server: &TestServer, token: &str) -> Value {
     let resp = server.get_auth("/user", token).await;
@@ -326,7 +317,7 @@ async fn signup_link_redirects_with_gotrue_fragment_and_a_working_session() {
     assert!(mails[0].body().contains(&code));
 
     let access = assert_session_redirect(&click(&link).await, SITE, "signup");
-    let c = claims(&access);
+    let c = verified_claims(&access);
     assert_eq!(c["email"], email.as_str());
     assert_eq!(c["amr"][0]["method"], "otp", "{c}");
     assert!(c["session_id"].is_string(), "{c}");
@@ -352,7 +343,7 @@ async fn signup_code_verifies_with_type_email() {
     let session = verify_ok(&server, json!({"type": "email", "email": email.to_uppercase(), "token": code})).await;
     assert_eq!(session["user"]["email"], email.as_str());
     assert!(session["user"]["email_confirmed_at"].is_string());
-    assert_eq!(claims(session["access_token"].as_str().unwrap())["amr"][0]["method"], "otp");
+    assert_eq!(verified_claims(session["access_token"].as_str().unwrap())["amr"][0]["method"], "otp");
     // Single use.
     let again = server.post("/verify", json!({"type": "email", "email": email, "token": code})).await;
     let body = assert_error(again, 403, "otp_expired").await;
@@ -607,7 +598,7 @@ async fn magic_link_and_otp_codes_sign_in_a_confirmed_user() {
     let link = mail.verify_link().unwrap();
     assert_eq!(query(&link, "type").as_deref(), Some("magiclink"));
     let access = assert_session_redirect(&click(&link).await, SITE, "magiclink");
-    assert_eq!(claims(&access)["amr"][0]["method"], "otp");
+    assert_eq!(verified_claims(&access)["amr"][0]["method"], "otp");
     assert_eq!(get_user(&server, &access).await["email"], email.as_str());
 
     // POST /otp is the same mail; its code works with type magiclink ...
@@ -989,7 +980,7 @@ async fn secure_email_change_needs_both_links() {
     assert_eq!(me["new_email"], new.as_str());
     // Second link applies it.
     let access = assert_session_redirect(&click(&to_new.verify_link().unwrap()).await, SITE, "email_change");
-    assert_eq!(claims(&access)["email"], new.as_str());
+    assert_eq!(verified_claims(&access)["email"], new.as_str());
     assert_email_changed(&server, &access, &old, &new).await;
 }
 
@@ -1215,7 +1206,7 @@ async fn pkce_signup_link_gives_a_code_for_one_exchange() {
     assert!(session["refresh_token"].is_string());
     assert_eq!(session["user"]["email"], email.as_str());
     assert!(session["user"]["email_confirmed_at"].is_string());
-    let c = claims(session["access_token"].as_str().unwrap());
+    let c = verified_claims(session["access_token"].as_str().unwrap());
     assert_eq!(c["amr"][0]["method"], "email/signup", "{c}");
     assert_eq!(get_user(&server, session["access_token"].as_str().unwrap()).await["email"], email.as_str());
 
@@ -1249,7 +1240,7 @@ async fn pkce_recovery_link_gives_a_code() {
     let resp = pkce_exchange(&server, &auth_code, &verifier).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let session: Value = resp.json().await.unwrap();
-    assert_eq!(claims(session["access_token"].as_str().unwrap())["amr"][0]["method"], "recovery");
+    assert_eq!(verified_claims(session["access_token"].as_str().unwrap())["amr"][0]["method"], "recovery");
     // A reused PKCE link: the error is in the query as well as the fragment.
     let location = click(&link).await;
     assert_eq!(query(&location, "error_code").as_deref(), Some("otp_expired"), "{location}");
@@ -1569,7 +1560,7 @@ async fn pkce_magic_link_expiry_counts_from_the_click() {
     let resp = pkce_exchange(&server, &auth_code, &verifier).await;
     assert_eq!(resp.status(), StatusCode::OK, "exchange right after the click");
     let session: Value = resp.json().await.unwrap();
-    assert_eq!(claims(session["access_token"].as_str().unwrap())["amr"][0]["method"], "magiclink");
+    assert_eq!(verified_claims(session["access_token"].as_str().unwrap())["amr"][0]["method"], "magiclink");
 }
 
 #[tokio::test]

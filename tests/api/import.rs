@@ -2,11 +2,10 @@
 //! hashes kept), identities and metadata visible through the API afterwards, idempotent
 //! re-runs, per-line errors, and the refusals (missing file, a server holding the directory).
 
-use crate::common::{service_role_token, SECRET};
+use crate::common::{service_role_token, wait_healthy, SECRET};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
 
 fn bin() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrotrue"));
@@ -44,15 +43,8 @@ async fn serve(data: &Path) -> Served {
         .spawn()
         .unwrap();
     let served = Served { child, base: format!("http://127.0.0.1:{port}") };
-    for _ in 0..600 {
-        if let Ok(r) = reqwest::get(format!("{}/health", served.base)).await {
-            if r.status() == 200 {
-                return served;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the server did not answer /health");
+    wait_healthy(&served.base).await;
+    served
 }
 
 async fn login(base: &str, email: &str, password: &str) -> reqwest::Response {

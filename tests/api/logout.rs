@@ -8,14 +8,6 @@ use jsonwebtoken::Algorithm;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-fn access(session: &Value) -> String {
-    session["access_token"].as_str().expect("access_token").to_owned()
-}
-
-fn refresh_token(session: &Value) -> String {
-    session["refresh_token"].as_str().expect("refresh_token").to_owned()
-}
-
 /// `POST /logout{query}` that must answer 204 with an empty body.
 async fn logout_ok(server: &TestServer, token: &str, query: &str) {
     let resp =

@@ -23,15 +23,6 @@ pub(crate) fn code_at(secret: &str, offset_steps: i64) -> String {
     t.generate(now as u64).to_string()
 }
 
-fn claims(token: &str) -> Value {
-    let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
-}
-
-fn access(s: &Value) -> String {
-    s["access_token"].as_str().unwrap().to_owned()
-}
-
 async fn enroll(server: &TestServer, token: &str, name: &str) -> Value {
     let resp = server.post_auth("/factors", token, json!({"factor_type": "totp", "friendly_name": name})).await;
     assert_eq!(resp.status(), 200);
@@ -263,15 +254,7 @@ async fn admin_factor_routes_and_audit() {
     let (s, fid, _) = mfa_user(&server).await;
     let uid = s["user"]["id"].as_str().unwrap().to_owned();
     let admin = service_role_token();
-    let list: Value = server
-        .request(Method::GET, &format!("/admin/users/{uid}/factors"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = server.get_json(&format!("/admin/users/{uid}/factors"), &admin).await;
     assert_eq!(list[0]["id"], fid.as_str());
     let resp = server
         .request(Method::PUT, &format!("/admin/users/{uid}/factors/{fid}"))
@@ -297,25 +280,9 @@ async fn admin_factor_routes_and_audit() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.json::<Value>().await.unwrap()["id"], fid.as_str());
-    let list: Value = server
-        .request(Method::GET, &format!("/admin/users/{uid}/factors"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = server.get_json(&format!("/admin/users/{uid}/factors"), &admin).await;
     assert_eq!(list, json!([]));
-    let audit: Value = server
-        .request(Method::GET, "/admin/audit?query=type:factor")
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit: Value = server.get_json("/admin/audit?query=type:factor", &admin).await;
     let actions: Vec<&str> =
         audit.as_array().unwrap().iter().map(|e| e["payload"]["action"].as_str().unwrap()).collect();
     for a in ["factor_in_progress", "challenge_created", "verification_attempted", "factor_updated", "factor_deleted"] {
@@ -478,14 +445,6 @@ async fn soft_delete_removes_factors() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let list: Value = server
-        .request(Method::GET, &format!("/admin/users/{uid}/factors"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = server.get_json(&format!("/admin/users/{uid}/factors"), &admin).await;
     assert_eq!(list, json!([]));
 }

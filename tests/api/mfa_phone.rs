@@ -54,15 +54,6 @@ async fn last_code(hook: &MockServer) -> String {
     hooked(hook).await.last().unwrap()["otp"].as_str().unwrap().to_owned()
 }
 
-fn claims(token: &str) -> Value {
-    let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
-}
-
-fn access(s: &Value) -> String {
-    s["access_token"].as_str().unwrap().to_owned()
-}
-
 async fn enroll(server: &TestServer, token: &str, phone: &str) -> String {
     let resp = server.post_auth("/factors", token, json!({"factor_type": "phone", "phone": phone})).await;
     assert_eq!(resp.status(), 200);

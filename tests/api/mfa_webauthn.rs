@@ -151,15 +151,6 @@ async fn start() -> TestServer {
     TestServer::start_with(enabled).await
 }
 
-fn access(s: &Value) -> String {
-    s["access_token"].as_str().unwrap().to_owned()
-}
-
-fn claims(token: &str) -> Value {
-    let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&B64.decode(payload).unwrap()).unwrap()
-}
-
 fn amr(token: &str) -> Vec<String> {
     claims(token)["amr"].as_array().unwrap().iter().map(|m| m["method"].as_str().unwrap().to_owned()).collect()
 }
@@ -536,15 +527,7 @@ async fn admin_routes_list_and_delete_webauthn_factors() {
     let (email, s, fid, _) = registered(&server).await;
     let uid = s["user"]["id"].as_str().unwrap().to_owned();
     let admin = service_role_token();
-    let list: Value = server
-        .request(Method::GET, &format!("/admin/users/{uid}/factors"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = server.get_json(&format!("/admin/users/{uid}/factors"), &admin).await;
     assert_eq!((list[0]["id"].as_str(), list[0]["factor_type"].as_str()), (Some(fid.as_str()), Some("webauthn")));
     assert!(list[0].get("web_authn_credential").is_none(), "the credential stays inside: {list}");
     let resp = server
@@ -560,15 +543,7 @@ async fn admin_routes_list_and_delete_webauthn_factors() {
     let user: Value = server.get_auth("/user", &access(&server.login(&email).await)).await.json().await.unwrap();
     assert!(user.get("factors").is_none_or(|f| f.as_array().is_some_and(Vec::is_empty)), "{user}");
     // The audit log names the factor type.
-    let audit: Value = server
-        .request(Method::GET, "/admin/audit?query=type:factor")
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit: Value = server.get_json("/admin/audit?query=type:factor", &admin).await;
     let entries: Vec<(&str, &str)> = audit
         .as_array()
         .unwrap()

@@ -51,10 +51,6 @@ async fn records(server: &TestServer) -> Vec<User> {
     server.actors.users.list(1, 10_000, None, true).await.unwrap().items
 }
 
-fn access(s: &Value) -> String {
-    s["access_token"].as_str().unwrap().to_owned()
-}
-
 const BEA_PASSWORD: &str = "bcrypt-pass-1";
 
 /// Imports Bea (GoTrue shape, bcrypt hash, an email and a GitHub identity) into `dir`.
@@ -349,12 +345,6 @@ async fn postgres_to_sled_serves_the_same_users() {
     assert_eq!(resp.status(), 200, "bcrypt after sled → Postgres → sled");
     server.login(&users[2].email).await;
     check_totp(&server, &totp).await;
-}
-
-fn claims(token: &str) -> Value {
-    use base64::Engine;
-    let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
 
 /// At a destination: T2 refreshes in its session (200, same `session_id`), then presenting T

@@ -286,10 +286,6 @@ async fn me(server: &TestServer, access: &str) -> Value {
     resp.json().await.unwrap()
 }
 
-fn claims_of(access: &str) -> Value {
-    jsonwebtoken::dangerous::insecure_decode::<Value>(access).unwrap().claims
-}
-
 /// PKCE pair (RFC 7636 appendix B).
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
@@ -368,7 +364,7 @@ async fn github_implicit_sign_up_then_sign_in() {
     assert_eq!(f["provider_token"], "gh-access");
     assert_eq!(f["provider_refresh_token"], "gh-refresh");
     assert_eq!(f["token_type"], "bearer");
-    let claims = claims_of(&f["access_token"]);
+    let claims = claims(&f["access_token"]);
     assert_eq!(claims["amr"][0]["method"], "oauth");
     assert_eq!(claims["app_metadata"]["provider"], "github");
 
@@ -428,7 +424,7 @@ async fn github_pkce_exchange_returns_the_provider_tokens_once() {
     assert_eq!(session["provider_token"], "gh-access");
     assert_eq!(session["provider_refresh_token"], "gh-refresh");
     assert_eq!(session["user"]["email"], "pkce-octo@example.com");
-    assert_eq!(claims_of(session["access_token"].as_str().unwrap())["amr"][0]["method"], "oauth");
+    assert_eq!(claims(session["access_token"].as_str().unwrap())["amr"][0]["method"], "oauth");
     let again = server.post("/token?grant_type=pkce", json!({"auth_code": code, "code_verifier": VERIFIER})).await;
     assert_error(again, 404, "flow_state_not_found").await;
 }
@@ -989,7 +985,7 @@ async fn id_token_grant_verifies_signature_audience_expiry_and_nonce() {
     let session: Value = resp.json().await.unwrap();
     assert_eq!(session["user"]["email"], "idt@example.com");
     assert_eq!(session["user"]["app_metadata"]["provider"], "oidc");
-    assert_eq!(claims_of(session["access_token"].as_str().unwrap())["amr"][0]["method"], "oauth");
+    assert_eq!(claims(session["access_token"].as_str().unwrap())["amr"][0]["method"], "oauth");
     // The same subject again: the same user.
     let token = id_token(&oidc_claims(&issuer, "idt-1", "idt@example.com", &sha256_hex(nonce)));
     let again: Value = id_token_grant(&server, json!({"provider": "oidc", "id_token": token, "nonce": nonce}))

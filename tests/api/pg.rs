@@ -5,36 +5,16 @@
 //! Runs against a real PostgreSQL: `./test.sh` starts a throw-away cluster (tests/pg/cluster.sh)
 //! and sets FERROTRUE_TEST_DATABASE_URL (a superuser URL). Each test creates its own database.
 
+use ferrotrue_actors::pg::testing::{admin_url, fresh_database as fresh_db};
 use ferrotrue_actors::pg::{schema, Db, MigrateOutcome, PgError, PgSettings, SchemaState};
 use std::process::Command;
 use tokio_postgres::NoTls;
-
-/// The cluster's URL, or a failure telling how to get one (these tests never pass silently).
-fn admin_url() -> String {
-    std::env::var("FERROTRUE_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| {
-        panic!(
-            "FERROTRUE_TEST_DATABASE_URL is not set: run ./test.sh (it starts a throw-away PostgreSQL), or \
-             `D=$(tests/pg/cluster.sh start) && export FERROTRUE_TEST_DATABASE_URL=$(tests/pg/cluster.sh url $D)` \
-             before cargo test, and `tests/pg/cluster.sh stop $D` afterwards"
-        )
-    })
-}
 
 /// A client on `url` (plain TCP: the test cluster has no TLS).
 async fn client(url: &str) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(url, NoTls).await.expect("connect to the test cluster");
     tokio::spawn(conn);
     client
-}
-
-/// A new, empty database; its URL.
-async fn fresh_db() -> String {
-    let admin = admin_url();
-    let name = format!("ft_{}", uuid::Uuid::new_v4().simple());
-    client(&admin).await.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-    let mut url = url::Url::parse(&admin).unwrap();
-    url.set_path(&format!("/{name}"));
-    url.to_string()
 }
 
 fn settings(url: &str, namespace: &str) -> PgSettings {
@@ -464,15 +444,7 @@ async fn selecting_postgres_serves_from_it_and_writes_no_data_directory() {
         .unwrap();
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let mut healthy = false;
-    for _ in 0..200 {
-        if http.get(format!("{base}/health")).send().await.is_ok_and(|r| r.status() == 200) {
-            healthy = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(healthy, "the server did not start on Postgres");
+    crate::common::wait_healthy(&base).await;
     let resp = http
         .post(format!("{base}/signup"))
         .json(&serde_json::json!({"email": "pg@example.com", "password": "correct-horse-9"}))

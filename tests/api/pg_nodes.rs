@@ -7,7 +7,7 @@
 //! Needs the test cluster (`FERROTRUE_TEST_DATABASE_URL`, started by `./test.sh`), whatever
 //! backend the rest of the suite runs on.
 
-use crate::common::{unique_email, TestServer, PASSWORD};
+use crate::common::{unique_email, wait_healthy, TestServer, PASSWORD};
 use ferrotrue_actors::pg::testing::fresh_database;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -49,17 +49,9 @@ impl Node {
             .spawn()
             .expect("spawn ferrotrue");
         let node = Node { child, base: format!("http://127.0.0.1:{port}") };
-        let http = reqwest::Client::new();
-        for _ in 0..400 {
-            if let Ok(r) = http.get(format!("{}/health", node.base)).send().await {
-                if r.status() == 200 {
-                    assert!(!data.path().join("unused").exists(), "a Postgres node created a data directory");
-                    return node;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("node at {} did not become healthy", node.base);
+        wait_healthy(&node.base).await;
+        assert!(!data.path().join("unused").exists(), "a Postgres node created a data directory");
+        node
     }
 
     fn url(&self, path: &str) -> String {

@@ -6,15 +6,6 @@ use ferrotrue_actors::clock::Timestamp;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-/// Claims of an access token, verified with the test secret (HS256, audience not checked).
-fn claims(token: &str) -> Value {
-    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
-    validation.validate_aud = false;
-    jsonwebtoken::decode::<Value>(token, &jsonwebtoken::DecodingKey::from_secret(SECRET.as_bytes()), &validation)
-        .expect("access token verifies with the secret")
-        .claims
-}
-
 /// POST with a raw body and a JSON content type.
 async fn post_raw(server: &TestServer, path: &str, body: &str) -> reqwest::Response {
     server
@@ -103,7 +94,7 @@ async fn email_signup_returns_a_session() {
     assert_eq!(identity["identity_data"]["name"], "Ann");
 
     // Access token.
-    let c = claims(body["access_token"].as_str().expect("token"));
+    let c = verified_claims(body["access_token"].as_str().expect("token"));
     assert_eq!(c["sub"], id);
     assert_eq!(c["aud"], "authenticated", "aud is a plain string");
     assert_eq!(c["role"], "authenticated");
@@ -151,7 +142,7 @@ async fn phone_signup_stores_the_number_without_plus() {
     assert_eq!(identity["identity_data"]["phone"], phone.as_str());
     assert!(identity.get("email").is_none(), "identity email is omitted when empty: {identity}");
 
-    let c = claims(body["access_token"].as_str().expect("token"));
+    let c = verified_claims(body["access_token"].as_str().expect("token"));
     assert_eq!(c["phone"], phone.as_str());
     assert_eq!(c["email"], "");
     assert_eq!(c["amr"][0]["method"], "password");
@@ -529,7 +520,7 @@ async fn anonymous_signup_when_enabled() {
     assert_eq!(user["role"], "authenticated");
     assert_eq!(user["factors"], json!([]));
 
-    let c = claims(body["access_token"].as_str().expect("token"));
+    let c = verified_claims(body["access_token"].as_str().expect("token"));
     assert_eq!(c["is_anonymous"], true);
     assert_eq!(c["amr"][0]["method"], "anonymous");
     assert_eq!(c["sub"], user["id"]);
@@ -542,7 +533,7 @@ async fn anonymous_signup_when_enabled() {
     let resp = server.refresh(body["refresh_token"].as_str().expect("rt")).await;
     let refreshed = json_of(resp).await;
     assert_eq!(refreshed["user"]["is_anonymous"], true);
-    assert_eq!(claims(refreshed["access_token"].as_str().expect("token"))["is_anonymous"], true);
+    assert_eq!(verified_claims(refreshed["access_token"].as_str().expect("token"))["is_anonymous"], true);
 }
 
 #[tokio::test]

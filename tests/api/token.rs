@@ -10,21 +10,8 @@ use serde_json::{json, Map, Value};
 use std::time::Duration;
 use uuid::Uuid;
 
-/// Claims of an access token, verified with the test secret (HS256, audience not checked).
-fn claims(token: &str) -> Value {
-    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
-    validation.validate_aud = false;
-    jsonwebtoken::decode::<Value>(token, &jsonwebtoken::DecodingKey::from_secret(SECRET.as_bytes()), &validation)
-        .expect("access token verifies with the secret")
-        .claims
-}
-
 fn access_token(session: &Value) -> &str {
     session["access_token"].as_str().expect("access_token")
-}
-
-fn refresh_token(session: &Value) -> String {
-    session["refresh_token"].as_str().expect("refresh_token").to_owned()
 }
 
 fn user_id(session: &Value) -> Uuid {
@@ -150,7 +137,7 @@ async fn password_grant_with_email() {
     assert_eq!(body["user"]["factors"], json!([]));
     assert_eq!(body["user"]["identities"][0]["provider"], "email");
 
-    let c = claims(access_token(&body));
+    let c = verified_claims(access_token(&body));
     assert_eq!(c["sub"], body["user"]["id"]);
     assert_eq!(c["aud"], "authenticated");
     assert_eq!(c["role"], "authenticated");
@@ -158,7 +145,7 @@ async fn password_grant_with_email() {
     assert_eq!(c["aal"], "aal1");
     assert_eq!(c["amr"][0]["method"], "password");
     assert_eq!(c["exp"], body["expires_at"]);
-    assert_ne!(c["session_id"], claims(access_token(&signup))["session_id"], "each sign-in is a new session");
+    assert_ne!(c["session_id"], verified_claims(access_token(&signup))["session_id"], "each sign-in is a new session");
 }
 
 #[tokio::test]
@@ -171,7 +158,7 @@ async fn password_grant_with_phone_with_and_without_plus() {
         let body = ok_json(password_grant(&server, json!({"phone": given, "password": PASSWORD})).await).await;
         assert_eq!(body["user"]["id"], signup["user"]["id"], "{given}");
         assert_eq!(body["user"]["phone"], phone.as_str());
-        let c = claims(access_token(&body));
+        let c = verified_claims(access_token(&body));
         assert_eq!(c["phone"], phone.as_str());
         assert_eq!(c["amr"][0]["method"], "password");
     }
@@ -339,7 +326,7 @@ async fn imported_bcrypt_hash_logs_in_and_is_upgraded_to_argon2id() {
 
     let body = ok_json(password_grant(&server, json!({"email": email, "password": "imported-pass"})).await).await;
     assert_eq!(body["user"]["id"], user.id.to_string());
-    assert_eq!(claims(access_token(&body))["amr"][0]["method"], "password");
+    assert_eq!(verified_claims(access_token(&body))["amr"][0]["method"], "password");
 
     let stored = server.actors.users.get(user.id).await.expect("get").expect("user");
     let upgraded = stored.encrypted_password.expect("hash");
@@ -384,8 +371,8 @@ async fn refresh_rotates_and_keeps_the_session() {
     assert_eq!(body["user"]["factors"], json!([]));
     assert!(body.get("weak_password").is_none());
 
-    let before = claims(access_token(&signup));
-    let after = claims(access_token(&body));
+    let before = verified_claims(access_token(&signup));
+    let after = verified_claims(access_token(&body));
     assert_eq!(after["session_id"], before["session_id"], "refresh keeps the session");
     assert_eq!(after["sub"], before["sub"]);
     assert_eq!(after["amr"], before["amr"], "refresh adds no amr entry");
@@ -451,7 +438,7 @@ async fn concurrent_refreshes_of_one_token_all_get_the_same_new_token() {
     let server = TestServer::start().await;
     let signup = server.signup(&unique_email()).await;
     let t1 = refresh_token(&signup);
-    let session_id = claims(access_token(&signup))["session_id"].clone();
+    let session_id = verified_claims(access_token(&signup))["session_id"].clone();
 
     let tasks: Vec<_> = (0..20)
         .map(|_| {
@@ -476,7 +463,7 @@ async fn concurrent_refreshes_of_one_token_all_get_the_same_new_token() {
     for task in tasks {
         let (status, body) = task.await.expect("task");
         assert_eq!(status, StatusCode::OK, "{body}");
-        assert_eq!(claims(access_token(&body))["session_id"], session_id);
+        assert_eq!(verified_claims(access_token(&body))["session_id"], session_id);
         tokens.push(refresh_token(&body));
     }
     let first = tokens[0].clone();

@@ -10,14 +10,6 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-fn access(session: &Value) -> String {
-    session["access_token"].as_str().expect("access_token").to_owned()
-}
-
-fn refresh_token(session: &Value) -> String {
-    session["refresh_token"].as_str().expect("refresh_token").to_owned()
-}
-
 fn user_id(session: &Value) -> Uuid {
     Uuid::parse_str(session["user"]["id"].as_str().expect("user.id")).expect("user.id is a UUID")
 }
