@@ -30,11 +30,7 @@ impl<'a> FromSql<'a> for Timestamp {
 }
 
 /// A failed statement or connection: a 500 for the client (never its text: it may name
-/// tables and values), the detail in the server log.
-pub fn db_error(e: impl Into<super::PgError>) -> AuthError {
-    AuthError::internal("Database error").with_source(e.into())
-}
-
+/// tables and values), the detail kept as the error's source for the server log.
 impl From<super::PgError> for AuthError {
     fn from(e: super::PgError) -> Self {
         AuthError::internal("Database error").with_source(e)
@@ -43,7 +39,7 @@ impl From<super::PgError> for AuthError {
 
 impl From<tokio_postgres::Error> for AuthError {
     fn from(e: tokio_postgres::Error) -> Self {
-        db_error(e)
+        AuthError::from(super::PgError::from(e))
     }
 }
 
